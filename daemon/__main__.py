@@ -1,0 +1,5 @@
+import sys
+
+from tagd.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""What every analyzer is: a model, the input size it needs, raw results out.
+
+Analyzers never decide tags. They return raw findings (labels, scores, boxes
+in the pixels of the image they were given); the pipeline maps boxes to the
+original's pixels and stores them, and the tag policy derives tags later.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tagd.runtime.model import ManagedModel
+
+
+@dataclass(frozen=True)
+class Finding:
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in the given image's pixels
+
+
+class Analyzer(ABC):
+    name: str  # key of its results in the catalog and the export
+
+    def __init__(self, model: ManagedModel) -> None:
+        self.model = model
+
+    @property
+    def model_sha256(self) -> str:
+        return self.model.spec.sha256
+
+    @property
+    def min_long_side(self) -> int:
+        """The decode must give at least this many pixels on the long side."""
+        return max(self.model.spec.input)
+
+    @abstractmethod
+    def analyze(self, images: Sequence[np.ndarray]) -> list[list[Finding]]:
+        """Findings for each BGR image, in order."""

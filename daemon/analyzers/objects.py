@@ -1,0 +1,95 @@
+"""COCO objects with YOLOX: letterbox, one forward pass, grid decode, class-aware NMS."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from tagd.analyzers.base import Analyzer, Finding
+from tagd.runtime.model import ManagedModel
+
+STRIDES = (8, 16, 32)
+PAD_VALUE = 114
+
+
+def letterbox(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float]:
+    """Scale to fit, pad bottom/right with 114 (as YOLOX was trained); CHW float32."""
+    h, w = image.shape[:2]
+    ratio = min(width / w, height / h)
+    nw, nh = max(1, round(w * ratio)), max(1, round(h * ratio))
+    canvas = np.full((height, width, 3), PAD_VALUE, np.uint8)
+    canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return canvas.transpose(2, 0, 1).astype(np.float32), ratio
+
+
+def make_grids(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cell offsets and strides for every output row, in the model's order."""
+    grids, strides = [], []
+    for stride in STRIDES:
+        gh, gw = height // stride, width // stride
+        ys, xs = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+        grids.append(np.stack((xs, ys), -1).reshape(-1, 2))
+        strides.append(np.full((gh * gw, 1), stride))
+    return np.concatenate(grids).astype(np.float32), np.concatenate(strides).astype(np.float32)
+
+
+class ObjectDetector(Analyzer):
+    name = "objects"
+
+    def __init__(
+        self, model: ManagedModel, *, min_score: float, nms_iou: float, max_detections: int
+    ) -> None:
+        super().__init__(model)
+        self.labels = model.spec.labels
+        self.min_score = min_score
+        self.nms_iou = nms_iou
+        self.max_detections = max_detections
+        self.width, self.height = model.spec.input
+        self._grids, self._strides = make_grids(self.width, self.height)
+
+    def analyze(self, images: Sequence[np.ndarray]) -> list[list[Finding]]:
+        prepared = [letterbox(im, self.width, self.height) for im in images]
+        raw = self._infer(np.stack([p[0] for p in prepared]))
+        return [
+            self._decode(raw[i], ratio, images[i].shape[:2])
+            for i, (_, ratio) in enumerate(prepared)
+        ]
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        session = self.model.session()
+        if session.input_shape[0] == 1 and len(batch) > 1:
+            # A file exported with a fixed batch of 1 runs image by image.
+            return np.concatenate([session.run(batch[i : i + 1])[0] for i in range(len(batch))])
+        return session.run(batch)[0]
+
+    def _decode(self, out: np.ndarray, ratio: float, shape: tuple[int, ...]) -> list[Finding]:
+        cls = out[:, 5:].argmax(1)
+        scores = out[:, 4] * out[np.arange(len(out)), 5 + cls]
+        keep = scores >= self.min_score
+        if not keep.any():
+            return []
+        out, cls, scores = out[keep], cls[keep], scores[keep]
+        centre = (out[:, :2] + self._grids[keep]) * self._strides[keep]
+        size = np.exp(out[:, 2:4]) * self._strides[keep]
+        xywh = np.concatenate([centre - size / 2, size], 1) / ratio
+        picked = cv2.dnn.NMSBoxesBatched(
+            xywh.tolist(),
+            scores.tolist(),
+            cls.tolist(),
+            self.min_score,
+            self.nms_iou,
+            top_k=self.max_detections,
+        )
+        h, w = shape
+        findings = []
+        for i in np.asarray(picked, dtype=int).reshape(-1)[: self.max_detections]:
+            x, y, bw, bh = xywh[i]
+            box = (max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh))
+            findings.append(Finding(self.labels[cls[i]], float(scores[i]), _floats(box)))
+        return findings
+
+
+def _floats(box: tuple[float, ...]) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return x0, y0, x1, y1

@@ -1,0 +1,445 @@
+"""The catalog: every query tagd makes, in one readable place.
+
+Files point at contents (identified by a fingerprint), and everything an
+analyzer finds belongs to the content, so a renamed or moved file keeps its
+results and two copies of one photo are analysed once. An analysis is valid
+for (content, analyzer, model sha256): a new model re-runs only that analyzer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tagd.catalog.connect import connect
+from tagd.catalog.migrations import migrate
+
+
+@dataclass(frozen=True)
+class IndexedFile:
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_id: int | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One content to analyse, reachable through `path`."""
+
+    content_id: int
+    path: str
+    kind: str
+    missing: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Detection:
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in upright pixels
+    t: float | None = None  # seconds into a video
+
+
+@dataclass(frozen=True)
+class Tag:
+    name: str  # hierarchical, '|'-separated, e.g. "AI|Objects|dog"
+    score: float
+    source: str  # the analyzer the evidence came from
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A file with everything known about it, for status, tags and export."""
+
+    id: int
+    path: str
+    kind: str
+    status: str  # ok | error | pending
+    error: str | None
+    width: int | None
+    height: int | None
+    duration: float | None
+    content_id: int | None
+
+
+class Catalog:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = connect(path)
+        migrate(self.con)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit: a killed process leaves all of it or none of it."""
+        self.con.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    # ------------------------------------------------------------ meta
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.con.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # ------------------------------------------------------------ index
+
+    def files_under(self, prefix: str) -> dict[str, IndexedFile]:
+        """Files whose path is `prefix` or lies below it (a range scan on the index)."""
+        base = prefix.rstrip("/")
+        rows = self.con.execute(
+            "SELECT id, path, size, mtime_ns, content_id, error FROM files "
+            "WHERE path = ? OR (path >= ? AND path < ?)",
+            (base, base + "/", base + "0"),  # '0' sorts right after '/'
+        )
+        return {r[1]: IndexedFile(*r) for r in rows}
+
+    def content_by_fingerprint(self, fingerprint: str) -> int | None:
+        row = self.con.execute(
+            "SELECT id FROM contents WHERE fingerprint = ?", (fingerprint,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def ensure_content(self, fingerprint: str, kind: str) -> int:
+        existing = self.content_by_fingerprint(fingerprint)
+        if existing is not None:
+            return existing
+        cur = self.con.execute(
+            "INSERT INTO contents(fingerprint, kind) VALUES (?, ?)", (fingerprint, kind)
+        )
+        return int(cur.lastrowid or 0)
+
+    def add_file(
+        self,
+        path: str,
+        kind: str,
+        size: int,
+        mtime_ns: int,
+        content_id: int | None,
+        error: str | None,
+    ) -> int:
+        cur = self.con.execute(
+            "INSERT INTO files(path, kind, size, mtime_ns, content_id, error, added_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (path, kind, size, mtime_ns, content_id, error, time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def update_file(
+        self,
+        file_id: int,
+        *,
+        path: str,
+        size: int,
+        mtime_ns: int,
+        content_id: int | None,
+        error: str | None,
+    ) -> None:
+        self.con.execute(
+            "UPDATE files SET path = ?, size = ?, mtime_ns = ?, content_id = ?, error = ? "
+            "WHERE id = ?",
+            (path, size, mtime_ns, content_id, error, file_id),
+        )
+
+    def delete_files(self, ids: Iterable[int]) -> None:
+        self.con.executemany("DELETE FROM files WHERE id = ?", ((i,) for i in ids))
+
+    def drop_orphan_contents(self) -> int:
+        cur = self.con.execute(
+            "DELETE FROM contents WHERE id NOT IN "
+            "(SELECT content_id FROM files WHERE content_id IS NOT NULL)"
+        )
+        return cur.rowcount
+
+    # ------------------------------------------------------------ analysis
+
+    def pending(
+        self, analyzers: dict[str, str], limit: int = 10_000, prefixes: Sequence[str] = ()
+    ) -> list[WorkItem]:
+        """Contents missing an analysis by one of `analyzers` (name -> model sha256),
+        optionally only those with a file under one of `prefixes`."""
+        if not analyzers:
+            return []
+        missing_any = " OR ".join(
+            "NOT EXISTS (SELECT 1 FROM analyses a WHERE a.content_id = c.id "
+            "AND a.analyzer = ? AND a.model_sha256 = ?)"
+            for _ in analyzers
+        )
+        params: list[object] = [v for pair in analyzers.items() for v in pair]
+        under, under_params = _under(prefixes)
+        rows = self.con.execute(
+            "SELECT c.id, MIN(f.path), c.kind FROM contents c JOIN files f ON f.content_id = c.id "
+            f"WHERE c.error IS NULL AND f.error IS NULL AND ({missing_any}) AND {under} "
+            "GROUP BY c.id ORDER BY MIN(f.path) LIMIT ?",
+            [*params, *under_params, limit],
+        ).fetchall()
+        done = self._done_analyses([r[0] for r in rows])
+        return [
+            WorkItem(
+                content_id=cid,
+                path=path,
+                kind=kind,
+                missing=tuple(
+                    name for name, sha in analyzers.items() if done.get((cid, name)) != sha
+                ),
+            )
+            for cid, path, kind in rows
+        ]
+
+    def _done_analyses(self, content_ids: Sequence[int]) -> dict[tuple[int, str], str]:
+        done: dict[tuple[int, str], str] = {}
+        for chunk in _chunks(content_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for cid, name, sha in self.con.execute(
+                f"SELECT content_id, analyzer, model_sha256 FROM analyses "
+                f"WHERE content_id IN ({marks})",
+                chunk,
+            ):
+                done[(cid, name)] = sha
+        return done
+
+    def set_media_info(
+        self,
+        content_id: int,
+        *,
+        kind: str,
+        width: int,
+        height: int,
+        duration: float | None = None,
+    ) -> None:
+        self.con.execute(
+            "UPDATE contents SET kind = ?, width = ?, height = ?, duration = ?, error = NULL "
+            "WHERE id = ?",
+            (kind, width, height, duration, content_id),
+        )
+
+    def set_content_error(self, content_id: int, reason: str) -> None:
+        self.con.execute("UPDATE contents SET error = ? WHERE id = ?", (reason, content_id))
+
+    def save_analysis(
+        self, content_id: int, analyzer: str, model_sha256: str, detections: Sequence[Detection]
+    ) -> None:
+        """Replace this analyzer's raw results for the content (call inside a transaction)."""
+        self.con.execute(
+            "DELETE FROM detections WHERE content_id = ? AND analyzer = ?", (content_id, analyzer)
+        )
+        self.con.executemany(
+            "INSERT INTO detections(content_id, analyzer, t, label, score, x0, y0, x1, y1) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(content_id, analyzer, d.t, d.label, d.score, *d.box) for d in detections],
+        )
+        self.con.execute(
+            "INSERT INTO analyses(content_id, analyzer, model_sha256, done_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT(content_id, analyzer) DO UPDATE SET "
+            "model_sha256 = excluded.model_sha256, done_at = excluded.done_at",
+            (content_id, analyzer, model_sha256, time.time()),
+        )
+
+    def detections(self, content_id: int, analyzer: str | None = None) -> list[Detection]:
+        sql = "SELECT label, score, x0, y0, x1, y1, t FROM detections WHERE content_id = ?"
+        params: list[object] = [content_id]
+        if analyzer:
+            sql += " AND analyzer = ?"
+            params.append(analyzer)
+        return [
+            Detection(label=r[0], score=r[1], box=(r[2], r[3], r[4], r[5]), t=r[6])
+            for r in self.con.execute(sql + " ORDER BY t, score DESC, id", params)
+        ]
+
+    def analysed_contents(self, analyzer: str) -> list[int]:
+        return [
+            r[0]
+            for r in self.con.execute(
+                "SELECT content_id FROM analyses WHERE analyzer = ?", (analyzer,)
+            )
+        ]
+
+    # ------------------------------------------------------------ tags
+
+    def replace_tags(self, content_id: int, source: str, tags: Sequence[Tag]) -> bool:
+        """Set the derived tags of one source; returns True when they changed."""
+        before = self.con.execute(
+            "SELECT name, score FROM tags WHERE content_id = ? AND source = ? ORDER BY name",
+            (content_id, source),
+        ).fetchall()
+        after = sorted((t.name, t.score) for t in tags)
+        if [tuple(r) for r in before] == after:
+            return False
+        self.con.execute(
+            "DELETE FROM tags WHERE content_id = ? AND source = ?", (content_id, source)
+        )
+        self.con.executemany(
+            "INSERT INTO tags(content_id, name, score, source) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(content_id, name) DO UPDATE SET score = MAX(score, excluded.score)",
+            [(content_id, t.name, t.score, t.source) for t in tags],
+        )
+        return True
+
+    def tags(self, content_id: int) -> list[Tag]:
+        return [
+            Tag(*r)
+            for r in self.con.execute(
+                "SELECT name, score, source FROM tags WHERE content_id = ? ORDER BY name",
+                (content_id,),
+            )
+        ]
+
+    def search_tag(self, name: str) -> list[tuple[str, str, float]]:
+        """Files carrying a tag given by full path, leaf name or path prefix."""
+        rows = self.con.execute(
+            "SELECT f.path, t.name, t.score FROM tags t JOIN files f ON f.content_id = t.content_id "
+            "WHERE lower(t.name) = lower(?) OR lower(t.name) LIKE '%|' || lower(?) "
+            "OR lower(t.name) LIKE lower(?) || '|%' ORDER BY t.score DESC, f.path",
+            (name, name, name),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    # ------------------------------------------------------------ outbox
+
+    def enqueue(self, file_ids: Iterable[int], sink: str) -> None:
+        now = time.time()
+        self.con.executemany(
+            "INSERT INTO outbox(file_id, sink, due) VALUES (?, ?, ?) "
+            "ON CONFLICT(file_id, sink) DO UPDATE SET due = MIN(due, excluded.due)",
+            ((i, sink, now) for i in file_ids),
+        )
+
+    def enqueue_content(self, content_ids: Iterable[int], sink: str) -> None:
+        ids = list(content_ids)
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.con.execute(
+                f"SELECT id FROM files WHERE content_id IN ({marks})", chunk
+            ).fetchall()
+            self.enqueue((r[0] for r in rows), sink)
+
+    def due(self, sink: str, now: float, limit: int = 1000) -> list[tuple[int, str, int]]:
+        """(file id, path, content id) of queued writes that are due."""
+        rows = self.con.execute(
+            "SELECT f.id, f.path, f.content_id FROM outbox o JOIN files f ON f.id = o.file_id "
+            "WHERE o.sink = ? AND o.due <= ? ORDER BY o.due, f.path LIMIT ?",
+            (sink, now, limit),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def outbox_done(self, file_id: int, sink: str) -> None:
+        self.con.execute("DELETE FROM outbox WHERE file_id = ? AND sink = ?", (file_id, sink))
+
+    def outbox_failed(self, file_id: int, sink: str, error: str, retry_in: float) -> None:
+        self.con.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, due = ? "
+            "WHERE file_id = ? AND sink = ?",
+            (error, time.time() + retry_in, file_id, sink),
+        )
+
+    def outbox_attempts(self, file_id: int, sink: str) -> int:
+        row = self.con.execute(
+            "SELECT attempts FROM outbox WHERE file_id = ? AND sink = ?", (file_id, sink)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def outbox_errors(self) -> list[tuple[str, str, int, str]]:
+        rows = self.con.execute(
+            "SELECT f.path, o.sink, o.attempts, o.last_error FROM outbox o "
+            "JOIN files f ON f.id = o.file_id WHERE o.last_error IS NOT NULL ORDER BY f.path"
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    # ------------------------------------------------------------ reports
+
+    def records(
+        self, analyzers: dict[str, str], prefixes: Sequence[str] = ()
+    ) -> Iterator[FileRecord]:
+        """Every file with its status: error, ok (all `analyzers` done), or pending."""
+        done_all = (
+            " AND ".join(
+                "EXISTS (SELECT 1 FROM analyses a WHERE a.content_id = c.id "
+                "AND a.analyzer = ? AND a.model_sha256 = ?)"
+                for _ in analyzers
+            )
+            or "1"
+        )
+        params: list[object] = [v for pair in analyzers.items() for v in pair]
+        under, under_params = _under(prefixes)
+        params += under_params
+        sql = (
+            "SELECT f.id, f.path, COALESCE(c.kind, f.kind), COALESCE(f.error, c.error), "
+            f"c.width, c.height, c.duration, f.content_id, ({done_all}) "
+            "FROM files f LEFT JOIN contents c ON c.id = f.content_id "
+            f"WHERE {under} ORDER BY f.path"
+        )
+        for r in self.con.execute(sql, params):
+            status = "error" if r[3] else ("ok" if r[8] else "pending")
+            yield FileRecord(
+                id=r[0],
+                path=r[1],
+                kind=r[2],
+                status=status,
+                error=r[3],
+                width=r[4],
+                height=r[5],
+                duration=r[6],
+                content_id=r[7],
+            )
+
+    def file_by_path(self, path: str) -> IndexedFile | None:
+        row = self.con.execute(
+            "SELECT id, path, size, mtime_ns, content_id, error FROM files WHERE path = ?",
+            (path,),
+        ).fetchone()
+        return IndexedFile(*row) if row else None
+
+    def counts(self) -> dict[str, int]:
+        one = self.con.execute
+        return {
+            "files": one("SELECT COUNT(*) FROM files").fetchone()[0],
+            "contents": one("SELECT COUNT(*) FROM contents").fetchone()[0],
+            "detections": one("SELECT COUNT(*) FROM detections").fetchone()[0],
+            "tags": one("SELECT COUNT(*) FROM tags").fetchone()[0],
+            "outbox": one("SELECT COUNT(*) FROM outbox").fetchone()[0],
+        }
+
+
+def _under(prefixes: Sequence[str]) -> tuple[str, list[object]]:
+    """SQL matching files at or below any of `prefixes` (all files when empty)."""
+    if not prefixes:
+        return "1", []
+    clauses, params = [], []
+    for prefix in prefixes:
+        base = prefix.rstrip("/") or "/"
+        clauses.append("(f.path = ? OR (f.path >= ? AND f.path < ?))")
+        params += [base, base.rstrip("/") + "/", base.rstrip("/") + "0"]  # '0' follows '/'
+    return "(" + " OR ".join(clauses) + ")", params
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])

@@ -1,0 +1,104 @@
+"""The catalog schema as an ordered list of migrations.
+
+``PRAGMA user_version`` holds the number of migrations applied. A new schema
+change is a new entry at the end; existing entries are never edited, so any
+older catalog upgrades step by step inside one transaction each.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[str] = [
+    # 1: files, their content, and raw analyzer output.
+    """
+    CREATE TABLE contents (
+        id INTEGER PRIMARY KEY,
+        fingerprint TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('image', 'video')),
+        width INTEGER,
+        height INTEGER,
+        duration REAL,
+        error TEXT
+    );
+    CREATE TABLE files (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('image', 'video')),
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        content_id INTEGER REFERENCES contents(id),
+        error TEXT,
+        added_at REAL NOT NULL
+    );
+    CREATE INDEX files_content ON files(content_id);
+    CREATE TABLE analyses (
+        content_id INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
+        analyzer TEXT NOT NULL,
+        model_sha256 TEXT NOT NULL,
+        done_at REAL NOT NULL,
+        PRIMARY KEY (content_id, analyzer)
+    );
+    CREATE TABLE detections (
+        id INTEGER PRIMARY KEY,
+        content_id INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
+        analyzer TEXT NOT NULL,
+        t REAL,
+        label TEXT NOT NULL,
+        score REAL NOT NULL,
+        x0 REAL, y0 REAL, x1 REAL, y1 REAL
+    );
+    CREATE INDEX detections_content ON detections(content_id, analyzer);
+    """,
+    # 2: tags derived by the tag policy, and the outbox of writes to sinks.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE tags (
+        content_id INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        score REAL NOT NULL,
+        source TEXT NOT NULL,
+        PRIMARY KEY (content_id, name)
+    );
+    CREATE INDEX tags_name ON tags(name);
+    CREATE TABLE outbox (
+        file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        sink TEXT NOT NULL,
+        due REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        PRIMARY KEY (file_id, sink)
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(con: sqlite3.Connection) -> int:
+    return int(con.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(con: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the number of migrations applied."""
+    current = schema_version(con)
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"catalog schema {current} is newer than this tagd ({SCHEMA_VERSION}); upgrade tagd"
+        )
+    for number in range(current + 1, SCHEMA_VERSION + 1):
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[number - 1]):
+                con.execute(statement)
+            con.execute(f"PRAGMA user_version = {number}")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION - current
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would COMMIT on its own; split so each migration is one transaction.
+    return [s.strip() for s in script.split(";") if s.strip()]

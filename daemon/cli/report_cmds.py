@@ -1,0 +1,76 @@
+"""Read-only views of the catalog: `tagd status`, `tagd tags FILE`, `tagd search`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections import Counter
+
+from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    p = verbs.add_parser("status", help="counts by state; files in error with their reasons")
+    p.set_defaults(handler=status)
+    p = verbs.add_parser("tags", help="a file's tags with scores and where they came from")
+    p.add_argument("file")
+    p.set_defaults(handler=tags)
+    p = verbs.add_parser("search", help="find files by tag")
+    p.add_argument("--tag", required=True, help="full tag (AI|Objects|dog) or its last part (dog)")
+    p.set_defaults(handler=search)
+
+
+def status(ctx: Context, args: argparse.Namespace) -> int:
+    records = list(ctx.catalog.records(ctx.analyzer_shas()))
+    by_state = Counter(r.status for r in records)
+    by_kind = Counter(r.kind for r in records)
+    counts = ctx.catalog.counts()
+    print(f"catalog: {ctx.catalog.path}")
+    print(
+        f"files: {len(records)} ({by_kind['image']} images, {by_kind['video']} videos): "
+        f"{by_state['ok']} ok, {by_state['pending']} pending, {by_state['error']} error"
+    )
+    print(
+        f"detections: {counts['detections']}; tags: {counts['tags']}; "
+        f"queued writes: {counts['outbox']}"
+    )
+    errors = [r for r in records if r.status == "error"]
+    if errors:
+        print("files in error:")
+        for r in errors:
+            print(f"  {r.path}: {r.error}")
+    failed_writes = ctx.catalog.outbox_errors()
+    if failed_writes:
+        print("writes waiting for a retry:")
+        for path, sink, attempts, error in failed_writes:
+            print(f"  {sink} {path} (attempt {attempts}): {error}")
+    return EXIT_FAILURES if errors or failed_writes else EXIT_OK
+
+
+def tags(ctx: Context, args: argparse.Namespace) -> int:
+    path = os.path.abspath(args.file)
+    found = ctx.catalog.file_by_path(path)
+    if found is None:
+        raise UsageError(f"{path} is not in the catalog; run `tagd scan` on its folder first")
+    if found.error:
+        print(f"{path}: error: {found.error}")
+        return EXIT_FAILURES
+    if found.content_id is None:
+        print(f"{path}: not analysed yet")
+        return EXIT_OK
+    record = next(iter(ctx.catalog.records(ctx.analyzer_shas(), [path])))
+    print(f"{path}: {record.status}" + (f": {record.error}" if record.error else ""))
+    for tag in ctx.catalog.tags(found.content_id):
+        print(f"  {tag.name}  {tag.score:.2f}  (from {tag.source})")
+    for d in ctx.catalog.detections(found.content_id):
+        at = f" at {d.t:.1f}s" if d.t is not None else ""
+        box = ", ".join(f"{v:.0f}" for v in d.box)
+        print(f"    {d.label} {d.score:.2f} [{box}]{at}")
+    return EXIT_FAILURES if record.status == "error" else EXIT_OK
+
+
+def search(ctx: Context, args: argparse.Namespace) -> int:
+    hits = ctx.catalog.search_tag(args.tag)
+    for path, name, score in hits:
+        print(f"{score:.2f}  {name}  {path}")
+    return EXIT_OK if hits else EXIT_FAILURES

@@ -1,0 +1,117 @@
+"""`tagd scan`: index the library, analyse what is new, write the results."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
+from tagd.pipeline import AnalyzeReport, Pipeline, build_analyzers
+from tagd.scan.index import IndexReport, index_roots
+from tagd.scan.walk import Walker
+from tagd.sinks.deliver import DeliveryReport, deliver_xmp
+from tagd.sinks.xmp import XmpChange
+from tqdm import tqdm
+
+MAX_LISTED = 20
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    p = verbs.add_parser("scan", help="index, analyse and write tags for the library")
+    p.add_argument(
+        "paths", nargs="*", metavar="PATH", help="folders or files (default: library.roots)"
+    )
+    p.add_argument("--index-only", action="store_true", help="update the catalog, run no model")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print what would change in sidecars, write none"
+    )
+    p.set_defaults(handler=run)
+
+
+def make_walker(ctx: Context) -> Walker:
+    lib = ctx.settings.library
+    return Walker(
+        lib.image_extensions,
+        lib.video_extensions,
+        lib.exclude,
+        include_hidden=lib.include_hidden,
+        follow_symlinks=lib.follow_symlinks,
+    )
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    roots = [os.path.abspath(p) for p in (args.paths or ctx.settings.library.roots)]
+    if not roots:
+        raise UsageError("nothing to scan: give a PATH or set library.roots in the config")
+    settings = ctx.settings
+    sinks = ["xmp"] if settings.xmp.enabled else []
+    # Load the models before touching anything, so a missing one fails fast.
+    pipeline = None
+    if not args.index_only:
+        analyzers = build_analyzers(settings, ctx.models_dir)
+        for analyzer in analyzers:
+            analyzer.model.check()
+        pipeline = Pipeline(ctx.catalog, settings, analyzers, prefixes=roots)
+    indexed = index_roots(ctx.catalog, make_walker(ctx), roots, sinks)
+    _print_index(indexed)
+    if pipeline is None:
+        return EXIT_OK
+    pipeline.rederive_if_policy_changed()
+    analysed = _analyse(pipeline)
+    delivered = _deliver(ctx, args.dry_run) if settings.xmp.enabled else None
+    return _summary(ctx, roots, pipeline, analysed, delivered, args.dry_run)
+
+
+def _analyse(pipeline: Pipeline) -> AnalyzeReport:
+    total = pipeline.pending_count()
+    with tqdm(total=total, unit="file", disable=not sys.stderr.isatty(), leave=False) as bar:
+        return pipeline.run(progress=bar.update)
+
+
+def _deliver(ctx: Context, dry_run: bool) -> DeliveryReport:
+    def show(change: XmpChange) -> None:
+        if dry_run:
+            print(f"would update {change.sidecar}")
+            for tag in change.added:
+                print(f"  + {tag}")
+            for tag in change.removed:
+                print(f"  - {tag}")
+
+    return deliver_xmp(ctx.catalog, ctx.settings, dry_run=dry_run, on_change=show)
+
+
+def _print_index(r: IndexReport) -> None:
+    print(
+        f"indexed {r.seen} files: {r.new} new, {r.changed} changed, {r.moved} moved, "
+        f"{r.deleted} deleted"
+    )
+    for problem in r.problems[:MAX_LISTED]:
+        print(f"  warning: {problem}", file=sys.stderr)
+
+
+def _summary(
+    ctx: Context,
+    roots: list[str],
+    pipeline: Pipeline,
+    a: AnalyzeReport,
+    d: DeliveryReport | None,
+    dry_run: bool,
+) -> int:
+    rate = a.done / a.seconds if a.seconds > 0 else 0.0
+    print(
+        f"analysed {a.done} files ({a.frames} frames) in {a.seconds:.1f} s ({rate:.1f} files/s); "
+        f"{a.failed} failed"
+    )
+    if d is not None:
+        verb = "would change" if dry_run else "written"
+        count = len(d.changes) if dry_run else d.written
+        print(f"sidecars {verb}: {count}; failed: {d.failed}")
+        for path, reason in d.errors[:MAX_LISTED]:
+            print(f"  sidecar not written: {path}: {reason}", file=sys.stderr)
+    errors = [r for r in ctx.catalog.records(pipeline.shas, roots) if r.status == "error"]
+    for record in errors[:MAX_LISTED]:
+        print(f"  error: {record.path}: {record.error}", file=sys.stderr)
+    if len(errors) > MAX_LISTED:
+        print(f"  ... and {len(errors) - MAX_LISTED} more: see `tagd status`", file=sys.stderr)
+    return EXIT_FAILURES if errors or (d and d.failed) else EXIT_OK

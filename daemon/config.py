@@ -1,0 +1,267 @@
+"""Typed settings loaded from one TOML file.
+
+Every section is a frozen dataclass; the defaults here are the documented
+defaults of the repository's ``config.toml`` (a test keeps the two equal).
+Loading is strict: an unknown key, a wrong type or a value out of range is a
+:class:`ConfigError` naming the key path, the value and what is allowed, so a
+typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Backend = Literal["auto", "cpu", "openvino", "cuda"]
+SidecarNaming = Literal["ext", "stem"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used as it is."""
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return {"min": lo, "max": hi}
+
+
+@dataclass(frozen=True)
+class LibrarySettings:
+    roots: list[str] = field(default_factory=list)
+    exclude: list[str] = field(
+        default_factory=lambda: ["**/@eaDir/**", "**/.thumbnails/**", "**/#recycle/**"]
+    )
+    include_hidden: bool = False
+    follow_symlinks: bool = True
+    image_extensions: list[str] = field(
+        default_factory=lambda: [
+            "jpg",
+            "jpeg",
+            "png",
+            "webp",
+            "tif",
+            "tiff",
+            "heic",
+            "heif",
+            "gif",
+            "bmp",
+        ]
+    )
+    video_extensions: list[str] = field(
+        default_factory=lambda: ["mp4", "mov", "m4v", "mkv", "webm", "avi"]
+    )
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    reduced: bool = True
+    max_pixels: int = field(default=200_000_000, metadata=_range(1))
+    workers: int = field(default=0, metadata=_range(0, 64))
+    video_interval: float = field(default=2.0, metadata=_range(0.1, 3600))
+    video_max_frames: int = field(default=300, metadata=_range(1, 100_000))
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    backend: Backend = "auto"
+    threads: int = field(default=0, metadata=_range(0, 256))
+    batch_size: int = field(default=8, metadata=_range(1, 256))
+    idle_unload: float = field(default=300.0, metadata=_range(0))
+    models_dir: str = ""
+
+
+@dataclass(frozen=True)
+class ObjectsSettings:
+    enabled: bool = True
+    model: str = "yolox-nano"
+    min_score: float = field(default=0.05, metadata=_range(0.0, 1.0))
+    nms_iou: float = field(default=0.45, metadata=_range(0.0, 1.0))
+    max_detections: int = field(default=100, metadata=_range(1, 10_000))
+
+
+@dataclass(frozen=True)
+class TagRule:
+    """Per-label override of the tag policy."""
+
+    threshold: float | None = field(default=None, metadata=_range(0.0, 1.0))
+    name: str | None = None
+    parent: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class TagGroupSettings:
+    parent: str = "Objects"
+    threshold: float = field(default=0.5, metadata=_range(0.0, 1.0))
+    labels: dict[str, TagRule] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TagSettings:
+    root: str = "AI"
+    objects: TagGroupSettings = field(default_factory=TagGroupSettings)
+
+
+@dataclass(frozen=True)
+class XmpSettings:
+    enabled: bool = True
+    sidecar: SidecarNaming = "ext"
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    state_dir: str = ""
+    log_level: LogLevel = "info"
+
+
+@dataclass(frozen=True)
+class Settings:
+    library: LibrarySettings = field(default_factory=LibrarySettings)
+    decode: DecodeSettings = field(default_factory=DecodeSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    objects: ObjectsSettings = field(default_factory=ObjectsSettings)
+    tags: TagSettings = field(default_factory=TagSettings)
+    xmp: XmpSettings = field(default_factory=XmpSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    source: Path | None = field(default=None, compare=False)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """--config beats TAGD_CONFIG beats the usual places; None means defaults."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("TAGD_CONFIG")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    for candidate in (Path(xdg) / "tagd" / "config.toml", Path("/etc/tagd/config.toml")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Load and validate a config file (or the defaults when there is none)."""
+    file = find_config_file(path)
+    if file is None:
+        return Settings()
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+    settings = parse_settings(data, origin=str(file))
+    return dataclasses.replace(settings, source=file.resolve())
+
+
+def parse_settings(data: dict[str, Any], origin: str = "config") -> Settings:
+    try:
+        settings = _build(Settings, data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+    problems = _semantic_problems(settings)
+    if problems:
+        raise ConfigError(f"{origin}: " + "; ".join(problems))
+    return settings
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'top level'}: expected a table, got {_show(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"[{path}]" if path else "the top level"
+        raise ConfigError(
+            f"{_join(path, unknown[0])}: unknown key; allowed in {where}: "
+            + ", ".join(sorted(fields))
+        )
+    values = {
+        name: _convert(hints[name], data[name], _join(path, name), fields[name].metadata)
+        for name in fields
+        if name in data
+    }
+    return cls(**values)
+
+
+def _convert(tp: Any, value: Any, path: str, meta: Any) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, path, meta)
+    if origin is Literal:
+        if value not in args:
+            allowed = " | ".join(repr(a) for a in args)
+            raise ConfigError(f"{path} = {_show(value)}: allowed values are {allowed}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path} = {_show(value)}: expected a list")
+        return [_convert(args[0], v, f"{path}[{i}]", meta) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path} = {_show(value)}: expected a table")
+        return {k: _convert(args[1], v, _join(path, k), meta) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    return _scalar(tp, value, path, meta)
+
+
+def _scalar(tp: type, value: Any, path: str, meta: Any) -> Any:
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, tp)
+    if not ok:
+        raise ConfigError(f"{path} = {_show(value)}: expected {tp.__name__}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise ConfigError(f"{path} = {_show(value)}: must be {bounds}")
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _show(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _semantic_problems(settings: Settings) -> list[str]:
+    """Checks that need more than one key; returns problems as messages."""
+    problems = []
+    for i, pattern in enumerate(settings.library.exclude):
+        if not pattern.strip():
+            problems.append(f"library.exclude[{i}]: empty pattern")
+    for key in ("image_extensions", "video_extensions"):
+        for ext in getattr(settings.library, key):
+            if ext.startswith(".") or ext != ext.lower():
+                problems.append(
+                    f"library.{key}: {ext!r}: write extensions lower-case without a dot"
+                )
+    if "|" in settings.tags.root or not settings.tags.root:
+        problems.append(f"tags.root = {settings.tags.root!r}: must be non-empty, without '|'")
+    return problems

@@ -1,0 +1,311 @@
+"""Analyze what the catalog says is pending: decode in threads, infer in batches.
+
+Decoding (libjpeg, PyAV) and inference (onnxruntime) both release the GIL,
+so worker threads decode the next photos while the main thread runs the
+models on the current batch, and both cores stay busy. Each batch's results,
+errors and derived tags are committed in one transaction: a killed process
+loses at most the batch in flight and never leaves half of one behind.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tagd.analyzers.base import Analyzer, Finding
+from tagd.analyzers.objects import ObjectDetector
+from tagd.catalog.catalog import Catalog, Detection, WorkItem
+from tagd.config import Settings
+from tagd.media.image import DecodeError, decode_image
+from tagd.media.sniff import describe, kind_of_format, sniff
+from tagd.policy.tags import TagPolicy
+from tagd.runtime.backends import cpu_threads
+from tagd.runtime.manifest import ModelError, load_manifest
+from tagd.runtime.model import ManagedModel
+
+SINKS_KEY = "derived_with"
+
+
+@dataclass
+class Loaded:
+    """One work item after decoding: frames to analyse, or the reason there are none."""
+
+    item: WorkItem
+    kind: str = "image"
+    frames: list[np.ndarray] = field(default_factory=list)
+    times: list[float | None] = field(default_factory=list)
+    scales: list[float] = field(default_factory=list)
+    width: int = 0
+    height: int = 0
+    duration: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class AnalyzeReport:
+    done: int = 0
+    failed: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+def build_analyzers(settings: Settings, models_dir: Path) -> list[Analyzer]:
+    """The enabled analyzers, each with its (not yet loaded) model."""
+    specs = load_manifest(models_dir)
+    analyzers: list[Analyzer] = []
+    if settings.objects.enabled:
+        name = settings.objects.model
+        if name not in specs:
+            raise ModelError(
+                f"objects.model = {name!r} is not in {models_dir / 'manifest.toml'}; "
+                f"known: {', '.join(sorted(specs))}"
+            )
+        model = ManagedModel(
+            specs[name],
+            models_dir,
+            backend=settings.runtime.backend,
+            threads=settings.runtime.threads,
+            idle_unload=settings.runtime.idle_unload,
+        )
+        analyzers.append(
+            ObjectDetector(
+                model,
+                min_score=settings.objects.min_score,
+                nms_iou=settings.objects.nms_iou,
+                max_detections=settings.objects.max_detections,
+            )
+        )
+    return analyzers
+
+
+class Pipeline:
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: Settings,
+        analyzers: Sequence[Analyzer],
+        prefixes: Sequence[str] = (),
+    ) -> None:
+        self.catalog = catalog
+        self.prefixes = list(prefixes)
+        self.settings = settings
+        self.analyzers = list(analyzers)
+        self.policy = TagPolicy(settings.tags)
+        self.min_long_side = max((a.min_long_side for a in self.analyzers), default=0)
+        self.shas = {a.name: a.model_sha256 for a in self.analyzers}
+
+    # ------------------------------------------------------------ tags
+
+    def sinks(self) -> list[str]:
+        return ["xmp"] if self.settings.xmp.enabled else []
+
+    def rederive_if_policy_changed(self) -> int:
+        """Re-derive every tag when the tag rules or sinks changed; returns files queued."""
+        key = f"{self.policy.fingerprint}:{self.sinks()}:{self.settings.xmp.sidecar}"
+        if self.catalog.get_meta(SINKS_KEY) == key:
+            return 0
+        changed = []
+        with self.catalog.transaction():
+            for cid in self.catalog.analysed_contents("objects"):
+                tags = self.policy.object_tags(self.catalog.detections(cid, "objects"))
+                self.catalog.replace_tags(cid, "objects", tags)
+                changed.append(cid)
+            for sink in self.sinks():
+                self.catalog.enqueue_content(changed, sink)
+            self.catalog.set_meta(SINKS_KEY, key)
+        return len(changed)
+
+    # ------------------------------------------------------------ analysis
+
+    def pending_count(self) -> int:
+        return len(self.catalog.pending(self.shas, 10**9, self.prefixes))
+
+    def run(
+        self,
+        progress: Callable[[int], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> AnalyzeReport:
+        report = AnalyzeReport()
+        if not self.analyzers:
+            return report
+        start = time.perf_counter()
+        workers = cpu_threads(self.settings.decode.workers)
+        seen: set[int] = set()
+        with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+            while not (stop and stop.is_set()):
+                batch = self.catalog.pending(self.shas, 512, self.prefixes)
+                items = [i for i in batch if i.content_id not in seen]
+                if not items:
+                    break
+                seen.update(i.content_id for i in items)
+                loaded = _prefetch(pool, self.load, items, depth=workers * 2 + 2)
+                for batch in self._batches(loaded):
+                    self._process(batch, report)
+                    if progress:
+                        progress(len(batch))
+                    if stop and stop.is_set():
+                        break
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def _batches(self, loaded: Iterable[Loaded]) -> Iterator[list[Loaded]]:
+        """Group items until the batch holds batch_size frames (videos count per frame)."""
+        batch: list[Loaded] = []
+        frames = 0
+        for item in loaded:
+            batch.append(item)
+            frames += len(item.frames)
+            if frames >= self.settings.runtime.batch_size:
+                yield batch
+                batch, frames = [], 0
+        if batch:
+            yield batch
+
+    def load(self, item: WorkItem) -> Loaded:
+        """Read and decode one file (runs in a worker thread; never raises)."""
+        try:
+            with open(item.path, "rb") as fh:
+                head = fh.read(64)
+                fmt = sniff(head)
+                kind = kind_of_format(fmt)
+                if kind == "image":
+                    return self._load_image(item, head + fh.read())
+            if kind == "video":
+                return self._load_video(item)
+            if not head:
+                return Loaded(item, item.kind, error="zero-byte file")
+            return Loaded(
+                item, item.kind, error=f"not a supported image or video ({describe(head)})"
+            )
+        except OSError as exc:
+            return Loaded(item, item.kind, error=f"cannot read: {exc.strerror or exc}")
+        except DecodeError as exc:
+            return Loaded(item, item.kind, error=str(exc))
+        except MemoryError:
+            return Loaded(item, item.kind, error="not enough memory to decode")
+
+    def _load_image(self, item: WorkItem, data: bytes) -> Loaded:
+        decoded = decode_image(
+            data,
+            min_long_side=self.min_long_side,
+            reduced=self.settings.decode.reduced,
+            max_pixels=self.settings.decode.max_pixels,
+        )
+        return Loaded(
+            item,
+            "image",
+            [decoded.image],
+            [None],
+            [decoded.scale],
+            decoded.width,
+            decoded.height,
+        )
+
+    def _load_video(self, item: WorkItem) -> Loaded:
+        from tagd.media.video import VideoError, probe_video, sample_frames
+
+        try:
+            info = probe_video(Path(item.path))
+            frames = list(
+                sample_frames(
+                    Path(item.path),
+                    self.settings.decode.video_interval,
+                    min_long_side=self.min_long_side,
+                    max_frames=self.settings.decode.video_max_frames,
+                )
+            )
+        except VideoError as exc:
+            return Loaded(item, "video", error=str(exc))
+        return Loaded(
+            item,
+            "video",
+            [f.image for f in frames],
+            [f.t for f in frames],
+            [info.width / f.image.shape[1] for f in frames],
+            info.width,
+            info.height,
+            info.duration,
+        )
+
+    def _process(self, batch: list[Loaded], report: AnalyzeReport) -> None:
+        findings = {a.name: self._infer(a, batch) for a in self.analyzers}
+        with self.catalog.transaction():
+            for index, loaded in enumerate(batch):
+                self._save(loaded, {name: f[index] for name, f in findings.items()}, report)
+
+    def _infer(self, analyzer: Analyzer, batch: list[Loaded]) -> list[list[list[Finding]]]:
+        """Findings per item per frame, running the model batch_size frames at a time."""
+        frames = [f for loaded in batch for f in loaded.frames]
+        size = self.settings.runtime.batch_size
+        flat: list[list[Finding]] = []
+        for start in range(0, len(frames), size):
+            flat.extend(analyzer.analyze(frames[start : start + size]))
+        out, pos = [], 0
+        for loaded in batch:
+            out.append(flat[pos : pos + len(loaded.frames)])
+            pos += len(loaded.frames)
+        return out
+
+    def _save(
+        self, loaded: Loaded, findings: dict[str, list[list[Finding]]], report: AnalyzeReport
+    ) -> None:
+        cid = loaded.item.content_id
+        if loaded.error or not loaded.frames:
+            reason = loaded.error or "no frame could be decoded"
+            self.catalog.set_content_error(cid, reason)
+            report.failed += 1
+            report.errors.append((loaded.item.path, reason))
+            return
+        self.catalog.set_media_info(
+            cid,
+            kind=loaded.kind,
+            width=loaded.width,
+            height=loaded.height,
+            duration=loaded.duration,
+        )
+        for analyzer in self.analyzers:
+            per_frame = findings[analyzer.name]
+            detections = [
+                Detection(f.label, round(f.score, 5), _scaled(f.box, scale), t)
+                for frame, t, scale in zip(per_frame, loaded.times, loaded.scales, strict=True)
+                for f in frame
+            ]
+            self.catalog.save_analysis(cid, analyzer.name, analyzer.model_sha256, detections)
+        tags = self.policy.object_tags(self.catalog.detections(cid, "objects"))
+        if self.catalog.replace_tags(cid, "objects", tags):
+            for sink in self.sinks():
+                self.catalog.enqueue_content([cid], sink)
+        report.done += 1
+        report.frames += len(loaded.frames)
+
+
+def _scaled(box: tuple[float, float, float, float], scale: float) -> tuple[float, ...]:
+    return tuple(round(v * scale, 1) for v in box)
+
+
+def _prefetch(
+    pool: ThreadPoolExecutor,
+    fn: Callable[[WorkItem], Loaded],
+    items: Sequence[WorkItem],
+    depth: int,
+) -> Iterator[Loaded]:
+    """Results of fn over items, in order, with at most `depth` decodes in flight."""
+    pending: deque[Future[Loaded]] = deque()
+    queue = iter(items)
+    for item in queue:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= depth:
+            break
+    while pending:
+        result = pending.popleft().result()
+        for item in queue:
+            pending.append(pool.submit(fn, item))
+            break
+        yield result

@@ -1,0 +1,56 @@
+"""Turn stored raw findings into tags, by the rules in config.toml.
+
+Thresholds, aliases (`name`), parents and per-label switches live here and
+nowhere else, so editing them re-derives every tag from the catalog without
+running a model. A tag is a '|'-separated path under the root, e.g.
+`AI|Objects|dog`; its last part is the plain keyword.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import asdict
+
+from tagd.catalog.catalog import Detection, Tag
+from tagd.config import TagGroupSettings, TagSettings
+
+
+class TagPolicy:
+    def __init__(self, settings: TagSettings) -> None:
+        self.settings = settings
+        self.fingerprint = hashlib.sha256(
+            json.dumps(asdict(settings), sort_keys=True).encode()
+        ).hexdigest()[:16]
+
+    def tag_name(self, group: TagGroupSettings, label: str) -> str | None:
+        """The full tag for a label, or None when the label is switched off."""
+        rule = group.labels.get(label)
+        if rule is not None and not rule.enabled:
+            return None
+        name = (rule.name if rule and rule.name else label).strip()
+        parent = rule.parent if rule and rule.parent is not None else group.parent
+        parts = [self.settings.root, *(p for p in parent.split("|") if p), name]
+        return "|".join(parts)
+
+    def threshold(self, group: TagGroupSettings, label: str) -> float:
+        rule = group.labels.get(label)
+        if rule is not None and rule.threshold is not None:
+            return rule.threshold
+        return group.threshold
+
+    def object_tags(self, detections: Iterable[Detection]) -> list[Tag]:
+        """One tag per label whose best detection passes its threshold."""
+        group = self.settings.objects
+        best: dict[str, float] = {}
+        for d in detections:
+            if d.score >= self.threshold(group, d.label) and d.score > best.get(d.label, -1.0):
+                best[d.label] = d.score
+        tags: dict[str, Tag] = {}
+        for label, score in best.items():
+            name = self.tag_name(group, label)
+            if name and score > (tags[name].score if name in tags else -1.0):
+                # Two labels may share an alias; the tag keeps the best evidence.
+                tags[name] = Tag(name, round(score, 4), "objects")
+        return sorted(tags.values(), key=lambda t: t.name)

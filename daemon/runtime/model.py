@@ -1,0 +1,62 @@
+"""The lifecycle every model shares: verified lazy load, use, unload when idle.
+
+A NAS has little memory, so a session exists only while it is used: it is
+created on the first `session()` call and dropped by `unload_if_idle()` once
+nobody used it for `idle_unload` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from tagd.runtime.backends import Session, open_session
+from tagd.runtime.manifest import ModelSpec, verified_path
+
+
+class ManagedModel:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        models_dir: Path,
+        *,
+        backend: str,
+        threads: int,
+        idle_unload: float,
+    ) -> None:
+        self.spec = spec
+        self.models_dir = models_dir
+        self.backend = backend
+        self.threads = threads
+        self.idle_unload = idle_unload
+        self._session: Session | None = None
+        self._lock = threading.Lock()
+        self._last_used = 0.0
+
+    @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
+    def check(self) -> Path:
+        """Verify the file without loading it (raises ModelError with the fix)."""
+        return verified_path(self.spec, self.models_dir)
+
+    def session(self) -> Session:
+        with self._lock:
+            if self._session is None:
+                self._session = open_session(self.check(), self.backend, self.threads)
+            self._last_used = time.monotonic()
+            return self._session
+
+    def unload(self) -> None:
+        with self._lock:
+            self._session = None
+
+    def unload_if_idle(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self._session is not None and now - self._last_used >= self.idle_unload:
+                self._session = None
+                return True
+        return False

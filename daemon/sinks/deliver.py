@@ -1,0 +1,72 @@
+"""Drain the outbox: write each queued file's tags to its sink, retry failures.
+
+A write that fails (read-only share, full disk, a sidecar that cannot be
+parsed) stays queued with exponential backoff and its reason visible in
+`tagd status`; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tagd.catalog.catalog import Catalog
+from tagd.config import Settings
+from tagd.sinks.xmp import XmpChange, XmpWriteError, sync_sidecar
+
+MAX_BACKOFF = 6 * 3600.0
+
+
+@dataclass
+class DeliveryReport:
+    written: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    changes: list[XmpChange] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+def backoff(attempts: int) -> float:
+    return min(MAX_BACKOFF, 30.0 * 2**attempts)
+
+
+def deliver_xmp(
+    catalog: Catalog,
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    on_change: Callable[[XmpChange], None] | None = None,
+    now: float | None = None,
+) -> DeliveryReport:
+    """Write due sidecars. With dry_run, report the changes and keep them queued."""
+    report = DeliveryReport()
+    root = settings.tags.root
+    due = catalog.due("xmp", time.time() if now is None else now, limit=10**9)
+    for file_id, path, content_id in due:
+        names = [t.name for t in catalog.tags(content_id)] if content_id else []
+        wanted = [n for n in names if n.startswith(root + "|")]
+        try:
+            change = sync_sidecar(
+                Path(path), wanted, root=root, naming=settings.xmp.sidecar, dry_run=dry_run
+            )
+        except XmpWriteError as exc:
+            report.failed += 1
+            report.errors.append((path, str(exc)))
+            if not dry_run:
+                attempts = catalog.outbox_attempts(file_id, "xmp")
+                catalog.outbox_failed(file_id, "xmp", str(exc), backoff(attempts))
+            continue
+        if change.changed:
+            report.changes.append(change)
+            if on_change:
+                on_change(change)
+        if dry_run:
+            continue
+        catalog.outbox_done(file_id, "xmp")
+        if change.changed:
+            report.written += 1
+        else:
+            report.unchanged += 1
+    return report

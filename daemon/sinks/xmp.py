@@ -1,0 +1,398 @@
+"""XMP sidecar writing: tagd's keywords merged into sidecars that people also edit.
+
+Every tag is a hierarchical path such as ``AI|Objects|dog`` (all under one root,
+``AI`` by default) and is written three ways, so that digiKam, darktable,
+Lightroom and plain keyword readers all see it:
+
+* the leaf ``dog`` into ``Xmp.dc.subject`` (bag),
+* ``AI|Objects|dog`` into ``Xmp.lr.hierarchicalSubject`` (bag),
+* ``AI/Objects/dog`` into ``Xmp.digiKam.TagsList`` (seq).
+
+Ownership rules (merge, never clobber):
+
+* tagd owns every ``hierarchicalSubject`` entry that starts with ``root|`` and
+  every ``TagsList`` entry that starts with ``root/``; the root is tagd's
+  namespace, so entries under it are replaced freely.
+* Flat ``dc:subject`` keywords have no namespace, so tagd owns only those it
+  added itself.  Those are recorded in the private bag ``Xmp.tagd.Keywords``
+  (namespace ``http://ns.tagd.local/1.0/``).  A keyword that was already there
+  when tagd first wanted it belongs to a person (or another tool) and is never
+  recorded, hence never removed.  Matching is exact (case-sensitive).
+* An ownership record whose keyword is no longer in ``dc:subject`` is
+  dropped, so a person typing the same word later is not mistaken for tagd.
+* Everything else in the sidecar (ratings, labels, descriptions, face regions,
+  other namespaces, people's keywords and their order) is kept as is.
+
+Writes are skipped when nothing differs (so re-runs leave bytes and mtime
+alone), and otherwise atomic: temp file in the same directory, fsync, re-read
+and verified with pyexiv2, then ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import secrets
+import stat
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyexiv2
+
+__all__ = [
+    "TAGD_NS_PREFIX",
+    "TAGD_NS_URI",
+    "XmpChange",
+    "XmpWriteError",
+    "sidecar_path",
+    "sync_sidecar",
+]
+
+TAGD_NS_URI = "http://ns.tagd.local/1.0/"
+TAGD_NS_PREFIX = "tagd"
+
+_SUBJECT = "Xmp.dc.subject"
+_HIER = "Xmp.lr.hierarchicalSubject"
+_TAGSLIST = "Xmp.digiKam.TagsList"
+_OWNED = "Xmp.tagd.Keywords"
+_OUR_KEYS = (_SUBJECT, _HIER, _TAGSLIST, _OWNED)
+
+# pyexiv2's modify_xmp always creates rdf:Seq arrays; these must be rdf:Bag, so the
+# serialised packet is patched (element names as Exiv2 writes them).
+_BAG_ELEMENTS = (b"dc:subject", b"lr:hierarchicalSubject", b"tagd:Keywords")
+
+# digiKam's TagsList separates levels with '/', so a '/' inside a tag name would
+# invent a level; DIVISION SLASH looks the same to people and is not a separator.
+_TAGSLIST_SLASH = "\u2215"
+
+_XMP_MIME = "application/rdf+xml"
+
+# Exiv2 only recognises a sidecar by its packet header, so a new one starts from this.
+_EMPTY_PACKET = (
+    b"<?xpacket begin='\xef\xbb\xbf' id='W5M0MpCehiHzreSzNTczkc9d'?>\n"
+    b"<x:xmpmeta xmlns:x='adobe:ns:meta/'>\n"
+    b"<rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'>\n"
+    b"</rdf:RDF>\n"
+    b"</x:xmpmeta>\n"
+    b"<?xpacket end='w'?>\n"
+)
+
+# Exiv2 keeps global state (namespace registry, XMP toolkit) and pyexiv2 makes no
+# thread-safety promise, so every pyexiv2 call goes through this lock.
+_PYEXIV2_LOCK = threading.Lock()
+
+with _PYEXIV2_LOCK:
+    pyexiv2.registerNs(TAGD_NS_URI, TAGD_NS_PREFIX)
+
+
+class XmpWriteError(Exception):
+    """A sidecar could not be read, parsed, written or verified; the message names
+    the file and the cause.  The previous sidecar, if any, is left untouched."""
+
+
+@dataclass(frozen=True)
+class XmpChange:
+    """What sync_sidecar did (or, with dry_run, would do) to one sidecar.
+
+    ``added``/``removed`` are hierarchical tags.  ``repaired`` is True when the
+    hierarchical set was already right but another representation (flat keyword,
+    TagsList entry, ownership record) was out of step and had to be rewritten.
+    """
+
+    sidecar: Path
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    repaired: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed or self.repaired)
+
+
+@dataclass(frozen=True)
+class _Keywords:
+    """The four properties tagd reads and writes, in file order."""
+
+    subject: tuple[str, ...] = ()
+    hier: tuple[str, ...] = ()
+    tagslist: tuple[str, ...] = ()
+    owned: tuple[str, ...] = ()
+
+    def as_xmp(self) -> dict[str, list[str] | None]:
+        # None makes pyexiv2 delete the property instead of writing an empty array.
+        values = (self.subject, self.hier, self.tagslist, self.owned)
+        return {key: (list(v) if v else None) for key, v in zip(_OUR_KEYS, values, strict=True)}
+
+
+def sidecar_path(media: Path, naming: str = "ext") -> Path:
+    """naming "ext": photo.jpg -> photo.jpg.xmp (default, digiKam/darktable style);
+    "stem": photo.jpg -> photo.xmp"""
+    media = Path(media)
+    if naming == "ext":
+        return media.with_name(media.name + ".xmp")
+    if naming == "stem":
+        return media.with_suffix(".xmp")
+    raise ValueError(f"unknown sidecar naming {naming!r} (expected 'ext' or 'stem')")
+
+
+def sync_sidecar(
+    media: Path,
+    tags: Sequence[str],
+    *,
+    root: str = "AI",
+    naming: str = "ext",
+    dry_run: bool = False,
+) -> XmpChange:
+    """Make the sidecar's tagd-owned keywords equal `tags` (hierarchical paths with '|',
+    every one starting with root + '|')."""
+    sidecar = sidecar_path(Path(media), naming)
+    wanted = _validate_tags(tags, root)
+    original = _read_existing(sidecar)
+    if original is None and not wanted:
+        return XmpChange(sidecar, (), ())
+    props = _parse(sidecar, _EMPTY_PACKET if original is None else original)
+    current = _keywords_from(props)
+    target = _plan(current, wanted, root)
+    change = _describe(sidecar, current, target, wanted, root)
+    if target == current or dry_run:
+        return change
+    _write(sidecar, Path(media), original, props, current, target)
+    return change
+
+
+# --- planning -------------------------------------------------------------------------
+
+
+def _validate_tags(tags: Sequence[str], root: str) -> frozenset[str]:
+    if isinstance(tags, str):
+        # A bare string would be iterated character by character.
+        raise TypeError("tags must be a sequence of strings, not a string")
+    if not root or "|" in root or "/" in root:
+        raise ValueError(f"invalid tag root {root!r}")
+    for tag in tags:
+        parts = tag.split("|")
+        if parts[0] != root or len(parts) < 2 or not all(parts):
+            raise ValueError(f"tag {tag!r} is not a path under {root + '|'!r}")
+        if any(ord(ch) < 32 for ch in tag):
+            raise ValueError(f"tag {tag!r} contains control characters")
+    return frozenset(tags)
+
+
+def _as_list(value: object) -> tuple[str, ...]:
+    # A tool may have written a single keyword as plain text instead of an array.
+    if isinstance(value, list):
+        return tuple(str(v) for v in value)
+    if isinstance(value, str):
+        return (value,) if value else ()
+    if isinstance(value, dict):
+        return tuple(str(v) for v in value.values())
+    return ()
+
+
+def _keywords_from(props: dict[str, object]) -> _Keywords:
+    return _Keywords(*(_as_list(props.get(key)) for key in _OUR_KEYS))
+
+
+def _tagslist_entry(tag: str) -> str:
+    return "/".join(part.replace("/", _TAGSLIST_SLASH) for part in tag.split("|"))
+
+
+def _merge(existing: Sequence[str], drop: set[str], add: Iterable[str]) -> tuple[str, ...]:
+    """Existing entries keep their order (minus `drop`); new ones are appended sorted."""
+    kept = [entry for entry in existing if entry not in drop]
+    present = set(existing)
+    return (*kept, *sorted(set(add) - present))
+
+
+def _plan(current: _Keywords, wanted: frozenset[str], root: str) -> _Keywords:
+    own_hier = {h for h in current.hier if h.startswith(root + "|")}
+    want_tl = {_tagslist_entry(t) for t in wanted}
+    own_tl = {t for t in current.tagslist if t.startswith(root + "/")}
+    leaves = {t.rsplit("|", 1)[1] for t in wanted}
+    # Records for keywords no longer in dc:subject are stale: forget them.
+    owned_before = set(current.owned) & set(current.subject)
+    people = set(current.subject) - owned_before
+    owned_now = leaves - people
+    return _Keywords(
+        subject=_merge(current.subject, owned_before - leaves, leaves),
+        hier=_merge(current.hier, own_hier - wanted, wanted),
+        tagslist=_merge(current.tagslist, own_tl - want_tl, want_tl),
+        owned=_merge(current.owned, set(current.owned) - owned_now, owned_now),
+    )
+
+
+def _describe(
+    sidecar: Path, current: _Keywords, target: _Keywords, wanted: frozenset[str], root: str
+) -> XmpChange:
+    own_hier = {h for h in current.hier if h.startswith(root + "|")}
+    added = tuple(sorted(wanted - own_hier))
+    removed = tuple(sorted(own_hier - wanted))
+    repaired = target != current and not (added or removed)
+    return XmpChange(sidecar, added, removed, repaired)
+
+
+# --- pyexiv2 --------------------------------------------------------------------------
+
+
+def _parse(sidecar: Path, data: bytes) -> dict[str, object]:
+    try:
+        with _PYEXIV2_LOCK:
+            img = pyexiv2.ImageData(data)
+            try:
+                mime = img.get_mime_type()
+                props = img.read_xmp()
+            finally:
+                img.close()
+    except (RuntimeError, ValueError) as exc:  # pyexiv2 reports Exiv2 errors as RuntimeError
+        raise XmpWriteError(f"cannot parse XMP sidecar {sidecar}: {exc}") from exc
+    if mime != _XMP_MIME:
+        # Exiv2 happily opens a JPEG too; writing it back would not be a sidecar.
+        raise XmpWriteError(f"{sidecar} is not an XMP sidecar (detected {mime})")
+    return props
+
+
+def _render(sidecar: Path, base: bytes, current: _Keywords, target: _Keywords) -> bytes:
+    old, new = current.as_xmp(), target.as_xmp()
+    # Only touch what differs: pyexiv2 re-creates modified properties at the end.
+    changes = {key: value for key, value in new.items() if value != old[key]}
+    try:
+        with _PYEXIV2_LOCK:
+            img = pyexiv2.ImageData(base)
+            try:
+                img.modify_xmp(changes)
+                data = img.get_bytes()
+            finally:
+                img.close()
+    except (RuntimeError, ValueError) as exc:
+        raise XmpWriteError(f"cannot encode XMP sidecar {sidecar}: {exc}") from exc
+    return _bagify(data)
+
+
+def _bagify(data: bytes) -> bytes:
+    for name in _BAG_ELEMENTS:
+        pattern = re.compile(
+            rb"(<" + name + rb">\s*<rdf:)Seq(>.*?</rdf:)Seq(>\s*</" + name + rb">)", re.DOTALL
+        )
+        data = pattern.sub(rb"\1Bag\2Bag\3", data)
+    return data
+
+
+def _verify(sidecar: Path, data: bytes, props_before: dict[str, object], target: _Keywords) -> None:
+    props = _parse(sidecar, data)
+    if _keywords_from(props) != target:
+        raise XmpWriteError(f"verification of {sidecar} failed: keywords did not round-trip")
+    others_before = {k: v for k, v in props_before.items() if k not in _OUR_KEYS}
+    others_after = {k: v for k, v in props.items() if k not in _OUR_KEYS}
+    if others_after != others_before:
+        raise XmpWriteError(f"verification of {sidecar} failed: other XMP properties changed")
+    for name, values in zip(
+        _BAG_ELEMENTS, (target.subject, target.hier, target.owned), strict=True
+    ):
+        if values and not re.search(rb"<" + name + rb">\s*<rdf:Bag>", data):
+            raise XmpWriteError(f"verification of {sidecar} failed: {name.decode()} is no bag")
+
+
+# --- file handling --------------------------------------------------------------------
+
+
+def _cause(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"disk full ({exc.strerror})"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"not writable ({exc.strerror})"
+    return exc.strerror or str(exc)
+
+
+def _read_existing(sidecar: Path) -> bytes | None:
+    try:
+        return sidecar.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise XmpWriteError(f"cannot read XMP sidecar {sidecar}: {_cause(exc)}") from exc
+
+
+def _write(
+    sidecar: Path,
+    media: Path,
+    original: bytes | None,
+    props: dict[str, object],
+    current: _Keywords,
+    target: _Keywords,
+) -> None:
+    data = _render(sidecar, _EMPTY_PACKET if original is None else original, current, target)
+    # Replace the file a symlink points at, not the link itself.
+    dest = Path(os.path.realpath(sidecar))
+    try:
+        # New sidecars take their owner from the media file, so a daemon running as
+        # root does not leave files the photo's owner cannot edit.
+        ref = os.stat(dest if original is not None else media)
+    except OSError:
+        ref = None
+    try:
+        _atomic_replace(
+            dest,
+            data,
+            ref,
+            keep_mode=original is not None,
+            verify=lambda tmp: _verify(sidecar, tmp, props, target),
+        )
+    except OSError as exc:
+        raise XmpWriteError(f"cannot write XMP sidecar {sidecar}: {_cause(exc)}") from exc
+
+
+def _atomic_replace(
+    dest: Path,
+    data: bytes,
+    ref: os.stat_result | None,
+    *,
+    keep_mode: bool,
+    verify: Callable[[bytes], None],
+) -> None:
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
+    # O_EXCL: never follow or reuse someone else's file; 0o666 lets the umask decide
+    # the mode of new sidecars like any other file the user creates.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            _copy_metadata(fh.fileno(), ref, keep_mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        # Verify what is on disk, not what is in memory.
+        verify(tmp.read_bytes())
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(dest.parent)
+
+
+def _copy_metadata(fd: int, ref: os.stat_result | None, keep_mode: bool) -> None:
+    if ref is None:
+        return
+    st = os.fstat(fd)
+    if (st.st_uid, st.st_gid) != (ref.st_uid, ref.st_gid):
+        # Only root (or a group member for gid) may do this; best effort otherwise.
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, ref.st_uid, ref.st_gid)
+    # After chown, which may clear set-id bits. Filesystems without Unix modes
+    # (vfat, some SMB mounts) refuse this; a sidecar there is still worth writing.
+    if keep_mode:
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, stat.S_IMODE(ref.st_mode))
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename durable; some filesystems refuse fsync on directories.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
