@@ -224,6 +224,7 @@ def _convert(tp: Any, value: Any, path: str, meta: Any) -> Any:
 
 
 def _scalar(tp: type, value: Any, path: str, meta: Any) -> Any:
+    given = value
     if tp is bool:
         ok = isinstance(value, bool)
     elif tp is int:
@@ -238,7 +239,7 @@ def _scalar(tp: type, value: Any, path: str, meta: Any) -> Any:
     lo, hi = meta.get("min"), meta.get("max")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
-        raise ConfigError(f"{path} = {_show(value)}: must be {bounds}")
+        raise ConfigError(f"{path} = {_show(given)}: must be {bounds}")
     return value
 
 

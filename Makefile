@@ -1,0 +1,41 @@
+# The commands everyone runs. `make scan LIBRARY=~/Pictures` sets everything
+# up on a fresh clone (virtualenv, dependencies, default models) and tags the
+# folder; `make test` runs the test suite.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+LIBRARY ?=
+
+.PHONY: setup models scan test lint bench clean
+
+$(BIN)/tagd: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(BIN)/tagd
+
+models: setup
+	$(BIN)/tagd models fetch
+
+scan: models
+	@test -n "$(LIBRARY)" || (echo "usage: make scan LIBRARY=/path/to/photos" >&2; exit 2)
+	$(BIN)/tagd scan "$(LIBRARY)"
+
+test: models
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check daemon tests bench
+
+bench: models
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/objects_accuracy.py
+	$(BIN)/python bench/rescan.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
