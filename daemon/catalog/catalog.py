@@ -315,7 +315,8 @@ class Catalog:
     def search_tag(self, name: str) -> list[tuple[str, str, float]]:
         """Files carrying a tag given by full path, leaf name or path prefix."""
         rows = self.con.execute(
-            "SELECT f.path, t.name, t.score FROM tags t JOIN files f ON f.content_id = t.content_id "
+            "SELECT f.path, t.name, t.score FROM tags t "
+            "JOIN files f ON f.content_id = t.content_id "
             "WHERE lower(t.name) = lower(?) OR lower(t.name) LIKE '%|' || lower(?) "
             "OR lower(t.name) LIKE lower(?) || '|%' ORDER BY t.score DESC, f.path",
             (name, name, name),
