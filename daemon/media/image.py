@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
 from tagd.media.sniff import describe, sniff
 
 try:  # HEIC/HEIF support is optional: without it those files get a clear error.
@@ -73,6 +74,8 @@ def read_header(data: bytes) -> Header:
             width, height = im.size
             orientation = im.getexif().get(0x0112, 1) if fmt in ("jpeg", "tiff", "webp") else 1
     except UnidentifiedImageError:
+        if fmt:  # the magic says what it should be, but the header is broken
+            raise DecodeError(f"corrupt {fmt.upper()} header") from None
         raise DecodeError(f"not a decodable image ({describe(data[:16])})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DecodeError(f"corrupt image header: {exc}") from None
