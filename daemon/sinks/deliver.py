@@ -45,7 +45,12 @@ def deliver_xmp(
     root = settings.tags.root
     due = catalog.due("xmp", time.time() if now is None else now, limit=10**9)
     for file_id, path, content_id in due:
-        names = [t.name for t in catalog.tags(content_id)] if content_id else []
+        if content_id is None:
+            # Unreadable right now: what it holds is unknown, so its sidecar is left alone.
+            if not dry_run:
+                catalog.outbox_done(file_id, "xmp")
+            continue
+        names = [t.name for t in catalog.tags(content_id)]
         wanted = [n for n in names if n.startswith(root + "|")]
         try:
             change = sync_sidecar(
