@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+
 from tagd.analyzers.base import Analyzer, Finding
 from tagd.runtime.model import ManagedModel
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
 
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
-from tagd.pipeline import AnalyzeReport, Pipeline, build_analyzers
 from tagd.scan.index import IndexReport, index_roots
 from tagd.scan.walk import Walker
 from tagd.sinks.deliver import DeliveryReport, deliver_xmp
 from tagd.sinks.xmp import XmpChange
-from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from tagd.pipeline import AnalyzeReport, Pipeline
 
 MAX_LISTED = 20
 
@@ -46,9 +50,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError("nothing to scan: give a PATH or set library.roots in the config")
     settings = ctx.settings
     sinks = ["xmp"] if settings.xmp.enabled else []
-    # Load the models before touching anything, so a missing one fails fast.
+    # Check the models before touching anything, so a missing one fails fast.
     pipeline = None
     if not args.index_only:
+        # Imported here: --index-only needs neither OpenCV nor onnxruntime.
+        from tagd.pipeline import Pipeline, build_analyzers
+
         analyzers = build_analyzers(settings, ctx.models_dir)
         for analyzer in analyzers:
             analyzer.model.check()

@@ -11,7 +11,7 @@ alone, so an unmounted NAS share never looks like a library deleted.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -69,7 +69,14 @@ def index_root(
     for found in walker.walk(root):
         seen.add(found.path)
         old = known.get(found.path)
-        if old is None or old.size != found.size or old.mtime_ns != found.mtime_ns:
+        # A file that could not be read is tried again: a chmod fixes it without
+        # touching size or mtime.
+        if (
+            old is None
+            or old.error is not None
+            or old.size != found.size
+            or old.mtime_ns != found.mtime_ns
+        ):
             todo.append(found)
     report.seen = len(seen)
     report.problems += walker.problems.messages[before:]
@@ -77,7 +84,7 @@ def index_root(
         report.problems.append(f"{root}: cannot be listed; nothing removed")
         return report
     vanished = {p: f for p, f in known.items() if p not in seen}
-    _apply(catalog, known, vanished, _fingerprint_all(todo), report, sinks)
+    _apply(catalog, known, vanished, todo, report, sinks)
     return report
 
 
@@ -97,39 +104,55 @@ def _fingerprint_one(found: FoundFile) -> _Fingerprinted:
         return _Fingerprinted(found, None, f"cannot read: {exc.strerror or exc}")
 
 
-def _fingerprint_all(todo: list[FoundFile]) -> Iterable[_Fingerprinted]:
-    if len(todo) < 8:
-        return [_fingerprint_one(f) for f in todo]
-    # Reads release the GIL; a few threads hide NAS latency.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(_fingerprint_one, todo, chunksize=16))
+def _fingerprint_chunk(todo: list[FoundFile]) -> list[_Fingerprinted]:
+    return [_fingerprint_one(f) for f in todo]
+
+
+def _fingerprint_all(pool: ThreadPoolExecutor, todo: list[FoundFile]) -> list[_Fingerprinted]:
+    """Fingerprints in order; reads release the GIL, so threads hide NAS latency."""
+    if len(todo) < 64:
+        return _fingerprint_chunk(todo)
+    chunks = [todo[i : i + 64] for i in range(0, len(todo), 64)]
+    return [f for chunk in pool.map(_fingerprint_chunk, chunks) for f in chunk]
 
 
 def _apply(
     catalog: Catalog,
     known: dict[str, IndexedFile],
     vanished: dict[str, IndexedFile],
-    items: Iterable[_Fingerprinted],
+    todo: list[FoundFile],
     report: IndexReport,
     sinks: Sequence[str],
 ) -> None:
     by_content: dict[int, IndexedFile] = {
         f.content_id: f for f in vanished.values() if f.content_id is not None
     }
-    pending = list(items)
-    for start in range(0, len(pending), BATCH):
-        with catalog.transaction():
-            touched = [
-                _apply_one(catalog, known, vanished, by_content, item, report)
-                for item in pending[start : start + BATCH]
-            ]
-            # A copy or a moved file of already analysed content needs its sidecar too.
-            for sink in sinks:
-                catalog.enqueue(touched, sink)
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="fingerprint") as pool:
+        for start in range(0, len(todo), BATCH):
+            # Fingerprint and commit chunk by chunk: a kill loses one chunk's reads.
+            items = _fingerprint_all(pool, todo[start : start + BATCH])
+            # Still unreadable, as recorded: nothing to write.
+            items = [i for i in items if not _same_error(known.get(i.found.path), i)]
+            with catalog.transaction():
+                touched = [
+                    _apply_one(catalog, known, vanished, by_content, item, report) for item in items
+                ]
+                # A copy or a moved file of already analysed content needs its sidecar too.
+                for sink in sinks:
+                    catalog.enqueue(touched, sink)
     with catalog.transaction():
         catalog.delete_files(f.id for f in vanished.values())
         report.deleted = len(vanished)
         catalog.drop_orphan_contents()
+
+
+def _same_error(old: IndexedFile | None, item: _Fingerprinted) -> bool:
+    return (
+        old is not None
+        and item.error is not None
+        and item.error == old.error
+        and (old.size, old.mtime_ns) == (item.found.size, item.found.mtime_ns)
+    )
 
 
 def _apply_one(
