@@ -74,13 +74,10 @@ class ObjectDetector(Analyzer):
         centre = (out[:, :2] + self._grids[keep]) * self._strides[keep]
         size = np.exp(out[:, 2:4]) * self._strides[keep]
         xywh = np.concatenate([centre - size / 2, size], 1) / ratio
+        # No top_k here: OpenCV applies it to the candidates *before* suppression,
+        # which keeps a hundred duplicates of the best objects and drops the rest.
         picked = cv2.dnn.NMSBoxesBatched(
-            xywh.tolist(),
-            scores.tolist(),
-            cls.tolist(),
-            self.min_score,
-            self.nms_iou,
-            top_k=self.max_detections,
+            xywh.tolist(), scores.tolist(), cls.tolist(), self.min_score, self.nms_iou
         )
         h, w = shape
         findings = []
