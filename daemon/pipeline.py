@@ -9,6 +9,9 @@ loses at most the batch in flight and never leaves half of one behind.
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 import threading
 import time
 from collections import deque
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from tagd.analyzers.base import Analyzer, Finding
 from tagd.analyzers.objects import ObjectDetector
 from tagd.catalog.catalog import Catalog, Detection, WorkItem
@@ -30,6 +34,7 @@ from tagd.runtime.manifest import ModelError, load_manifest
 from tagd.runtime.model import ManagedModel
 
 SINKS_KEY = "derived_with"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,6 +79,7 @@ def build_analyzers(settings: Settings, models_dir: Path) -> list[Analyzer]:
             threads=settings.runtime.threads,
             idle_unload=settings.runtime.idle_unload,
         )
+        _warn_unknown_labels(settings, specs[name].labels)
         analyzers.append(
             ObjectDetector(
                 model,
@@ -83,6 +89,16 @@ def build_analyzers(settings: Settings, models_dir: Path) -> list[Analyzer]:
             )
         )
     return analyzers
+
+
+def _warn_unknown_labels(settings: Settings, labels: Sequence[str]) -> None:
+    unknown = sorted(set(settings.tags.objects.labels) - set(labels))
+    if unknown:
+        log.warning(
+            "tags.objects.labels: %s not a label of %s (see `tagd models list`); ignored",
+            ", ".join(repr(u) for u in unknown),
+            settings.objects.model,
+        )
 
 
 class Pipeline:
@@ -171,7 +187,10 @@ class Pipeline:
     def load(self, item: WorkItem) -> Loaded:
         """Read and decode one file (runs in a worker thread; never raises)."""
         try:
-            with open(item.path, "rb") as fh:
+            # O_NONBLOCK: a file swapped for a FIFO since indexing must not hang us.
+            with open(os.open(item.path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    return Loaded(item, item.kind, error="not a regular file")
                 head = fh.read(64)
                 fmt = sniff(head)
                 kind = kind_of_format(fmt)

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from tagd.sinks.xmp import XmpChange, XmpWriteError, sidecar_path, sync_sidecar
 
 EXIFTOOL = shutil.which("exiftool")

@@ -75,7 +75,11 @@ class Catalog:
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = connect(path)
-        migrate(self.con)
+        try:
+            migrate(self.con)
+        except BaseException:
+            self.con.close()
+            raise
 
     def close(self) -> None:
         self.con.close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from tagd.catalog.connect import CatalogError
+
 MIGRATIONS: list[str] = [
     # 1: files, their content, and raw analyzer output.
     """
@@ -83,7 +85,8 @@ def migrate(con: sqlite3.Connection) -> int:
     """Bring the schema up to date; returns the number of migrations applied."""
     current = schema_version(con)
     if current > SCHEMA_VERSION:
-        raise RuntimeError(
+        # CatalogError (a RuntimeError): the CLI shows it as one line and exits 2.
+        raise CatalogError(
             f"catalog schema {current} is newer than this tagd ({SCHEMA_VERSION}); upgrade tagd"
         )
     for number in range(current + 1, SCHEMA_VERSION + 1):

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
+
 from tagd.runtime.manifest import ModelError
 
 

@@ -10,8 +10,10 @@ the same for a 2 MB photo and a 20 GB video.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 
 BLOCK = 64 * 1024
 VERSION = "b2s3"  # changes whenever the recipe does, so old values are never compared
@@ -19,8 +21,12 @@ VERSION = "b2s3"  # changes whenever the recipe does, so old values are never co
 
 def fingerprint(path: str | os.PathLike[str]) -> tuple[str, int]:
     """(fingerprint, size) of the file as it is now."""
-    with open(path, "rb", buffering=0) as fh:
-        size = os.fstat(fh.fileno()).st_size
+    # O_NONBLOCK: opening a FIFO must not wait for a writer (no effect on files).
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb", buffering=0) as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):  # FIFO, device, socket: never media
+            raise OSError(errno.EINVAL, "not a regular file")
+        size = st.st_size
         digest = hashlib.blake2b(size.to_bytes(8, "little"), digest_size=16)
         if size <= 3 * BLOCK:
             digest.update(fh.read())

@@ -4,8 +4,9 @@ An unchanged file costs one `stat` (from the walk) and a dict lookup: no
 read, no write. New and changed files (size or mtime_ns differ) are
 fingerprinted; a new path whose fingerprint belongs to a file that vanished
 in the same scan is a move, and the file row (with its results and sink
-state) follows it. A root that cannot be listed at all is reported and left
-alone, so an unmounted NAS share never looks like a library deleted.
+state) follows it. A root that is missing, empty or cannot be listed is
+reported and left alone, so an unmounted NAS share never looks like a library
+deleted.
 """
 
 from __future__ import annotations
@@ -80,8 +81,14 @@ def index_root(
             todo.append(found)
     report.seen = len(seen)
     report.problems += walker.problems.messages[before:]
-    if os.path.isdir(root) and not seen and known and not _listable(root):
-        report.problems.append(f"{root}: cannot be listed; nothing removed")
+    if os.path.isdir(root) and not seen and known:
+        # An empty or unlistable root that held files is far more likely an
+        # unmounted share than a library deleted at once: forget nothing.
+        why = "is empty" if _listable(root) else "cannot be listed"
+        report.problems.append(
+            f"{root}: {why} but the catalog knows {len(known)} files there "
+            "(unmounted?); nothing removed"
+        )
         return report
     vanished = {p: f for p, f in known.items() if p not in seen}
     _apply(catalog, known, vanished, todo, report, sinks)

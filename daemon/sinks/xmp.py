@@ -64,6 +64,12 @@ _OUR_KEYS = (_SUBJECT, _HIER, _TAGSLIST, _OWNED)
 # pyexiv2's modify_xmp always creates rdf:Seq arrays; these must be rdf:Bag, so the
 # serialised packet is patched (element names as Exiv2 writes them).
 _BAG_ELEMENTS = (b"dc:subject", b"lr:hierarchicalSubject", b"tagd:Keywords")
+_ELEMENTS = {
+    _SUBJECT: b"dc:subject",
+    _HIER: b"lr:hierarchicalSubject",
+    _TAGSLIST: b"digiKam:TagsList",
+    _OWNED: b"tagd:Keywords",
+}
 
 # digiKam's TagsList separates levels with '/', so a '/' inside a tag name would
 # invent a level; DIVISION SLASH looks the same to people and is not a separator.
@@ -269,7 +275,20 @@ def _render(sidecar: Path, base: bytes, current: _Keywords, target: _Keywords) -
                 img.close()
     except (RuntimeError, ValueError) as exc:
         raise XmpWriteError(f"cannot encode XMP sidecar {sidecar}: {exc}") from exc
-    return _bagify(data)
+    emptied = [_ELEMENTS[key] for key, value in changes.items() if value is None]
+    return _drop_elements(_bagify(data), emptied)
+
+
+def _drop_elements(data: bytes, names: Sequence[bytes]) -> bytes:
+    """Remove array properties that must go away.
+
+    pyexiv2 2.16 ignores a deletion of dc:subject (other keys delete fine), so
+    the leftover element is cut from the packet; _verify re-reads the result.
+    """
+    for name in names:
+        pattern = re.compile(rb"\n?[ \t]*<" + name + rb">.*?</" + name + rb">", re.DOTALL)
+        data = pattern.sub(b"", data)
+    return data
 
 
 def _bagify(data: bytes) -> bytes:

@@ -1,0 +1,172 @@
+"""Shared fixtures: an isolated state dir, real photos (made here or copied from the
+shared COCO sample), the CLI run in-process, and exiftool as an independent reader."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+COCO_IMAGES = SHARED / "eval" / "objects-coco128-train" / "images"
+VIDEOS = SHARED / "eval" / "video"
+EXIFTOOL = shutil.which("exiftool")
+
+# A COCO photo whose ground truth holds a person (and an umbrella) the model finds.
+PERSON_PHOTO = "000000000036.jpg"
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """TAGD_STATE_DIR in tmp; no config file from the environment or ~/.config."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("TAGD_STATE_DIR", str(state))
+    monkeypatch.delenv("TAGD_CONFIG", raising=False)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    return state
+
+
+@pytest.fixture
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data folder {SHARED} is absent")
+    return SHARED
+
+
+@pytest.fixture
+def coco_dir(shared: Path) -> Path:
+    if not COCO_IMAGES.is_dir():
+        pytest.skip(f"COCO sample {COCO_IMAGES} is absent")
+    return COCO_IMAGES
+
+
+def write_jpeg(
+    path: Path,
+    width: int = 64,
+    height: int = 48,
+    *,
+    orientation: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """A real JPEG of noise (so every seed gives other bytes), optionally with EXIF
+    orientation."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(pixels, "RGB")
+    if orientation is None:
+        image.save(path, "JPEG", quality=85)
+    else:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        image.save(path, "JPEG", quality=85, exif=exif.tobytes())
+    return path
+
+
+@pytest.fixture
+def make_jpeg() -> Callable[..., Path]:
+    return write_jpeg
+
+
+@pytest.fixture
+def coco_photos(coco_dir: Path, tmp_path: Path) -> Callable[..., list[Path]]:
+    """coco_photos(n, dest=None, first=None): copy n real photos (sorted by name, the
+    given one first) into a writable folder under tmp."""
+
+    def copy(n: int, dest: Path | None = None, first: str | None = None) -> list[Path]:
+        names = sorted(p.name for p in coco_dir.glob("*.jpg"))
+        if first is not None:
+            names.remove(first)
+            names.insert(0, first)
+        if len(names) < n:
+            pytest.skip(f"only {len(names)} COCO photos in {coco_dir}, need {n}")
+        target = dest or tmp_path / "photos"
+        target.mkdir(parents=True, exist_ok=True)
+        out = []
+        for name in names[:n]:
+            # copyfile, not copy: the shared files are read-only.
+            out.append(Path(shutil.copyfile(coco_dir / name, target / name)))
+        return out
+
+    return copy
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run `tagd ARGS` in this process: (exit code, stdout, stderr)."""
+    from tagd.cli.main import main
+
+    def run(*args: str | Path) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse errors
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def run_tagd(
+    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`python -m tagd ARGS` as a real process."""
+    return subprocess.run(
+        [sys.executable, "-m", "tagd", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def exiftool_keywords(paths: Sequence[Path]) -> dict[str, dict[str, list[str]]]:
+    """Sidecar keywords read back by exiftool: {sidecar path: {Subject, Hier..., TagsList}}."""
+    if EXIFTOOL is None:
+        pytest.skip("exiftool is not installed")
+    if not paths:
+        return {}
+    done = subprocess.run(
+        [
+            EXIFTOOL,
+            "-j",
+            "-XMP-dc:Subject",
+            "-XMP-lr:HierarchicalSubject",
+            "-XMP-digiKam:TagsList",
+            *map(str, paths),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = {}
+    for entry in json.loads(done.stdout):
+        out[entry["SourceFile"]] = {
+            key: _as_list(entry.get(key)) for key in ("Subject", "HierarchicalSubject", "TagsList")
+        }
+    return out
+
+
+def _as_list(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)]

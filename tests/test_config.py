@@ -1,0 +1,251 @@
+"""Config loading: the repository's config.toml is the defaults, loading is strict
+and every error names the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from conftest import REPO, write_config
+
+from tagd.config import (
+    ConfigError,
+    Settings,
+    TagRule,
+    find_config_file,
+    load_settings,
+    parse_settings,
+)
+
+REPO_CONFIG = REPO / "config.toml"
+
+
+def load_text(tmp_path: Path, text: str) -> Settings:
+    return load_settings(write_config(tmp_path / "config.toml", text))
+
+
+@pytest.mark.skipif(not REPO_CONFIG.is_file(), reason=f"{REPO_CONFIG} does not exist yet")
+def test_repo_config_is_exactly_the_defaults() -> None:
+    loaded = load_settings(REPO_CONFIG)
+    assert loaded.source == REPO_CONFIG.resolve()
+    plain = dataclasses.replace(loaded, source=None)
+    defaults = Settings()
+    # Section by section first, so a failure says which section drifted.
+    for f in dataclasses.fields(Settings):
+        assert getattr(plain, f.name) == getattr(defaults, f.name), f.name
+    assert plain == defaults
+
+
+def test_empty_file_and_no_file_are_the_defaults(tmp_path: Path, state_dir: Path) -> None:
+    assert dataclasses.replace(load_text(tmp_path, ""), source=None) == Settings()
+    assert find_config_file() is None  # state_dir fixture: no TAGD_CONFIG, empty XDG
+    assert load_settings() == Settings()
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        # unknown key: names it and lists what is allowed there
+        ("[library]\nrootz = []\n", ["library.rootz", "unknown key", "roots", "exclude"]),
+        ("colour = 1\n", ["colour", "unknown key", "library", "runtime"]),
+        (
+            "[tags.objects.labels.person]\nthreshhold = 0.7\n",
+            ["tags.objects.labels.person.threshhold", "unknown key", "threshold"],
+        ),
+        # wrong type
+        ('[runtime]\nbatch_size = "8"\n', ["runtime.batch_size", "'8' (str)", "expected int"]),
+        ("[runtime]\nbatch_size = true\n", ["runtime.batch_size", "True (bool)", "expected int"]),
+        ("[runtime]\nbatch_size = 2.5\n", ["runtime.batch_size", "2.5 (float)", "expected int"]),
+        ("[xmp]\nenabled = 1\n", ["xmp.enabled", "1 (int)", "expected bool"]),
+        ('[library]\nroots = "/photos"\n', ["library.roots", "'/photos' (str)", "list"]),
+        (
+            '[library]\nimage_extensions = ["jpg", 3]\n',
+            ["library.image_extensions[1]", "3 (int)", "expected str"],
+        ),
+        ("runtime = 5\n", ["runtime", "5 (int)", "table"]),
+        (
+            "[tags.objects.labels]\nperson = 0.7\n",
+            ["tags.objects.labels.person", "0.7 (float)", "table"],
+        ),
+        (
+            "[tags.objects.labels.person]\nname = 7\n",
+            ["tags.objects.labels.person.name", "7 (int)", "expected str"],
+        ),
+        # out of range
+        ("[runtime]\nbatch_size = 0\n", ["runtime.batch_size", "0 (int)", "between 1 and 256"]),
+        (
+            "[tags.objects]\nthreshold = 1.5\n",
+            ["tags.objects.threshold", "1.5 (float)", "between 0.0 and 1.0"],
+        ),
+        (
+            "[tags.objects.labels.dog]\nthreshold = -0.1\n",
+            ["tags.objects.labels.dog.threshold", "-0.1", "between 0.0 and 1.0"],
+        ),
+        ("[decode]\nmax_pixels = 0\n", ["decode.max_pixels", "0 (int)", "at least 1"]),
+        # bad Literal
+        (
+            '[runtime]\nbackend = "gpu"\n',
+            ["runtime.backend", "'gpu' (str)", "'auto'", "'cpu'", "'openvino'", "'cuda'"],
+        ),
+        ('[xmp]\nsidecar = "both"\n', ["xmp.sidecar", "'both'", "'ext'", "'stem'"]),
+        ('[daemon]\nlog_level = "INFO"\n', ["daemon.log_level", "'INFO'", "'info'"]),
+        # checks across values
+        ('[library]\nimage_extensions = [".JPG"]\n', ["library.image_extensions", "'.JPG'"]),
+        ('[tags]\nroot = "A|B"\n', ["tags.root", "'A|B'", "'|'"]),
+        ('[library]\nexclude = [" "]\n', ["library.exclude[0]", "empty pattern"]),
+    ],
+)
+def test_bad_values_name_key_value_and_what_is_allowed(
+    tmp_path: Path, text: str, needles: list[str]
+) -> None:
+    path = write_config(tmp_path / "config.toml", text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    message = str(info.value)
+    assert str(path) in message
+    for needle in needles:
+        assert needle in message, f"{needle!r} missing from {message!r}"
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_text(tmp_path, "[runtime\nbatch_size = 2\n")
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.toml")
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b'[tags]\nroot = "\xe9"\n')
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_settings(bad)
+
+
+def test_per_label_overrides_parse(tmp_path: Path) -> None:
+    settings = load_text(
+        tmp_path,
+        """
+[tags.objects]
+threshold = 0.4
+
+[tags.objects.labels.person]
+threshold = 0.7
+
+[tags.objects.labels."dining table"]
+name = "table"
+parent = "Objects|Furniture"
+
+[tags.objects.labels.tie]
+enabled = false
+""",
+    )
+    labels = settings.tags.objects.labels
+    assert settings.tags.objects.threshold == 0.4
+    assert labels["person"] == TagRule(threshold=0.7)
+    assert labels["dining table"] == TagRule(name="table", parent="Objects|Furniture")
+    assert labels["tie"] == TagRule(enabled=False)
+    assert set(labels) == {"person", "dining table", "tie"}
+    # An int where a float is wanted is a float.
+    rule = parse_settings({"tags": {"objects": {"labels": {"cat": {"threshold": 1}}}}})
+    threshold = rule.tags.objects.labels["cat"].threshold
+    assert threshold == 1.0 and isinstance(threshold, float)
+
+
+def test_values_are_kept(tmp_path: Path) -> None:
+    settings = load_text(
+        tmp_path,
+        """
+[library]
+roots = ["/a", "/b"]
+include_hidden = true
+[runtime]
+backend = "cpu"
+batch_size = 3
+[decode]
+video_interval = 5
+[xmp]
+sidecar = "stem"
+""",
+    )
+    assert settings.library.roots == ["/a", "/b"]
+    assert settings.library.include_hidden is True
+    assert settings.runtime.backend == "cpu"
+    assert settings.runtime.batch_size == 3
+    assert settings.decode.video_interval == 5.0
+    assert settings.xmp.sidecar == "stem"
+    assert settings.objects == Settings().objects  # untouched sections keep defaults
+
+
+# ---------------------------------------------------------------- the command
+
+
+GOOD = "[runtime]\nbatch_size = 4\n"
+BAD = "[runtime]\nbatch_size = 999\n"
+
+
+def test_config_check_exit_codes(tmp_path: Path, state_dir: Path, cli) -> None:
+    good = write_config(tmp_path / "good.toml", GOOD)
+    bad = write_config(tmp_path / "bad.toml", BAD)
+
+    code, out, err = cli("config", "check", good)
+    assert code == 0, err
+    assert str(good) in out and "OK" in out
+
+    code, out, err = cli("config", "check", bad)
+    assert code == 2
+    assert "runtime.batch_size" in err and "999" in err and "between 1 and 256" in err
+    assert "OK" not in out
+
+    code, out, err = cli("config", "check", tmp_path / "missing.toml")
+    assert code == 2 and "not found" in err
+
+    code, out, _ = cli("config", "check")  # no file anywhere: the built-in defaults
+    assert code == 0 and "built-in defaults" in out
+
+    code, out, err = cli("--config", bad, "config", "check")
+    assert code == 2 and "runtime.batch_size" in err
+
+
+def test_tagd_config_env_selects_and_option_beats_it(
+    tmp_path: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch, cli
+) -> None:
+    good = write_config(tmp_path / "good.toml", GOOD)
+    bad = write_config(tmp_path / "bad.toml", BAD)
+
+    monkeypatch.setenv("TAGD_CONFIG", str(bad))
+    assert find_config_file() == bad
+    code, _, err = cli("config", "check")
+    assert code == 2 and str(bad) in err
+
+    code, out, err = cli("--config", good, "config", "check")
+    assert code == 0, err
+    assert str(good) in out
+    assert find_config_file(good) == good
+
+    monkeypatch.setenv("TAGD_CONFIG", str(good))
+    code, out, _ = cli("config", "check")
+    assert code == 0 and str(good) in out
+    assert load_settings().runtime.batch_size == 4
+
+
+def test_tagd_config_env_drives_other_commands(
+    tmp_path: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch, make_jpeg, cli
+) -> None:
+    """TAGD_CONFIG's library.roots is what a bare `tagd scan --index-only` scans."""
+    lib = tmp_path / "lib"
+    make_jpeg(lib / "a.jpg")
+    other = tmp_path / "other"
+    make_jpeg(other / "b.jpg", seed=1)
+    env_cfg = write_config(tmp_path / "env.toml", f'[library]\nroots = ["{lib}"]\n')
+    opt_cfg = write_config(tmp_path / "opt.toml", f'[library]\nroots = ["{other}"]\n')
+    monkeypatch.setenv("TAGD_CONFIG", str(env_cfg))
+
+    code, out, err = cli("scan", "--index-only")
+    assert code == 0, err
+    assert "indexed 1 files: 1 new" in out
+    code, out, err = cli("--config", opt_cfg, "scan", "--index-only")
+    assert code == 0, err
+    assert "indexed 1 files: 1 new" in out  # b.jpg, a different file
+
+    from tagd.catalog.catalog import Catalog
+
+    with Catalog(state_dir / "catalog.db") as catalog:
+        assert sorted(catalog.files_under("/")) == [str(lib / "a.jpg"), str(other / "b.jpg")]
