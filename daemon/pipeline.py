@@ -161,7 +161,9 @@ class Pipeline:
                 if not items:
                     break
                 seen.update(i.content_id for i in items)
-                loaded = _prefetch(pool, self.load, items, depth=workers * 2 + 2)
+                # Decode a whole batch ahead, so workers keep going while the model runs.
+                depth = self.settings.runtime.batch_size + 2 * workers
+                loaded = _prefetch(pool, self.load, items, depth=depth)
                 for batch in self._batches(loaded):
                     self._process(batch, report)
                     if progress:
