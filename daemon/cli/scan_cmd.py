@@ -116,6 +116,12 @@ def _summary(
         print(f"sidecars {verb}: {count}; failed: {d.failed}")
         for path, reason in d.errors[:MAX_LISTED]:
             print(f"  sidecar not written: {path}: {reason}", file=sys.stderr)
+        if d.failed:
+            print(
+                f"  {d.failed} sidecar writes stay queued and are retried on the next scan; "
+                "for a library tagd must not write to, set [xmp] enabled = false",
+                file=sys.stderr,
+            )
     errors = [r for r in ctx.catalog.records(pipeline.shas, roots) if r.status == "error"]
     for record in errors[:MAX_LISTED]:
         print(f"  error: {record.path}: {record.error}", file=sys.stderr)

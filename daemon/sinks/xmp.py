@@ -346,6 +346,7 @@ def _write(
     data = _render(sidecar, _EMPTY_PACKET if original is None else original, current, target)
     # Replace the file a symlink points at, not the link itself.
     dest = Path(os.path.realpath(sidecar))
+    _refuse_read_only(sidecar, dest, original is not None)
     try:
         # New sidecars take their owner from the media file, so a daemon running as
         # root does not leave files the photo's owner cannot edit.
@@ -362,6 +363,28 @@ def _write(
         )
     except OSError as exc:
         raise XmpWriteError(f"cannot write XMP sidecar {sidecar}: {_cause(exc)}") from exc
+
+
+def _refuse_read_only(sidecar: Path, dest: Path, exists: bool) -> None:
+    """Honour write bits even when running as root, which the kernel would not.
+
+    A folder or sidecar with no write bit for anyone was made read-only on
+    purpose (an archive, a shared library); root bypassing that is damage. The
+    folder counts even for an existing sidecar: the atomic write creates a
+    temporary file in it.
+    """
+    for what, path in (("folder", dest.parent), ("sidecar", dest)):
+        if what == "sidecar" and not exists:
+            continue
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            raise XmpWriteError(f"cannot write XMP sidecar {sidecar}: {_cause(exc)}") from exc
+        if not mode & 0o222:
+            raise XmpWriteError(
+                f"cannot write XMP sidecar {sidecar}: {what} is read-only "
+                f"(mode {stat.S_IMODE(mode):o})"
+            )
 
 
 def _atomic_replace(
