@@ -114,8 +114,8 @@ def _summary(
         verb = "would change" if dry_run else "written"
         count = len(d.changes) if dry_run else d.written
         print(f"sidecars {verb}: {count}; failed: {d.failed}")
-        for path, reason in d.errors[:MAX_LISTED]:
-            print(f"  sidecar not written: {path}: {reason}", file=sys.stderr)
+        for _path, reason in d.errors[:MAX_LISTED]:
+            print(f"  {reason}", file=sys.stderr)
         if d.failed:
             print(
                 f"  {d.failed} sidecar writes stay queued and are retried on the next scan; "
