@@ -12,7 +12,7 @@ LIBRARY ?=
 $(BIN)/tagd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,export]'
 	touch $@
 
 setup: $(BIN)/tagd

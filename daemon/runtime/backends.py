@@ -104,6 +104,6 @@ class OpenVinoSession:
 def open_session(path: Path, backend: str, threads: int) -> Session:
     engine = resolve_backend(backend)
     n = cpu_threads(threads)
-    if engine == "openvino":
+    if engine == "openvino" or path.suffix == ".xml":  # an IR file runs on OpenVINO only
         return OpenVinoSession(path, n)
     return OrtSession(path, n, cuda=engine == "cuda")

@@ -1,11 +1,23 @@
-"""models/manifest.toml: what each model is, where its file is, and its checksum."""
+"""models/manifest.toml: what each model is, where its files are, their checksums.
+
+`tagd models fetch` and `tagd models export` write entries; the runtime reads
+them and refuses a file whose sha256 differs. One task (objects, faces, ...)
+may have several variants (fp32, int8, OpenVINO IR); the one marked
+`default = true` is what an analyzer configured with `model = "auto"` runs.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+import tomli_w
 
 
 class ModelError(RuntimeError):
@@ -19,11 +31,25 @@ class ModelSpec:
     file: str
     sha256: str
     input: tuple[int, int]  # width, height
-    preprocessing: str
-    license: str
-    source: str
+    preprocessing: str = ""
+    license: str = ""
+    source: str = ""
+    family: str = ""
+    variant: str = "fp32"
+    default: bool = False
     labels: tuple[str, ...] = ()
-    fetch: tuple[str, ...] = field(default=())
+    # Other files the model needs (OpenVINO .bin, a character dictionary), name -> sha256.
+    files: dict[str, str] = field(default_factory=dict)
+    # What export measured (accuracy, latency), for `tagd models list`.
+    metrics: dict[str, float] = field(default_factory=dict)
+    fetch: tuple[str, ...] = ()
+
+    @property
+    def engine(self) -> str:
+        return "openvino" if self.file.endswith(".xml") else "onnx"
+
+
+_REQUIRED = ("task", "file", "sha256", "input")
 
 
 def load_manifest(models_dir: Path) -> dict[str, ModelSpec]:
@@ -34,24 +60,100 @@ def load_manifest(models_dir: Path) -> dict[str, ModelSpec]:
         raise ModelError(f"no model manifest at {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ModelError(f"{path}: invalid TOML: {exc}") from None
-    specs = {}
-    for name, entry in data.get("models", {}).items():
-        try:
-            specs[name] = ModelSpec(
-                name=name,
-                task=entry["task"],
-                file=entry["file"],
-                sha256=entry["sha256"],
-                input=(int(entry["input"][0]), int(entry["input"][1])),
-                preprocessing=entry.get("preprocessing", ""),
-                license=entry.get("license", ""),
-                source=entry.get("source", ""),
-                labels=tuple(entry.get("labels", ())),
-                fetch=tuple(entry.get("fetch", ())),
-            )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ModelError(f"{path}: [models.{name}] is incomplete: {exc!r}") from None
-    return specs
+    return {name: _spec(name, entry, path) for name, entry in data.get("models", {}).items()}
+
+
+def _spec(name: str, entry: dict[str, Any], path: Path) -> ModelSpec:
+    missing = [key for key in _REQUIRED if key not in entry]
+    if missing:
+        raise ModelError(f"{path}: [models.{name}] is incomplete: missing {', '.join(missing)}")
+    try:
+        return ModelSpec(
+            name=name,
+            task=str(entry["task"]),
+            file=str(entry["file"]),
+            sha256=str(entry["sha256"]),
+            input=(int(entry["input"][0]), int(entry["input"][1])),
+            preprocessing=str(entry.get("preprocessing", "")),
+            license=str(entry.get("license", "")),
+            source=str(entry.get("source", "")),
+            family=str(entry.get("family", "")),
+            variant=str(entry.get("variant", "fp32")),
+            default=bool(entry.get("default", False)),
+            labels=tuple(str(x) for x in entry.get("labels", ())),
+            files={str(k): str(v) for k, v in entry.get("files", {}).items()},
+            metrics={str(k): float(v) for k, v in entry.get("metrics", {}).items()},
+            fetch=tuple(str(x) for x in entry.get("fetch", ())),
+        )
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ModelError(f"{path}: [models.{name}] has a bad value: {exc}") from None
+
+
+def default_for(specs: dict[str, ModelSpec], task: str) -> ModelSpec | None:
+    """The variant marked default for a task (else the only one there is)."""
+    candidates = [s for s in specs.values() if s.task == task]
+    marked = [s for s in candidates if s.default]
+    if marked:
+        return marked[0]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def resolve(specs: dict[str, ModelSpec], task: str, name: str, key: str) -> ModelSpec:
+    """The spec for a config value: a manifest name, or "auto" for the default."""
+    spec = default_for(specs, task) if name == "auto" else specs.get(name)
+    if spec is None or spec.task != task:
+        known = ", ".join(sorted(s.name for s in specs.values() if s.task == task)) or "none"
+        raise ModelError(
+            f"{key} = {name!r}: no such {task} model in the manifest (installed: {known}); "
+            "run `tagd models fetch`"
+        )
+    return spec
+
+
+def write_manifest(models_dir: Path, entries: Iterable[ModelSpec], header: str = "") -> Path:
+    """Merge entries into manifest.toml (same name replaces), atomically."""
+    path = models_dir / "manifest.toml"
+    try:
+        current = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        current = {}
+    models: dict[str, Any] = dict(current.get("models", {}))
+    new = list(entries)
+    for spec in new:
+        if spec.default:  # one default per task
+            for other in models.values():
+                if other.get("task") == spec.task:
+                    other["default"] = False
+        models[spec.name] = _entry(spec)
+    text = tomli_w.dumps({"models": dict(sorted(models.items()))}, multiline_strings=False)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=models_dir, prefix=".manifest.")
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(header or _HEADER)
+        out.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def _entry(spec: ModelSpec) -> dict[str, Any]:
+    entry = asdict(spec)
+    del entry["name"]
+    entry["input"] = list(spec.input)
+    entry["labels"] = list(spec.labels)
+    entry["fetch"] = list(spec.fetch)
+    return {k: v for k, v in entry.items() if v not in ((), [], {}, "")}
+
+
+_HEADER = """\
+# Models tagd can run, written by `tagd models fetch` and `tagd models export`.
+# Every file is checked against its sha256 when it is loaded. Keys: task (the
+# analyzer that uses it), family, variant, default (what `model = "auto"`
+# picks for the task), file, sha256, files (other files it needs, with their
+# sha256), input [width, height], preprocessing, labels (output classes in
+# index order), license, source (where the weights come from), metrics (what
+# export measured).
+
+"""
 
 
 def sha256_of(path: Path) -> str:
@@ -63,18 +165,19 @@ def sha256_of(path: Path) -> str:
 
 
 def verified_path(spec: ModelSpec, models_dir: Path) -> Path:
-    """The model file, after checking it is there and is the file the manifest names."""
-    path = models_dir / spec.file
-    if not path.is_file():
-        raise ModelError(
-            f"model {spec.name!r} is missing: {path} not found. Run `tagd models fetch` "
-            f"(offline: `tagd models fetch --source DIR`). Source: {spec.source}"
-        )
-    actual = sha256_of(path)
-    if actual != spec.sha256:
-        raise ModelError(
-            f"model {spec.name!r} at {path} has sha256 {actual}, manifest expects "
-            f"{spec.sha256}: the file is damaged or a different version; "
-            "run `tagd models fetch` again"
-        )
-    return path
+    """The model file, after checking it and its companions are the files the manifest names."""
+    for name, expected in [(spec.file, spec.sha256), *spec.files.items()]:
+        path = models_dir / name
+        if not path.is_file():
+            raise ModelError(
+                f"model {spec.name!r} is missing: {path} not found. Run `tagd models fetch` "
+                f"(offline: `tagd models fetch --source DIR`). Source: {spec.source}"
+            )
+        actual = sha256_of(path)
+        if actual != expected:
+            raise ModelError(
+                f"model {spec.name!r}: {path} has sha256 {actual}, manifest expects "
+                f"{expected}: the file is damaged or a different version; "
+                "run `tagd models fetch` again"
+            )
+    return models_dir / spec.file

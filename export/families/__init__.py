@@ -1,0 +1,1 @@
+"""One module per model family; see tagd_export.registry for the interface."""
