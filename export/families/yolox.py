@@ -13,10 +13,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from tagd_export.context import ExportContext, ExportError
-from tagd_export.files import install_file
 
 from tagd.runtime.manifest import ModelSpec, sha256_of
+from tagd_export.context import ExportContext, ExportError
+from tagd_export.files import install_file
 
 NAME = "yolox"
 TASK = "objects"
