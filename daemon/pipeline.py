@@ -136,7 +136,7 @@ class Pipeline:
     # ------------------------------------------------------------ analysis
 
     def pending_count(self) -> int:
-        return len(self.catalog.pending(self.shas, 10**9, self.prefixes))
+        return self.catalog.pending_count(self.shas, self.prefixes)
 
     def run(
         self,

@@ -118,11 +118,10 @@ class Catalog:
 
     def files_under(self, prefix: str) -> dict[str, IndexedFile]:
         """Files whose path is `prefix` or lies below it (a range scan on the index)."""
-        base = prefix.rstrip("/")
+        under, params = _under([prefix])
         rows = self.con.execute(
-            "SELECT id, path, size, mtime_ns, content_id, error FROM files "
-            "WHERE path = ? OR (path >= ? AND path < ?)",
-            (base, base + "/", base + "0"),  # '0' sorts right after '/'
+            f"SELECT id, path, size, mtime_ns, content_id, error FROM files f WHERE {under}",
+            params,
         )
         return {r[1]: IndexedFile(*r) for r in rows}
 
@@ -192,18 +191,11 @@ class Catalog:
         optionally only those with a file under one of `prefixes`."""
         if not analyzers:
             return []
-        missing_any = " OR ".join(
-            "NOT EXISTS (SELECT 1 FROM analyses a WHERE a.content_id = c.id "
-            "AND a.analyzer = ? AND a.model_sha256 = ?)"
-            for _ in analyzers
-        )
-        params: list[object] = [v for pair in analyzers.items() for v in pair]
-        under, under_params = _under(prefixes)
+        where, params = _pending_where(analyzers, prefixes)
         rows = self.con.execute(
             "SELECT c.id, MIN(f.path), c.kind FROM contents c JOIN files f ON f.content_id = c.id "
-            f"WHERE c.error IS NULL AND f.error IS NULL AND ({missing_any}) AND {under} "
-            "GROUP BY c.id ORDER BY MIN(f.path) LIMIT ?",
-            [*params, *under_params, limit],
+            f"WHERE {where} GROUP BY c.id ORDER BY MIN(f.path) LIMIT ?",
+            [*params, limit],
         ).fetchall()
         done = self._done_analyses([r[0] for r in rows])
         return [
@@ -217,6 +209,18 @@ class Catalog:
             )
             for cid, path, kind in rows
         ]
+
+    def pending_count(self, analyzers: dict[str, str], prefixes: Sequence[str] = ()) -> int:
+        if not analyzers:
+            return 0
+        where, params = _pending_where(analyzers, prefixes)
+        return int(
+            self.con.execute(
+                "SELECT COUNT(DISTINCT c.id) FROM contents c JOIN files f "
+                f"ON f.content_id = c.id WHERE {where}",
+                params,
+            ).fetchone()[0]
+        )
 
     def _done_analyses(self, content_ids: Sequence[int]) -> dict[tuple[int, str], str]:
         done: dict[tuple[int, str], str] = {}
@@ -431,6 +435,21 @@ class Catalog:
             "tags": one("SELECT COUNT(*) FROM tags").fetchone()[0],
             "outbox": one("SELECT COUNT(*) FROM outbox").fetchone()[0],
         }
+
+
+def _pending_where(
+    analyzers: dict[str, str], prefixes: Sequence[str]
+) -> tuple[str, list[object]]:
+    """Readable contents, under `prefixes`, that miss a current analysis."""
+    missing_any = " OR ".join(
+        "NOT EXISTS (SELECT 1 FROM analyses a WHERE a.content_id = c.id "
+        "AND a.analyzer = ? AND a.model_sha256 = ?)"
+        for _ in analyzers
+    )
+    params: list[object] = [v for pair in analyzers.items() for v in pair]
+    under, under_params = _under(prefixes)
+    where = f"c.error IS NULL AND f.error IS NULL AND ({missing_any}) AND {under}"
+    return where, [*params, *under_params]
 
 
 def _under(prefixes: Sequence[str]) -> tuple[str, list[object]]:
