@@ -17,8 +17,10 @@ $(BIN)/tagd: pyproject.toml
 
 setup: $(BIN)/tagd
 
+# A model that cannot be had here (say, a registry hiccup) is reported with the
+# step that fixes it; tagging goes on with the models that are installed.
 models: setup
-	$(BIN)/tagd models fetch
+	$(BIN)/tagd models fetch || echo "tagd: some models are missing (see above)" >&2
 
 scan: models
 	@test -n "$(LIBRARY)" || (echo "usage: make scan LIBRARY=/path/to/photos" >&2; exit 2)
@@ -36,6 +38,8 @@ bench: models
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/objects_accuracy.py
 	$(BIN)/python bench/rescan.py
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/models.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -21,6 +22,7 @@ from typing import Any, Literal
 Backend = Literal["auto", "cpu", "openvino", "cuda"]
 SidecarNaming = Literal["ext", "stem"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+Profile = Literal["low-power", "balanced", "gpu"]
 
 
 class ConfigError(ValueError):
@@ -118,10 +120,19 @@ class XmpSettings:
 class DaemonSettings:
     state_dir: str = ""
     log_level: LogLevel = "info"
+    # `tagd run`: a cron expression ("0 3 * * *") or an interval ("30m", "6h"); "" = none.
+    schedule: str = "0 3 * * *"
+    scan_on_start: bool = True
+    watch: bool = True
+    watch_debounce: float = field(default=2.0, metadata=_range(0.0, 600))
+    nice: int = field(default=15, metadata=_range(0, 19))
+    io_idle: bool = True
+    stop_timeout: float = field(default=8.0, metadata=_range(1.0, 600))
 
 
 @dataclass(frozen=True)
 class Settings:
+    profile: Profile = "balanced"
     library: LibrarySettings = field(default_factory=LibrarySettings)
     decode: DecodeSettings = field(default_factory=DecodeSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
@@ -130,6 +141,93 @@ class Settings:
     xmp: XmpSettings = field(default_factory=XmpSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     source: Path | None = field(default=None, compare=False)
+
+
+# ---------------------------------------------------------------- profiles
+
+# What each hardware profile sets. A key written in the config file always
+# wins over its profile: profiles fill in only the keys the file leaves out, so
+# they are applied to the parsed TOML before validation, where "absent" and
+# "set to the default" can still be told apart. "balanced" is the defaults.
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "low-power": {
+        # One core for the model, one for decoding and the rest of the machine.
+        "runtime": {"backend": "cpu", "threads": 1, "batch_size": 2, "idle_unload": 60.0},
+        "decode": {"workers": 1, "reduced": True, "video_interval": 5.0, "video_max_frames": 60},
+        "objects": {"enabled": True},
+    },
+    "balanced": {
+        "runtime": {"backend": "auto", "threads": 0, "batch_size": 8, "idle_unload": 300.0},
+        "decode": {"workers": 0, "reduced": True, "video_interval": 2.0, "video_max_frames": 300},
+        "objects": {"enabled": True},
+    },
+    "gpu": {
+        # "auto" takes CUDA when onnxruntime has it; big batches keep a GPU fed.
+        "runtime": {"backend": "auto", "threads": 0, "batch_size": 32, "idle_unload": 1800.0},
+        "decode": {"workers": 0, "reduced": True, "video_interval": 1.0, "video_max_frames": 600},
+        "objects": {"enabled": True},
+    },
+}
+
+
+def profile_keys() -> list[str]:
+    """Every key a profile sets, as dotted paths ("runtime.threads")."""
+    return sorted(
+        {
+            f"{section}.{key}"
+            for p in PROFILES.values()
+            for section, keys in p.items()
+            for key in keys
+        }
+    )
+
+
+def _with_profile(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with its profile's values filled in where the file sets none."""
+    name = data.get("profile", Settings.profile)
+    if not isinstance(name, str) or name not in PROFILES:
+        return data  # validation reports the bad value with what is allowed
+    merged = dict(data)
+    for section, values in PROFILES[name].items():
+        table = merged.get(section, {})
+        if not isinstance(table, dict):
+            continue  # not a table: validation says so
+        merged[section] = {**values, **table}
+    return merged
+
+
+# ---------------------------------------------------------------- schedule
+
+_INTERVAL = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_schedule(text: str) -> tuple[str, str | float] | None:
+    """("interval", seconds), ("cron", expression), or None for no schedule.
+
+    Raises ValueError with a message for anything else.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    interval = _INTERVAL.fullmatch(text)
+    if interval:
+        seconds = float(interval.group(1)) * _UNIT[interval.group(2)]
+        if seconds < 1:
+            raise ValueError("an interval must be at least 1 s")
+        return "interval", seconds
+    if len(text.split()) != 5:
+        raise ValueError(
+            "expected a cron expression with 5 fields ('0 3 * * *') "
+            "or an interval ('90s', '30m', '6h', '1d')"
+        )
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(text)
+    except ValueError as exc:
+        raise ValueError(f"invalid cron expression: {exc}") from None
+    return "cron", text
 
 
 # ---------------------------------------------------------------- loading
@@ -170,7 +268,7 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
 
 def parse_settings(data: dict[str, Any], origin: str = "config") -> Settings:
     try:
-        settings = _build(Settings, data, "")
+        settings = _build(Settings, _with_profile(data), "")
     except ConfigError as exc:
         raise ConfigError(f"{origin}: {exc}") from None
     problems = _semantic_problems(settings)
@@ -263,6 +361,10 @@ def _semantic_problems(settings: Settings) -> list[str]:
                 problems.append(
                     f"library.{key}: {ext!r}: write extensions lower-case without a dot"
                 )
+    try:
+        parse_schedule(settings.daemon.schedule)
+    except ValueError as exc:
+        problems.append(f"daemon.schedule = {settings.daemon.schedule!r}: {exc}")
     if "|" in settings.tags.root or not settings.tags.root:
         problems.append(f"tags.root = {settings.tags.root!r}: must be non-empty, without '|'")
     return problems

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -39,12 +37,11 @@ class Context:
     def catalog(self) -> Catalog:
         return Catalog(self.state_dir / "catalog.db")
 
-    def setup_logging(self) -> None:
-        level = getattr(logging, self.settings.daemon.log_level.upper())
-        # journald adds its own timestamps; keep lines short and greppable.
-        logging.basicConfig(
-            stream=sys.stderr, level=level, format="%(levelname)s %(name)s: %(message)s"
-        )
+    def setup_logging(self, timestamps: bool = False) -> None:
+        # journald gets "<priority>" prefixes and adds its own timestamps.
+        from tagd.service.logs import configure
+
+        configure(self.settings.daemon.log_level, timestamps=timestamps)
 
     def analyzer_shas(self) -> dict[str, str]:
         """analyzer name -> model sha256 of the enabled analyzers (no model is loaded)."""

@@ -9,10 +9,19 @@ from collections.abc import Sequence
 
 from tagd import __version__
 from tagd.catalog.connect import CatalogError
-from tagd.cli import config_cmd, export_cmd, models_cmd, report_cmds, scan_cmd
+from tagd.cli import (
+    config_cmd,
+    doctor_cmd,
+    export_cmd,
+    models_cmd,
+    report_cmds,
+    run_cmd,
+    scan_cmd,
+)
 from tagd.cli.context import EXIT_USAGE, Context, UsageError
 from tagd.config import ConfigError
 from tagd.runtime.manifest import ModelError
+from tagd.service.lock import InstanceLockError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         "~/.config/tagd/config.toml, /etc/tagd/config.toml, else built-in defaults)",
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for module in (scan_cmd, report_cmds, export_cmd, models_cmd, config_cmd):
+    for module in (scan_cmd, run_cmd, report_cmds, export_cmd, models_cmd, config_cmd, doctor_cmd):
         module.register(verbs)
     return parser
 
@@ -37,10 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ctx = Context(args.config)
     try:
-        if args.verb != "config":
-            ctx.setup_logging()
+        # config check and doctor report a broken config themselves.
+        if args.verb not in ("config", "doctor"):
+            ctx.setup_logging(timestamps=args.verb == "run")
         return int(args.handler(ctx, args))
-    except (UsageError, ConfigError, ModelError, CatalogError) as exc:
+    except (UsageError, ConfigError, ModelError, CatalogError, InstanceLockError) as exc:
         print(f"tagd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:

@@ -7,6 +7,7 @@ import os
 from collections import Counter
 
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
+from tagd.service.stats import status_lines
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -34,6 +35,9 @@ def status(ctx: Context, args: argparse.Namespace) -> int:
         f"detections: {counts['detections']}; tags: {counts['tags']}; "
         f"queued writes: {counts['outbox']}"
     )
+    print(f"queue: {by_state['pending']} files to analyse, {counts['outbox']} sidecar writes")
+    for line in status_lines(ctx.catalog, ctx.state_dir):
+        print(line)
     errors = [r for r in records if r.status == "error"]
     if errors:
         print("files in error:")

@@ -12,6 +12,8 @@ from tqdm import tqdm
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
 from tagd.scan.index import IndexReport, index_roots
 from tagd.scan.walk import Walker
+from tagd.service.lock import instance_lock
+from tagd.service.stats import ScanStats, record_scan
 from tagd.sinks.deliver import DeliveryReport, deliver_xmp
 from tagd.sinks.xmp import XmpChange
 
@@ -48,7 +50,14 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     roots = [os.path.abspath(p) for p in (args.paths or ctx.settings.library.roots)]
     if not roots:
         raise UsageError("nothing to scan: give a PATH or set library.roots in the config")
+    # One writer per state dir: fails (exit 2) while `tagd run` or another scan runs.
+    with instance_lock(ctx.state_dir, "tagd scan"):
+        return _scan(ctx, args, roots)
+
+
+def _scan(ctx: Context, args: argparse.Namespace, roots: list[str]) -> int:
     settings = ctx.settings
+    stats = ScanStats("tagd scan", roots)
     sinks = ["xmp"] if settings.xmp.enabled else []
     # Check the models before touching anything, so a missing one fails fast.
     pipeline = None
@@ -62,11 +71,19 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         pipeline = Pipeline(ctx.catalog, settings, analyzers, prefixes=roots)
     indexed = index_roots(ctx.catalog, make_walker(ctx), roots, sinks)
     _print_index(indexed)
+    stats.indexed, stats.new, stats.changed = indexed.seen, indexed.new, indexed.changed
+    stats.moved, stats.deleted = indexed.moved, indexed.deleted
     if pipeline is None:
+        record_scan(ctx.catalog, stats)
         return EXIT_OK
     pipeline.rederive_if_policy_changed()
     analysed = _analyse(pipeline)
     delivered = _deliver(ctx, args.dry_run) if settings.xmp.enabled else None
+    stats.analysed, stats.failed, stats.frames = analysed.done, analysed.failed, analysed.frames
+    stats.analyse_seconds = analysed.seconds
+    if delivered is not None and not args.dry_run:
+        stats.written, stats.write_failed = delivered.written, delivered.failed
+    record_scan(ctx.catalog, stats)
     return _summary(ctx, roots, pipeline, analysed, delivered, args.dry_run)
 
 

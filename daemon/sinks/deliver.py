@@ -24,6 +24,7 @@ class DeliveryReport:
     written: int = 0
     unchanged: int = 0
     failed: int = 0
+    left: int = 0  # still queued because the deadline passed
     changes: list[XmpChange] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
 
@@ -39,12 +40,20 @@ def deliver_xmp(
     dry_run: bool = False,
     on_change: Callable[[XmpChange], None] | None = None,
     now: float | None = None,
+    deadline: float | None = None,
 ) -> DeliveryReport:
-    """Write due sidecars. With dry_run, report the changes and keep them queued."""
+    """Write due sidecars. With dry_run, report the changes and keep them queued.
+
+    With a `deadline` (time.monotonic()), stop between files once it passed;
+    what is left stays queued (`report.left`) for the next run.
+    """
     report = DeliveryReport()
     root = settings.tags.root
     due = catalog.due("xmp", time.time() if now is None else now, limit=10**9)
-    for file_id, path, content_id in due:
+    for index, (file_id, path, content_id) in enumerate(due):
+        if deadline is not None and time.monotonic() >= deadline:
+            report.left = len(due) - index
+            break
         if content_id is None:
             # Unreadable right now: what it holds is unknown, so its sidecar is left alone.
             if not dry_run:

@@ -1,0 +1,1 @@
+"""`tagd run`: the long-running service (scheduler, watcher, signals, systemd)."""

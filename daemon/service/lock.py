@@ -1,0 +1,111 @@
+"""One tagd per state directory: an exclusive flock on STATE/tagd.lock.
+
+`tagd run` holds it for its lifetime and `tagd scan` while it scans, so two
+writers never analyse the same files or write the same sidecars. The kernel
+drops the lock when the process ends, however it ends (even kill -9), so a
+stale lock file is impossible; its content (pid and command) is only there to
+say who holds it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+LOCK_NAME = "tagd.lock"
+
+
+class InstanceLockError(RuntimeError):
+    """Another tagd holds the state directory."""
+
+
+def lock_path(state_dir: Path) -> Path:
+    return state_dir / LOCK_NAME
+
+
+class InstanceLock:
+    def __init__(self, state_dir: Path, what: str) -> None:
+        self.path = lock_path(state_dir)
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read(fd)
+            os.close(fd)
+            raise InstanceLockError(_busy_message(self.path, holder, self.what)) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {self.what}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            # Closing drops the flock; the file stays (removing it would race
+            # with a process that just opened it).
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> InstanceLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+@contextmanager
+def instance_lock(state_dir: Path, what: str) -> Iterator[InstanceLock]:
+    with InstanceLock(state_dir, what) as lock:
+        yield lock
+
+
+def holder(state_dir: Path) -> tuple[int, str] | None:
+    """(pid, command) of the process holding the lock, or None when it is free."""
+    path = lock_path(state_dir)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = _read(fd)
+            pid, _, what = text.partition(" ")
+            return (int(pid) if pid.isdigit() else 0, what.strip() or "tagd")
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read(fd: int) -> str:
+    try:
+        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def _busy_message(path: Path, holder_text: str, what: str) -> str:
+    pid, _, cmd = holder_text.partition(" ")
+    who = f"{cmd.strip() or 'tagd'} (pid {pid})" if pid.isdigit() else "another tagd"
+    hint = (
+        "the daemon scans library.roots itself (on its schedule, and within seconds of a "
+        "change when watching); to scan now: `systemctl kill -s USR1 tagd` or `kill -USR1 "
+        f"{pid}`"
+        if "run" in cmd
+        else "wait for it to finish"
+    )
+    return f"{who} already uses the state directory {path.parent} ({path} is locked); " + (
+        f"{what} would compete with it. {hint[0].upper()}{hint[1:]}"
+    )

@@ -1,0 +1,331 @@
+"""`tagd run`: the service's main loop.
+
+Threads:
+- main (this module): signals, config reloads, systemd notifications and
+  watchdog, the idle-model sweep; never touches a photo;
+- scan (work.py): does every scan, one at a time, and owns the catalog;
+- APScheduler's thread (schedule.py) and watchdog's inotify thread plus a
+  debounce thread (watch.py): they only queue scan requests.
+
+Signals reach the main loop through a socketpair (signal.set_wakeup_fd), so
+it reacts at once and the handlers themselves do nothing unsafe:
+- SIGTERM / SIGINT: stop. The scan thread finishes the batch in flight (one
+  transaction), writes due sidecars, and the process exits 0. If that takes
+  longer than daemon.stop_timeout, the process exits 0 anyway: the unfinished
+  batch was never committed and is redone on the next start.
+- SIGHUP: reload the config file. A file that fails to load (or names a
+  missing model) is logged and reported, and the daemon goes on with the
+  config it has.
+- SIGUSR1: scan now.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+
+from tagd.catalog.catalog import Catalog
+from tagd.config import ConfigError, Settings, load_settings
+from tagd.paths import models_dir, state_dir
+from tagd.runtime.backends import resolve_backend
+from tagd.runtime.manifest import ModelError
+from tagd.service import logs
+from tagd.service.lock import InstanceLock
+from tagd.service.memory import release_memory, rss_mb, tune_malloc
+from tagd.service.notify import Notifier, watchdog_interval
+from tagd.service.priority import lower_priority
+from tagd.service.schedule import Schedule
+from tagd.service.stats import SERVICE, put_json
+from tagd.service.watch import Watcher
+from tagd.service.work import Generation, ScanWorker, make_walker
+
+log = logging.getLogger("tagd.service")
+
+TICK = 1.0  # seconds between housekeeping rounds (idle sweep, status, watchdog)
+STALL = 900.0  # a scan with no progress this long stops the watchdog pings
+HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+
+
+def build_generation(settings: Settings) -> Generation:
+    """The analyzers of a config, with their model files checked (not loaded)."""
+    from tagd.pipeline import build_analyzers
+
+    analyzers = build_analyzers(settings, models_dir(settings))
+    for analyzer in analyzers:
+        analyzer.model.check()
+    return Generation(settings, analyzers)
+
+
+class Service:
+    def __init__(self, config_path: str | None, settings: Settings) -> None:
+        self.config_path = config_path
+        self.settings = settings
+        self.state_dir = state_dir(settings)
+        self.catalog_path = self.state_dir / "catalog.db"
+        self.notifier = Notifier()
+        self.stop = threading.Event()
+        self.lock = InstanceLock(self.state_dir, "tagd run")
+        self.worker: ScanWorker | None = None
+        self.schedule: Schedule | None = None
+        self.watcher: Watcher | None = None
+        self._meta: Catalog | None = None
+        self._service: dict[str, object] = {}
+        self._status = ""
+        self._next_scan: float | None = None
+
+    # ------------------------------------------------------------ start
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT. Raises ConfigError, ModelError, CatalogError or
+        InstanceLockError before anything starts when it cannot run."""
+        self.lock.acquire()
+        try:
+            return self._run()
+        finally:
+            self.lock.release()
+
+    def _run(self) -> int:
+        settings = self.settings
+        for done in lower_priority(settings.daemon.nice, settings.daemon.io_idle):
+            log.debug("priority: %s", done)
+        tune_malloc()  # before any thread starts
+        generation = build_generation(settings)
+        self._meta = Catalog(self.catalog_path)  # also migrates before the scan thread starts
+        if settings.profile == "gpu" and resolve_backend(settings.runtime.backend) == "cpu":
+            log.warning("profile 'gpu' but onnxruntime has no CUDA provider: running on the CPU")
+        wake_r, wake_w = self._install_signals()
+        try:
+            self.worker = ScanWorker(self.catalog_path, generation, self.notifier, self.stop)
+            self.worker.start()
+            self.schedule = Schedule(lambda: self._request("schedule"))
+            self.schedule.start(settings.daemon.schedule)
+            self._start_watcher(settings)
+            self._service = {
+                "pid": os.getpid(),
+                "started": time.time(),
+                "config": str(settings.source or "built-in defaults"),
+            }
+            self._save_service()
+            if settings.daemon.scan_on_start:
+                self.worker.request("start")
+            log.info(
+                "started: state %s, config %s, profile %s, schedule %r, watching %s",
+                self.state_dir,
+                settings.source or "built-in defaults",
+                settings.profile,
+                settings.daemon.schedule,
+                "on" if self.watcher and self.watcher.watched else "off",
+            )
+            self.notifier.ready(self._idle_text())
+            code = self._loop(wake_r)
+            self._shutdown()
+            return code
+        finally:
+            signal.set_wakeup_fd(-1)
+            wake_r.close()
+            wake_w.close()
+            if self._meta is not None:
+                self._meta.close()
+
+    def _install_signals(self) -> tuple[socket.socket, socket.socket]:
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        for signum in HANDLED:
+            # A Python handler that does nothing: the C handler has already
+            # written the signal number to the wakeup socket.
+            signal.signal(signum, lambda *_: None)
+        return wake_r, wake_w
+
+    def _start_watcher(self, settings: Settings) -> None:
+        self.watcher = None
+        if settings.daemon.watch and settings.library.roots:
+            watcher = Watcher(
+                settings.library.roots,
+                make_walker(settings),
+                settings.daemon.watch_debounce,
+                lambda roots: self._request("watch", roots),
+            )
+            watcher.start()
+            for problem in watcher.problems:
+                log.warning("%s", problem)
+            self.watcher = watcher
+
+    def _request(self, trigger: str, roots: set[str] | None = None) -> None:
+        if self.worker is not None and not self.stop.is_set():
+            self.worker.request(trigger, roots)
+
+    # ------------------------------------------------------------ loop
+
+    def _loop(self, wake: socket.socket) -> int:
+        assert self.worker is not None
+        ping = watchdog_interval()
+        tick = min(TICK, ping) if ping else TICK
+        last_ping = 0.0
+        while True:
+            ready, _, _ = select.select([wake], [], [], tick)
+            if ready:
+                for signum in self._drain(wake):
+                    if signum in (signal.SIGTERM, signal.SIGINT):
+                        log.info("%s: stopping", signal.Signals(signum).name)
+                        return 0
+                    if signum == signal.SIGHUP:
+                        self.reload()
+                    elif signum == signal.SIGUSR1:
+                        log.info("SIGUSR1: scanning now")
+                        self._request("signal")
+            if not self.worker.is_alive():
+                log.error("the scan thread ended unexpectedly; exiting")
+                return 1
+            self._sweep()
+            self._refresh()
+            now = time.monotonic()
+            if ping and now - last_ping >= ping:
+                stalled = self.worker.busy and now - self.worker.heartbeat > STALL
+                if stalled:
+                    log.error("no scan progress for %.0f s: not pinging the watchdog", STALL)
+                else:
+                    self.notifier.watchdog()
+                    last_ping = now
+
+    @staticmethod
+    def _drain(wake: socket.socket) -> list[int]:
+        try:
+            return list(wake.recv(256))
+        except BlockingIOError:
+            return []
+
+    def _sweep(self) -> None:
+        """Release models nobody used for runtime.idle_unload seconds."""
+        assert self.worker is not None
+        released = [
+            a.model.spec.name for a in self.worker.generation.analyzers if a.model.unload_if_idle()
+        ]
+        if released:
+            release_memory()
+            log.info(
+                "released %s after %.0f s idle; RSS now %.0f MB",
+                ", ".join(released),
+                self.worker.generation.settings.runtime.idle_unload,
+                rss_mb(),
+            )
+
+    def _refresh(self) -> None:
+        """Keep the next scan time and the idle STATUS= line current."""
+        assert self.worker is not None and self.schedule is not None
+        next_scan = self.schedule.next_run()
+        if next_scan != self._next_scan:
+            self._next_scan = next_scan
+            self._save_service()
+        text = self._idle_text()
+        self.worker.idle_status = text
+        if text != self._status and not self.worker.busy:
+            self._status = text
+            self.notifier.status(text)
+
+    def _idle_text(self) -> str:
+        nxt = self.schedule.next_run() if self.schedule else None
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(nxt)) if nxt else "none"
+        watching = "watching" if self.watcher and self.watcher.watched else "not watching"
+        scans = self.worker.scans if self.worker else 0
+        return f"idle, {watching}; next scan {when}; {scans} scans since start"
+
+    def _save_service(self) -> None:
+        if self._meta is None:
+            return
+        self._service.update(
+            schedule=self.schedule.text if self.schedule else "",
+            next_scan=self._next_scan,
+            watching=list(self.watcher.watched) if self.watcher else [],
+        )
+        try:
+            put_json(self._meta, SERVICE, dict(self._service))
+        except Exception as exc:  # a busy catalog must not stop the daemon
+            log.debug("cannot record the service state: %s", exc)
+
+    # ------------------------------------------------------------ reload
+
+    def reload(self) -> bool:
+        """Load the config file again; keep the running config when it is not usable."""
+        assert self.worker is not None and self.schedule is not None
+        self.notifier.reloading()
+        try:
+            settings = load_settings(self.config_path)
+            generation = build_generation(settings)
+        except (ConfigError, ModelError) as exc:
+            log.error("SIGHUP: config not reloaded, running on the previous one: %s", exc)
+            self._service["config_error"] = str(exc)
+            self._save_service()
+            self.notifier.ready(f"config reload failed, running on the previous one: {exc}")
+            return False
+        if state_dir(settings) != self.state_dir:
+            log.warning(
+                "daemon.state_dir changed: takes effect on restart; still using %s", self.state_dir
+            )
+        old = self.settings
+        self.settings = settings
+        logs.set_level(settings.daemon.log_level)
+        if (settings.daemon.nice, settings.daemon.io_idle) != (old.daemon.nice, old.daemon.io_idle):
+            lower_priority(settings.daemon.nice, settings.daemon.io_idle)
+        # The scan thread takes the new analyzers at its next scan; their models
+        # load lazily then. The old ones are released after the scan using them.
+        previous = self.worker.generation
+        self.worker.generation = generation
+        if not self.worker.busy:
+            for analyzer in previous.analyzers:
+                analyzer.model.unload()
+        self.schedule.set(settings.daemon.schedule)
+        if self.watcher is not None:
+            self.watcher.stop()
+        self._start_watcher(settings)
+        self._service.pop("config_error", None)
+        self._service["config"] = str(settings.source or "built-in defaults")
+        self._next_scan = self.schedule.next_run()
+        self._save_service()
+        log.info("SIGHUP: config reloaded from %s", settings.source or "built-in defaults")
+        # Tag rules or roots may have changed: bring tags and sidecars in line.
+        self.worker.request("reload")
+        self.notifier.ready(self._idle_text())
+        return True
+
+    # ------------------------------------------------------------ stop
+
+    def _shutdown(self) -> None:
+        assert self.worker is not None
+        timeout = self.settings.daemon.stop_timeout
+        started = time.monotonic()
+        self.notifier.stopping("stopping: finishing the batch in flight")
+        # Leave a second of the budget for writing the sidecars already due.
+        self.worker.finish(deadline=started + max(0.5, timeout - 1.0))
+        if self.schedule is not None:
+            self.schedule.shutdown()
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.worker.join(timeout=max(0.0, timeout - (time.monotonic() - started)))
+        self._service["stopped"] = time.time()
+        self._service["next_scan"] = None
+        self._next_scan = None
+        if self.worker.is_alive():
+            log.warning(
+                "the batch in flight did not finish within daemon.stop_timeout = %.0f s; "
+                "exiting without it (it was not committed and is redone on the next start)",
+                timeout,
+            )
+            self._save_service()
+            logging.shutdown()
+            sys.stderr.flush()
+            self.lock.release()
+            os._exit(0)
+        self._save_service()
+        log.info("stopped after %.1f s", time.monotonic() - started)
+
+
+def run_service(config_path: str | None, settings: Settings) -> int:
+    return Service(config_path, settings).run()
