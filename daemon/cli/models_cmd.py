@@ -65,12 +65,12 @@ def _state(spec: ModelSpec, models_dir: Path) -> str:
 def list_cmd(ctx: Context, args: argparse.Namespace) -> int:
     specs = load_manifest(ctx.models_dir)
     print(f"models in {ctx.models_dir}:")
-    print(f"  {'name':<26} {'task':<9} {'variant':<14} {'input':<9} {'state':<8} licence")
+    print(f"  {'name':<26} {'task':<16} {'variant':<14} {'input':<9} {'state':<8} licence")
     for spec in specs.values():
         w, h = spec.input
         mark = "*" if spec.default else " "
         print(
-            f" {mark}{spec.name:<26} {spec.task:<9} {spec.variant:<14} {f'{w}x{h}':<9} "
+            f" {mark}{spec.name:<26} {spec.task:<16} {spec.variant:<14} {f'{w}x{h}':<9} "
             f"{_state(spec, ctx.models_dir):<8} {spec.license}"
         )
     print('  (* = the default of its task, used by `model = "auto"`)')

@@ -131,6 +131,7 @@ def write_manifest(models_dir: Path, entries: Iterable[ModelSpec], header: str =
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(header or _HEADER)
         out.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the service user must read it
     os.replace(tmp, path)
     return path
 

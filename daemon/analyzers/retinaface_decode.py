@@ -1,0 +1,110 @@
+"""RetinaFace (mobilenet0.25) pre- and post-processing: priors, box/landmark decode, NMS.
+
+The network predicts, for every prior box, offsets of the face box and of five
+landmarks plus a face/background softmax. Priors follow the original
+Pytorch_Retinaface PriorBox (clip off): for each stride 8/16/32, a
+ceil(H/stride) x ceil(W/stride) grid, row-major, with two square sizes per
+cell ([16, 32], [64, 128], [256, 512] px). Offsets are scaled by the
+variances 0.1 (centres) and 0.2 (log sizes). Input is BGR minus the
+(104, 117, 123) means, in any size: the priors are built for the size used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+MIN_SIZES = ((16, 32), (64, 128), (256, 512))
+STEPS = (8, 16, 32)
+VARIANCES = (0.1, 0.2)
+MEAN_BGR = (104.0, 117.0, 123.0)
+
+
+@dataclass(frozen=True)
+class Faces:
+    """Detections in input-image pixels: boxes x0 y0 x1 y1, scores, landmarks 5 x (x, y)
+    (right eye, left eye, nose, right and left mouth corner, as seen from the subject)."""
+
+    boxes: np.ndarray  # K x 4
+    scores: np.ndarray  # K
+    landmarks: np.ndarray  # K x 5 x 2
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+@lru_cache(maxsize=8)
+def priors(width: int, height: int) -> np.ndarray:
+    """P x 4 prior boxes (cx, cy, w, h), normalised to the input size, in output order."""
+    out = []
+    for step, sizes in zip(STEPS, MIN_SIZES, strict=True):
+        rows, cols = math.ceil(height / step), math.ceil(width / step)
+        ys, xs = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+        centres = np.stack(((xs + 0.5) * step / width, (ys + 0.5) * step / height), -1)
+        centres = np.repeat(centres.reshape(-1, 2), len(sizes), axis=0)
+        wh = np.array([(s / width, s / height) for s in sizes])
+        out.append(np.hstack((centres, np.tile(wh, (rows * cols, 1)))))
+    result = np.concatenate(out).astype(np.float32)
+    result.flags.writeable = False  # shared by the cache
+    return result
+
+
+def prepare(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float]:
+    """Fit a BGR image into width x height (top-left, aspect kept), subtract the means;
+    CHW float32 and the scale applied. The padding is the mean colour, i.e. 0 after."""
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = np.zeros((height, width, 3), np.float32)
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    canvas[:nh, :nw] = resized.astype(np.float32) - np.array(MEAN_BGR, np.float32)
+    return canvas.transpose(2, 0, 1), scale
+
+
+def decode(
+    loc: np.ndarray,
+    conf: np.ndarray,
+    landmarks: np.ndarray,
+    width: int,
+    height: int,
+    *,
+    min_score: float = 0.9,
+    nms_iou: float = 0.4,
+    max_faces: int = 200,
+) -> Faces:
+    """One image's outputs (P x 4, P x 2, P x 10) to faces in input pixels."""
+    anchors = priors(width, height)
+    if len(anchors) != len(loc):
+        raise ValueError(f"{len(loc)} predictions, but {len(anchors)} priors for {width}x{height}")
+    scores = conf[:, 1]
+    keep = np.flatnonzero(scores >= min_score)
+    anchors, loc, landmarks, scores = anchors[keep], loc[keep], landmarks[keep], scores[keep]
+    scale = np.array([width, height], np.float32)
+    centres = anchors[:, :2] + loc[:, :2] * VARIANCES[0] * anchors[:, 2:]
+    sizes = anchors[:, 2:] * np.exp(loc[:, 2:] * VARIANCES[1])
+    boxes = np.hstack((centres - sizes / 2, centres + sizes / 2)) * np.tile(scale, 2)
+    points = (
+        anchors[:, None, :2] + landmarks.reshape(-1, 5, 2) * VARIANCES[0] * anchors[:, None, 2:]
+    )
+    picked = nms(boxes, scores, nms_iou)[:max_faces]
+    return Faces(boxes[picked], scores[picked], points[picked] * scale)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices of the boxes kept by greedy non-maximum suppression, best first."""
+    order = np.argsort(-scores, kind="stable")
+    areas = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
+    kept = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        kept.append(best)
+        top_left = np.maximum(boxes[best, :2], boxes[rest, :2])
+        bottom_right = np.minimum(boxes[best, 2:], boxes[rest, 2:])
+        inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
+        overlap = inter / (areas[best] + areas[rest] - inter + 1e-9)
+        order = rest[overlap <= iou]
+    return np.array(kept, dtype=np.int64)
