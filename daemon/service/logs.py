@@ -74,4 +74,9 @@ def configure(level: str, *, timestamps: bool = False, stream: TextIO | None = N
 
 
 def set_level(level: str) -> None:
-    logging.getLogger().setLevel(getattr(logging, level.upper()))
+    """tagd's own loggers at `level`; libraries (onnxruntime's quantizer logs
+    every tensor at INFO on the root logger) only from WARNING up, unless debugging."""
+    value = getattr(logging, level.upper())
+    logging.getLogger().setLevel(logging.DEBUG if value <= logging.DEBUG else logging.WARNING)
+    for name in ("tagd", "tagd_export"):
+        logging.getLogger(name).setLevel(value)
