@@ -22,16 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
+from tagd.analyzers import objects
 from tagd.analyzers.base import Analyzer, Finding
-from tagd.analyzers.objects import ObjectDetector
 from tagd.catalog.catalog import Catalog, Detection, WorkItem
 from tagd.config import Settings
 from tagd.media.image import DecodeError, decode_image
 from tagd.media.sniff import describe, kind_of_format, sniff
 from tagd.policy.tags import TagPolicy
 from tagd.runtime.backends import cpu_threads
-from tagd.runtime.manifest import load_manifest, resolve
-from tagd.runtime.model import ManagedModel
+from tagd.runtime.manifest import ModelSpec, load_manifest
 
 SINKS_KEY = "derived_with"
 log = logging.getLogger(__name__)
@@ -61,39 +60,17 @@ class AnalyzeReport:
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 
+# Every analyzer module has build(settings, specs, models_dir) -> Analyzer | None.
+BUILDERS: list[Callable[[Settings, dict[str, ModelSpec], Path], Analyzer | None]] = [
+    objects.build,
+]
+
+
 def build_analyzers(settings: Settings, models_dir: Path) -> list[Analyzer]:
     """The enabled analyzers, each with its (not yet loaded) model."""
     specs = load_manifest(models_dir)
-    analyzers: list[Analyzer] = []
-    if settings.objects.enabled:
-        spec = resolve(specs, "objects", settings.objects.model, "objects.model")
-        model = ManagedModel(
-            spec,
-            models_dir,
-            backend=settings.runtime.backend,
-            threads=settings.runtime.threads,
-            idle_unload=settings.runtime.idle_unload,
-        )
-        _warn_unknown_labels(settings, spec.labels)
-        analyzers.append(
-            ObjectDetector(
-                model,
-                min_score=settings.objects.min_score,
-                nms_iou=settings.objects.nms_iou,
-                max_detections=settings.objects.max_detections,
-            )
-        )
-    return analyzers
-
-
-def _warn_unknown_labels(settings: Settings, labels: Sequence[str]) -> None:
-    unknown = sorted(set(settings.tags.objects.labels) - set(labels))
-    if unknown:
-        log.warning(
-            "tags.objects.labels: %s not a label of %s (see `tagd models list`); ignored",
-            ", ".join(repr(u) for u in unknown),
-            settings.objects.model,
-        )
+    built = (build(settings, specs, models_dir) for build in BUILDERS)
+    return [a for a in built if a is not None]
 
 
 class Pipeline:
@@ -122,16 +99,22 @@ class Pipeline:
         key = f"{self.policy.fingerprint}:{self.sinks()}:{self.settings.xmp.sidecar}"
         if self.catalog.get_meta(SINKS_KEY) == key:
             return 0
-        changed = []
+        changed: set[int] = set()
         with self.catalog.transaction():
-            for cid in self.catalog.analysed_contents("objects"):
-                tags = self.policy.object_tags(self.catalog.detections(cid, "objects"))
-                self.catalog.replace_tags(cid, "objects", tags)
-                changed.append(cid)
+            for analyzer in self.analyzers:
+                for cid in self.catalog.analysed_contents(analyzer.name):
+                    self._derive(cid, analyzer.name)
+                    changed.add(cid)
             for sink in self.sinks():
                 self.catalog.enqueue_content(changed, sink)
             self.catalog.set_meta(SINKS_KEY, key)
         return len(changed)
+
+    def _derive(self, content_id: int, analyzer: str) -> bool:
+        """Tags from one analyzer's stored findings; True when they changed."""
+        media = self.catalog.media(content_id)
+        tags = self.policy.derive(analyzer, self.catalog.detections(content_id, analyzer), media)
+        return self.catalog.replace_tags(content_id, analyzer, tags)
 
     # ------------------------------------------------------------ analysis
 
@@ -289,21 +272,27 @@ class Pipeline:
         for analyzer in self.analyzers:
             per_frame = findings[analyzer.name]
             detections = [
-                Detection(f.label, round(f.score, 5), _scaled(f.box, scale), t)
+                _detection(f, t, scale)
                 for frame, t, scale in zip(per_frame, loaded.times, loaded.scales, strict=True)
                 for f in frame
             ]
             self.catalog.save_analysis(cid, analyzer.name, analyzer.model_sha256, detections)
-        tags = self.policy.object_tags(self.catalog.detections(cid, "objects"))
-        if self.catalog.replace_tags(cid, "objects", tags):
+        changed = [self._derive(cid, analyzer.name) for analyzer in self.analyzers]
+        if any(changed):
             for sink in self.sinks():
                 self.catalog.enqueue_content([cid], sink)
         report.done += 1
         report.frames += len(loaded.frames)
 
 
-def _scaled(box: tuple[float, float, float, float], scale: float) -> tuple[float, ...]:
-    return tuple(round(v * scale, 1) for v in box)
+def _detection(f: Finding, t: float | None, scale: float) -> Detection:
+    """A finding in the decoded image's pixels, as a detection in the original's."""
+    box = None
+    if f.box is not None:
+        x0, y0, x1, y1 = (round(v * scale, 1) for v in f.box)
+        box = (x0, y0, x1, y1)
+    points = tuple(round(v * scale, 1) for v in f.points)
+    return Detection(f.label, round(f.score, 5), box, t, f.text, points, f.vector)
 
 
 def _prefetch(

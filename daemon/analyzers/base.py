@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,7 +20,10 @@ from tagd.runtime.model import ManagedModel
 class Finding:
     label: str
     score: float
-    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in the given image's pixels
+    box: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 in the image's pixels
+    points: tuple[float, ...] = ()  # landmarks x0, y0, x1, y1, ... in the image's pixels
+    text: str | None = None  # recognised text
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # embedding
 
 
 class Analyzer(ABC):

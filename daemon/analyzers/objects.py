@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from tagd.analyzers.base import Analyzer, Finding
-from tagd.runtime.model import ManagedModel
+from tagd.config import Settings
+from tagd.runtime.manifest import ModelSpec, resolve
+from tagd.runtime.model import ManagedModel, model_for
+
+log = logging.getLogger(__name__)
 
 STRIDES = (8, 16, 32)
 PAD_VALUE = 114
@@ -33,6 +39,26 @@ def make_grids(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
         grids.append(np.stack((xs, ys), -1).reshape(-1, 2))
         strides.append(np.full((gh * gw, 1), stride))
     return np.concatenate(grids).astype(np.float32), np.concatenate(strides).astype(np.float32)
+
+
+def build(settings: Settings, specs: dict[str, ModelSpec], models_dir: Path) -> Analyzer | None:
+    """The objects analyzer as configured, or None when it is switched off."""
+    if not settings.objects.enabled:
+        return None
+    spec = resolve(specs, "objects", settings.objects.model, "objects.model")
+    unknown = sorted(set(settings.tags.objects.labels) - set(spec.labels))
+    if unknown:
+        log.warning(
+            "tags.objects.labels: %s not a label of %s (see `tagd models list`); ignored",
+            ", ".join(repr(u) for u in unknown),
+            spec.name,
+        )
+    return ObjectDetector(
+        model_for(spec, models_dir, settings.runtime),
+        min_score=settings.objects.min_score,
+        nms_iou=settings.objects.nms_iou,
+        max_detections=settings.objects.max_detections,
+    )
 
 
 class ObjectDetector(Analyzer):

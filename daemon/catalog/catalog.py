@@ -8,12 +8,15 @@ for (content, analyzer, model sha256): a new model re-runs only that analyzer.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from tagd.catalog.connect import connect
 from tagd.catalog.migrations import migrate
@@ -41,10 +44,26 @@ class WorkItem:
 
 @dataclass(frozen=True)
 class Detection:
+    """One raw finding of an analyzer, in the upright original's pixels."""
+
     label: str
     score: float
-    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in upright pixels
+    box: tuple[float, float, float, float] | None  # x0, y0, x1, y1; None for the whole image
     t: float | None = None  # seconds into a video
+    text: str | None = None  # recognised text (full-text indexed)
+    points: tuple[float, ...] = ()  # landmarks as x0, y0, x1, y1, ...
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # embedding
+    id: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Media:
+    """What the tag policy needs to know about a content besides its findings."""
+
+    kind: str  # image | video
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
 
 
 @dataclass(frozen=True)
@@ -249,38 +268,120 @@ class Catalog:
             (kind, width, height, duration, content_id),
         )
 
+    def media(self, content_id: int) -> Media:
+        row = self.con.execute(
+            "SELECT kind, width, height, duration FROM contents WHERE id = ?", (content_id,)
+        ).fetchone()
+        return Media(*row) if row else Media("image")
+
     def set_content_error(self, content_id: int, reason: str) -> None:
         self.con.execute("UPDATE contents SET error = ? WHERE id = ?", (reason, content_id))
 
     def save_analysis(
         self, content_id: int, analyzer: str, model_sha256: str, detections: Sequence[Detection]
-    ) -> None:
-        """Replace this analyzer's raw results for the content (call inside a transaction)."""
-        self.con.execute(
-            "DELETE FROM detections WHERE content_id = ? AND analyzer = ?", (content_id, analyzer)
-        )
-        self.con.executemany(
-            "INSERT INTO detections(content_id, analyzer, t, label, score, x0, y0, x1, y1) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(content_id, analyzer, d.t, d.label, d.score, *d.box) for d in detections],
-        )
+    ) -> list[int]:
+        """Replace this analyzer's raw results for the content (call inside a transaction);
+        returns the new detection ids in order."""
+        self._delete_detections(content_id, analyzer)
+        ids = []
+        for d in detections:
+            box = d.box if d.box is not None else (None, None, None, None)
+            data = json.dumps({"points": list(d.points)}) if d.points else None
+            cur = self.con.execute(
+                "INSERT INTO detections(content_id, analyzer, t, label, score, x0, y0, x1, y1, "
+                "text, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (content_id, analyzer, d.t, d.label, d.score, *box, d.text, data),
+            )
+            ids.append(int(cur.lastrowid or 0))
+            if d.vector is not None:
+                self._store_vector(analyzer, ids[-1], d.vector)
         self.con.execute(
             "INSERT INTO analyses(content_id, analyzer, model_sha256, done_at) "
             "VALUES (?, ?, ?, ?) ON CONFLICT(content_id, analyzer) DO UPDATE SET "
             "model_sha256 = excluded.model_sha256, done_at = excluded.done_at",
             (content_id, analyzer, model_sha256, time.time()),
         )
+        return ids
+
+    def _delete_detections(self, content_id: int, analyzer: str) -> None:
+        # The vector table's trigger takes the embeddings along.
+        self.con.execute(
+            "DELETE FROM detections WHERE content_id = ? AND analyzer = ?", (content_id, analyzer)
+        )
+
+    def _vector_table(self, analyzer: str, create_dim: int | None) -> str | None:
+        """The sqlite-vec table holding `analyzer`'s embeddings (rowid = detection id)."""
+        table = "vec_" + "".join(c if c.isalnum() else "_" for c in analyzer)
+        exists = self.con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+        if exists:
+            return table
+        if create_dim is None:
+            return None
+        self.con.execute(f"CREATE VIRTUAL TABLE {table} USING vec0(embedding float[{create_dim}])")
+        # Contents deleted by a rescan cascade to detections; take their vectors along.
+        self.con.execute(
+            f"CREATE TRIGGER {table}_gc AFTER DELETE ON detections WHEN old.analyzer = "
+            f"'{analyzer}' BEGIN DELETE FROM {table} WHERE rowid = old.id; END"
+        )
+        return table
+
+    def _store_vector(self, analyzer: str, detection_id: int, vector: np.ndarray) -> None:
+        flat = np.ascontiguousarray(vector, dtype=np.float32).ravel()
+        table = self._vector_table(analyzer, create_dim=len(flat))
+        self.con.execute(
+            f"INSERT INTO {table}(rowid, embedding) VALUES (?, ?)", (detection_id, flat.tobytes())
+        )
+
+    def vectors(self, analyzer: str, detection_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """Stored embeddings by detection id."""
+        table = self._vector_table(analyzer, create_dim=None)
+        out: dict[int, np.ndarray] = {}
+        if not table:
+            return out
+        for chunk in _chunks(detection_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for rowid, blob in self.con.execute(
+                f"SELECT rowid, embedding FROM {table} WHERE rowid IN ({marks})", chunk
+            ):
+                out[rowid] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def nearest(self, analyzer: str, vector: np.ndarray, k: int = 10) -> list[tuple[int, float]]:
+        """(detection id, L2 distance) of the k nearest stored embeddings (exact KNN)."""
+        table = self._vector_table(analyzer, create_dim=None)
+        if not table:
+            return []
+        flat = np.ascontiguousarray(vector, dtype=np.float32).ravel().tobytes()
+        rows = self.con.execute(
+            f"SELECT rowid, distance FROM {table} WHERE embedding MATCH ? AND k = ? "
+            "ORDER BY distance",
+            (flat, k),
+        )
+        return [(r[0], float(r[1])) for r in rows]
 
     def detections(self, content_id: int, analyzer: str | None = None) -> list[Detection]:
-        sql = "SELECT label, score, x0, y0, x1, y1, t FROM detections WHERE content_id = ?"
+        sql = (
+            "SELECT label, score, x0, y0, x1, y1, t, text, data, id FROM detections "
+            "WHERE content_id = ?"
+        )
         params: list[object] = [content_id]
         if analyzer:
             sql += " AND analyzer = ?"
             params.append(analyzer)
         return [
-            Detection(label=r[0], score=r[1], box=(r[2], r[3], r[4], r[5]), t=r[6])
-            for r in self.con.execute(sql + " ORDER BY t, score DESC, id", params)
+            _detection(r) for r in self.con.execute(sql + " ORDER BY t, score DESC, id", params)
         ]
+
+    def search_text(self, query: str, limit: int = 100) -> list[tuple[str, str, float]]:
+        """(path, matched text, bm25 rank) for an FTS5 query over recognised text."""
+        rows = self.con.execute(
+            "SELECT f.path, d.text, bm25(detections_fts) AS rank FROM detections_fts "
+            "JOIN detections d ON d.id = detections_fts.rowid "
+            "JOIN files f ON f.content_id = d.content_id "
+            "WHERE detections_fts MATCH ? ORDER BY rank LIMIT ?",
+            (query, limit),
+        )
+        return [(r[0], r[1], float(r[2])) for r in rows]
 
     def analysed_contents(self, analyzer: str) -> list[int]:
         return [
@@ -437,9 +538,21 @@ class Catalog:
         }
 
 
-def _pending_where(
-    analyzers: dict[str, str], prefixes: Sequence[str]
-) -> tuple[str, list[object]]:
+def _detection(r: Sequence[object]) -> Detection:
+    box = None if r[2] is None else (float(r[2]), float(r[3]), float(r[4]), float(r[5]))  # type: ignore[arg-type]
+    data = json.loads(r[8]) if r[8] else {}  # type: ignore[arg-type]
+    return Detection(
+        label=str(r[0]),
+        score=float(r[1]),
+        box=box,
+        t=r[6],
+        text=r[7],  # type: ignore[arg-type]
+        points=tuple(data.get("points", ())),
+        id=int(r[9]),  # type: ignore[call-overload]
+    )
+
+
+def _pending_where(analyzers: dict[str, str], prefixes: Sequence[str]) -> tuple[str, list[object]]:
     """Readable contents, under `prefixes`, that miss a current analysis."""
     missing_any = " OR ".join(
         "NOT EXISTS (SELECT 1 FROM analyses a WHERE a.content_id = c.id "

@@ -72,6 +72,40 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (file_id, sink)
     );
     """,
+    # 3: what the other analyzers find: recognised text (full-text indexed),
+    # landmarks and other extras, faces and the people they belong to,
+    # perceptual hashes. Embeddings live in sqlite-vec tables made per analyzer.
+    """
+    ALTER TABLE detections ADD COLUMN text TEXT;
+    ALTER TABLE detections ADD COLUMN data TEXT;
+    CREATE VIRTUAL TABLE detections_fts USING fts5(
+        text, content='detections', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER detections_fts_insert AFTER INSERT ON detections
+    WHEN new.text IS NOT NULL BEGIN
+        INSERT INTO detections_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER detections_fts_delete AFTER DELETE ON detections
+    WHEN old.text IS NOT NULL BEGIN
+        INSERT INTO detections_fts(detections_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    CREATE TABLE people (
+        id INTEGER PRIMARY KEY,
+        name TEXT UNIQUE,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE faces (
+        detection_id INTEGER PRIMARY KEY REFERENCES detections(id) ON DELETE CASCADE,
+        cluster_id INTEGER,
+        person_id INTEGER REFERENCES people(id) ON DELETE SET NULL
+    );
+    CREATE INDEX faces_cluster ON faces(cluster_id);
+    CREATE INDEX faces_person ON faces(person_id);
+    CREATE TABLE hashes (
+        content_id INTEGER PRIMARY KEY REFERENCES contents(id) ON DELETE CASCADE,
+        phash INTEGER NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -103,5 +137,16 @@ def migrate(con: sqlite3.Connection) -> int:
 
 
 def _statements(script: str) -> list[str]:
-    # executescript() would COMMIT on its own; split so each migration is one transaction.
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """Split a script into statements (triggers hold ';' inside BEGIN ... END).
+
+    executescript() would COMMIT on its own; running statement by statement keeps
+    each migration one transaction.
+    """
+    statements, buffer = [], ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \n;"):
+                statements.append(buffer.strip())
+            buffer = ""
+    return statements

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 
-from tagd.catalog.catalog import Detection, Tag
+from tagd.catalog.catalog import Detection, Media, Tag
 from tagd.config import TagGroupSettings, TagSettings
 
 
@@ -40,6 +40,11 @@ class TagPolicy:
             return rule.threshold
         return group.threshold
 
+    def derive(self, analyzer: str, detections: Sequence[Detection], media: Media) -> list[Tag]:
+        """Tags from one analyzer's findings (none for analyzers without tag rules)."""
+        rule = DERIVERS.get(analyzer)
+        return rule(self, detections, media) if rule else []
+
     def object_tags(self, detections: Iterable[Detection]) -> list[Tag]:
         """One tag per label whose best detection passes its threshold."""
         group = self.settings.objects
@@ -54,3 +59,11 @@ class TagPolicy:
                 # Two labels may share an alias; the tag keeps the best evidence.
                 tags[name] = Tag(name, round(score, 4), "objects")
         return sorted(tags.values(), key=lambda t: t.name)
+
+
+# analyzer name -> how its findings become tags. Analyzers without an entry
+# (embeddings, hashes) produce no tags of their own.
+Deriver = Callable[[TagPolicy, Sequence[Detection], Media], list[Tag]]
+DERIVERS: dict[str, Deriver] = {
+    "objects": lambda policy, detections, media: policy.object_tags(detections),
+}

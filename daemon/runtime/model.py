@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from tagd.config import RuntimeSettings
 from tagd.runtime.backends import Session, open_session
 from tagd.runtime.manifest import ModelSpec, verified_path
 
@@ -60,3 +61,14 @@ class ManagedModel:
                 self._session = None
                 return True
         return False
+
+
+def model_for(spec: ModelSpec, models_dir: Path, runtime: RuntimeSettings) -> ManagedModel:
+    """A model configured from the [runtime] settings."""
+    return ManagedModel(
+        spec,
+        models_dir,
+        backend=runtime.backend,
+        threads=runtime.threads,
+        idle_unload=runtime.idle_unload,
+    )
