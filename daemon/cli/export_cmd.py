@@ -6,7 +6,7 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from tagd.catalog.catalog import Catalog, FileRecord
@@ -20,11 +20,24 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def _objects(catalog: Catalog, content_id: int) -> list[dict[str, Any]]:
+    return [
+        {"label": d.label, "score": d.score, "box": list(d.box or ())}
+        | ({"t": d.t} if d.t is not None else {})
+        for d in catalog.detections(content_id, "objects")
+    ]
+
+
+# Export key -> its value for a content. Each analyzer adds its own key here.
+KEYS: dict[str, Callable[[Catalog, int], Any]] = {
+    "objects": _objects,
+}
+
+
 def file_results(catalog: Catalog, record: FileRecord) -> dict[str, Any]:
-    """The export object of one file (later analyzers add their own keys)."""
+    """The export object of one file: status, tags, then one key per analyzer."""
     cid = record.content_id
-    detections = catalog.detections(cid, "objects") if cid else []
-    return {
+    base = {
         "path": record.path,
         "kind": record.kind,
         "status": record.status,
@@ -33,12 +46,8 @@ def file_results(catalog: Catalog, record: FileRecord) -> dict[str, Any]:
         "height": record.height,
         "duration": record.duration,
         "tags": [{"name": t.name, "score": t.score} for t in (catalog.tags(cid) if cid else [])],
-        "objects": [
-            {"label": d.label, "score": d.score, "box": list(d.box)}
-            | ({"t": d.t} if d.t is not None else {})
-            for d in detections
-        ],
     }
+    return base | {key: (fn(catalog, cid) if cid else []) for key, fn in KEYS.items()}
 
 
 def rows(ctx: Context) -> Iterator[dict[str, Any]]:
