@@ -88,6 +88,22 @@ class ObjectsSettings:
 
 
 @dataclass(frozen=True)
+class OcrSettings:
+    enabled: bool = True
+    det_model: str = "auto"
+    cls_model: str = "auto"
+    rec_model: str = "auto"
+    angle: bool = True
+    max_side: int = field(default=960, metadata=_range(64, 4096))
+    det_threshold: float = field(default=0.3, metadata=_range(0.0, 1.0))
+    box_threshold: float = field(default=0.5, metadata=_range(0.0, 1.0))
+    unclip_ratio: float = field(default=1.6, metadata=_range(1.0, 4.0))
+    min_text_size: int = field(default=3, metadata=_range(0, 1000))
+    angle_threshold: float = field(default=0.9, metadata=_range(0.0, 1.0))
+    min_score: float = field(default=0.5, metadata=_range(0.0, 1.0))
+
+
+@dataclass(frozen=True)
 class TagRule:
     """Per-label override of the tag policy."""
 
@@ -95,6 +111,10 @@ class TagRule:
     name: str | None = None
     parent: str | None = None
     enabled: bool = True
+    # Videos only (see tagd.policy.segments); None = the group's, else [tags.video]'s.
+    max_gap: float | None = field(default=None, metadata=_range(0.0, 86_400))
+    min_segment: float | None = field(default=None, metadata=_range(0.0, 86_400))
+    min_total: float | None = field(default=None, metadata=_range(0.0, 86_400))
 
 
 @dataclass(frozen=True)
@@ -102,12 +122,150 @@ class TagGroupSettings:
     parent: str = "Objects"
     threshold: float = field(default=0.5, metadata=_range(0.0, 1.0))
     labels: dict[str, TagRule] = field(default_factory=dict)
+    # Videos only: this group's time-range rules; None = [tags.video]'s.
+    max_gap: float | None = field(default=None, metadata=_range(0.0, 86_400))
+    min_segment: float | None = field(default=None, metadata=_range(0.0, 86_400))
+    min_total: float | None = field(default=None, metadata=_range(0.0, 86_400))
+
+
+@dataclass(frozen=True)
+class VideoTagSettings:
+    """How per-frame hits in a video become time ranges and a file tag (defaults for
+    every tag group; groups and labels override max_gap, min_segment, min_total)."""
+
+    max_gap: float = field(default=4.0, metadata=_range(0.0, 86_400))
+    min_segment: float = field(default=2.0, metadata=_range(0.0, 86_400))
+    min_total: float = field(default=4.0, metadata=_range(0.0, 86_400))
+    min_fraction: float = field(default=0.25, metadata=_range(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class TextTagSettings:
+    """Tags from recognised text: one for "has text", and names found in it."""
+
+    name: str = "Text"
+    threshold: float = field(default=0.8, metadata=_range(0.0, 1.0))
+    min_chars: int = field(default=3, metadata=_range(1, 1000))
+    studios: list[str] = field(default_factory=list)
+    studio_parent: str = "Studio"
+    studio_threshold: float = field(default=90.0, metadata=_range(0.0, 100.0))
+
+
+@dataclass(frozen=True)
+class ConceptsSettings:
+    """ImageNet classes -> concept/scene tags (tagd.analyzers.concepts)."""
+
+    enabled: bool = True
+    model: str = "auto"
+    # Classes stored per photo/frame; tags sum the stored probabilities.
+    top_k: int = field(default=10, metadata=_range(1, 1000))
+    min_score: float = field(default=0.005, metadata=_range(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class ClipSettings:
+    """CLIP image embeddings (similar-image and text search, zero-shot tags)."""
+
+    # Runs only when a CLIP model is installed (`tagd models export clip`).
+    enabled: bool = True
+    model: str = "auto"
+
+
+@dataclass(frozen=True)
+class NsfwSettings:
+    """NudeNet body-part detection; off unless asked for."""
+
+    enabled: bool = False
+    model: str = "auto"
+    min_score: float = field(default=0.2, metadata=_range(0.0, 1.0))
+    nms_iou: float = field(default=0.45, metadata=_range(0.0, 1.0))
+    max_detections: int = field(default=50, metadata=_range(1, 10_000))
+
+
+@dataclass(frozen=True)
+class DuplicatesSettings:
+    """Perceptual hashes (tagd.analyzers.phash) for `tagd dupes` and `tagd similar`."""
+
+    enabled: bool = True
+    # Bits (of 64) within which two photos count as near-duplicates. 8 keeps
+    # 10 % crops (≤ 8 on the dev set) apart from distinct photos (≥ 10).
+    threshold: int = field(default=8, metadata=_range(0, 16))
+
+
+@dataclass(frozen=True)
+class FacesSettings:
+    """Face detection + descriptors (tagd.analyzers.faces) and people clustering
+    (tagd.people.cluster)."""
+
+    enabled: bool = True
+    detector: str = "auto"
+    embedder: str = "auto"
+    detect_size: int = field(default=640, metadata=_range(64, 4096))
+    decode_size: int = field(default=1280, metadata=_range(64, 8192))
+    min_score: float = field(default=0.9, metadata=_range(0.0, 1.0))
+    min_size: int = field(default=24, metadata=_range(0, 10_000))
+    min_faces: int = field(default=2, metadata=_range(1, 1000))
+    max_distance: float = field(default=0.5, metadata=_range(0.0, 2.0))
+    video_dedupe: float = field(default=0.3, metadata=_range(0.0, 2.0))
+
+
+@dataclass(frozen=True)
+class PeopleTagSettings:
+    parent: str = "People"
+
+
+@dataclass(frozen=True)
+class ConceptEntry:
+    """One tag of the concept taxonomy (see tagd/policy/taxonomy.toml)."""
+
+    classes: list[str] = field(default_factory=list)
+    includes: list[str] = field(default_factory=list)
+    parent: str | None = None
+    threshold: float | None = field(default=None, metadata=_range(0.0, 1.0))
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ConceptTagSettings(TagGroupSettings):
+    parent: str = "Concepts"
+    threshold: float = field(default=0.35, metadata=_range(0.0, 1.0))
+    # Added to (same name: replaces) the shipped taxonomy.
+    taxonomy: dict[str, ConceptEntry] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """One CLIP zero-shot tag: its prompts (averaged) and where it goes."""
+
+    prompts: list[str] = field(default_factory=list)
+    parent: str | None = None
+    threshold: float | None = field(default=None, metadata=_range(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class ClipTagSettings(TagGroupSettings):
+    parent: str = "Concepts"
+    threshold: float = field(default=0.3, metadata=_range(0.0, 1.0))
+    # Added to (same name: replaces) the shipped prompt sets.
+    prompts: dict[str, PromptSet] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NsfwTagSettings(TagGroupSettings):
+    parent: str = "NSFW"
+    threshold: float = field(default=0.5, metadata=_range(0.0, 1.0))
 
 
 @dataclass(frozen=True)
 class TagSettings:
     root: str = "AI"
     objects: TagGroupSettings = field(default_factory=TagGroupSettings)
+    video: VideoTagSettings = field(default_factory=VideoTagSettings)
+    text: TextTagSettings = field(default_factory=TextTagSettings)
+    concepts: ConceptTagSettings = field(default_factory=ConceptTagSettings)
+    clip: ClipTagSettings = field(default_factory=ClipTagSettings)
+    nsfw: NsfwTagSettings = field(default_factory=NsfwTagSettings)
+    people: PeopleTagSettings = field(default_factory=PeopleTagSettings)
 
 
 @dataclass(frozen=True)
@@ -137,6 +295,12 @@ class Settings:
     decode: DecodeSettings = field(default_factory=DecodeSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     objects: ObjectsSettings = field(default_factory=ObjectsSettings)
+    ocr: OcrSettings = field(default_factory=OcrSettings)
+    concepts: ConceptsSettings = field(default_factory=ConceptsSettings)
+    clip: ClipSettings = field(default_factory=ClipSettings)
+    nsfw: NsfwSettings = field(default_factory=NsfwSettings)
+    faces: FacesSettings = field(default_factory=FacesSettings)
+    duplicates: DuplicatesSettings = field(default_factory=DuplicatesSettings)
     tags: TagSettings = field(default_factory=TagSettings)
     xmp: XmpSettings = field(default_factory=XmpSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
@@ -155,17 +319,20 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "runtime": {"backend": "cpu", "threads": 1, "batch_size": 2, "idle_unload": 60.0},
         "decode": {"workers": 1, "reduced": True, "video_interval": 5.0, "video_max_frames": 60},
         "objects": {"enabled": True},
+        "ocr": {"enabled": False},
     },
     "balanced": {
         "runtime": {"backend": "auto", "threads": 0, "batch_size": 8, "idle_unload": 300.0},
         "decode": {"workers": 0, "reduced": True, "video_interval": 2.0, "video_max_frames": 300},
         "objects": {"enabled": True},
+        "ocr": {"enabled": True},
     },
     "gpu": {
         # "auto" takes CUDA when onnxruntime has it; big batches keep a GPU fed.
         "runtime": {"backend": "auto", "threads": 0, "batch_size": 32, "idle_unload": 1800.0},
         "decode": {"workers": 0, "reduced": True, "video_interval": 1.0, "video_max_frames": 600},
         "objects": {"enabled": True},
+        "ocr": {"enabled": True},
     },
 }
 
@@ -365,6 +532,19 @@ def _semantic_problems(settings: Settings) -> list[str]:
         parse_schedule(settings.daemon.schedule)
     except ValueError as exc:
         problems.append(f"daemon.schedule = {settings.daemon.schedule!r}: {exc}")
+    if settings.ocr.max_side % 32:
+        problems.append(f"ocr.max_side = {settings.ocr.max_side}: must be a multiple of 32")
+    text = settings.tags.text
+    if not text.name.strip() or "|" in text.name:
+        problems.append(f"tags.text.name = {text.name!r}: must be non-empty, without '|'")
+    for i, studio in enumerate(text.studios):
+        if not studio.strip() or "|" in studio:
+            problems.append(f"tags.text.studios[{i}] = {studio!r}: must be non-empty, without '|'")
+    # Taxonomy and prompt files are resolved here so a typo is an error up front.
+    from tagd.policy import clip_tags, concepts
+
+    problems += concepts.problems(settings.tags.concepts)
+    problems += clip_tags.problems(settings.tags.clip)
     if "|" in settings.tags.root or not settings.tags.root:
         problems.append(f"tags.root = {settings.tags.root!r}: must be non-empty, without '|'")
     return problems

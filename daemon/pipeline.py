@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagd.analyzers import objects
+from tagd.analyzers import clip, concepts, faces, nsfw, objects, ocr, phash
 from tagd.analyzers.base import Analyzer, Finding
 from tagd.catalog.catalog import Catalog, Detection, WorkItem
 from tagd.config import Settings
@@ -49,6 +49,7 @@ class Loaded:
     height: int = 0
     duration: float | None = None
     error: str | None = None
+    interval: float | None = None  # videos: seconds between the sampled frames
 
 
 @dataclass
@@ -63,6 +64,12 @@ class AnalyzeReport:
 # Every analyzer module has build(settings, specs, models_dir) -> Analyzer | None.
 BUILDERS: list[Callable[[Settings, dict[str, ModelSpec], Path], Analyzer | None]] = [
     objects.build,
+    ocr.build,
+    concepts.build,
+    clip.build,
+    nsfw.build,
+    phash.build,
+    faces.build,
 ]
 
 
@@ -113,7 +120,9 @@ class Pipeline:
     def _derive(self, content_id: int, analyzer: str) -> bool:
         """Tags from one analyzer's stored findings; True when they changed."""
         media = self.catalog.media(content_id)
-        tags = self.policy.derive(analyzer, self.catalog.detections(content_id, analyzer), media)
+        # Embeddings come along: some rules (CLIP prompts) score the stored vectors.
+        found = self.catalog.detections(content_id, analyzer, with_vectors=True)
+        tags = self.policy.derive(analyzer, found, media)
         return self.catalog.replace_tags(content_id, analyzer, tags)
 
     # ------------------------------------------------------------ analysis
@@ -212,10 +221,15 @@ class Pipeline:
 
         try:
             info = probe_video(Path(item.path))
+            interval = video_interval(
+                info.duration,
+                self.settings.decode.video_interval,
+                self.settings.decode.video_max_frames,
+            )
             frames = list(
                 sample_frames(
                     Path(item.path),
-                    self.settings.decode.video_interval,
+                    interval,
                     min_long_side=self.min_long_side,
                     max_frames=self.settings.decode.video_max_frames,
                 )
@@ -231,6 +245,7 @@ class Pipeline:
             info.width,
             info.height,
             info.duration,
+            interval=interval,
         )
 
     def _process(self, batch: list[Loaded], report: AnalyzeReport) -> None:
@@ -268,6 +283,7 @@ class Pipeline:
             width=loaded.width,
             height=loaded.height,
             duration=loaded.duration,
+            interval=loaded.interval,
         )
         for analyzer in self.analyzers:
             per_frame = findings[analyzer.name]
@@ -276,13 +292,23 @@ class Pipeline:
                 for frame, t, scale in zip(per_frame, loaded.times, loaded.scales, strict=True)
                 for f in frame
             ]
-            self.catalog.save_analysis(cid, analyzer.name, analyzer.model_sha256, detections)
+            analyzer.save(self.catalog, cid, detections, per_frame)
         changed = [self._derive(cid, analyzer.name) for analyzer in self.analyzers]
         if any(changed):
             for sink in self.sinks():
                 self.catalog.enqueue_content([cid], sink)
         report.done += 1
         report.frames += len(loaded.frames)
+
+
+def video_interval(duration: float | None, interval: float, max_frames: int) -> float:
+    """Seconds between sampled frames: decode.video_interval, widened for long videos
+    so video_max_frames frames cover the whole video rather than its first minutes
+    (time ranges and the whole-file tag must speak for the whole video). Stored with
+    the content: the tag policy turns hits into ranges with it."""
+    if duration and duration > interval * max_frames:
+        return duration / max_frames
+    return interval
 
 
 def _detection(f: Finding, t: float | None, scale: float) -> Detection:

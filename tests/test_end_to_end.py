@@ -211,7 +211,7 @@ def test_policy_change_rederives_tags_without_the_model(
     assert "analysed 0 files" in out
     assert analyses(state_dir) == done
     assert db_rows(state_dir, "SELECT * FROM detections ORDER BY id") == detections
-    scores = [s for (s,) in db_rows(state_dir, "SELECT score FROM tags")]
+    scores = [s for (s,) in db_rows(state_dir, "SELECT score FROM tags WHERE source = 'objects'")]
     assert all(s >= 0.99 for s in scores)
     assert PERSON not in tags_by_path(state_dir).get(str(person), set())
     keywords = exiftool_keywords([sidecar(person)])[str(sidecar(person))]
@@ -433,7 +433,7 @@ def test_killed_scan_resumes_without_duplicates(
                 con = connect(db)
             if con is not None:
                 try:
-                    seen = con.execute("SELECT COUNT(*) FROM analyses").fetchone()[0]
+                    seen = con.execute("SELECT COUNT(DISTINCT content_id) FROM analyses").fetchone()[0]
                 except DatabaseError:  # not migrated yet
                     seen = 0
                 if 0 < seen < len(photos):
@@ -453,7 +453,7 @@ def test_killed_scan_resumes_without_duplicates(
     assert proc.returncode == -signal.SIGKILL
     assert con is not None
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    kept = con.execute("SELECT COUNT(*) FROM analyses").fetchone()[0]
+    kept = con.execute("SELECT COUNT(DISTINCT content_id) FROM analyses").fetchone()[0]
     con.close()
     assert seen <= kept < len(photos)
 
@@ -469,7 +469,13 @@ def test_killed_scan_resumes_without_duplicates(
         "SELECT c.id, a.analyzer, COUNT(a.content_id) FROM contents c "
         "LEFT JOIN analyses a ON a.content_id = c.id GROUP BY c.id, a.analyzer",
     )
-    assert all(analyzer == "objects" and n == 1 for _, analyzer, n in per), per
+    # Exactly one analysis per (content, analyzer), and every content got the same set.
+    assert all(analyzer is not None and n == 1 for _, analyzer, n in per), per
+    by_content: dict[int, set[str]] = {}
+    for cid, analyzer, _ in per:
+        by_content.setdefault(cid, set()).add(analyzer)
+    assert "objects" in next(iter(by_content.values()))
+    assert len({frozenset(v) for v in by_content.values()}) == 1, by_content
     assert detections_by_path(state_dir) == clean
     assert db_rows(state_dir, "SELECT COUNT(*) FROM outbox") == [(0,)]
     assert_sidecars_match_catalog(state_dir, photos)

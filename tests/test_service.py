@@ -105,7 +105,8 @@ def assert_consistent(state: Path, photos: list[Path]) -> None:
     without its analysis; nothing left in the outbox; sidecars equal the catalog."""
     assert db_rows(state, "PRAGMA integrity_check") == [("ok",)]
     per = db_rows(
-        state, "SELECT content_id, COUNT(*) FROM analyses GROUP BY content_id HAVING COUNT(*) > 1"
+        state, "SELECT content_id, analyzer, COUNT(*) FROM analyses GROUP BY content_id, analyzer "
+        "HAVING COUNT(*) > 1"
     )
     assert per == []
     orphans = db_rows(

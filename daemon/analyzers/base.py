@@ -10,10 +10,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tagd.runtime.manifest import ModelSpec
 from tagd.runtime.model import ManagedModel
+
+if TYPE_CHECKING:
+    from tagd.catalog.catalog import Catalog, Detection
 
 
 @dataclass(frozen=True)
@@ -26,10 +32,40 @@ class Finding:
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # embedding
 
 
+class Builtin:
+    """The model of an analyzer that has none (a hash): nothing to load or check.
+
+    It answers like a ManagedModel, so the service, `scan` and `doctor` treat
+    every analyzer alike; `version` stands in for the sha256, so changing the
+    algorithm re-runs only that analyzer.
+    """
+
+    loaded = False
+
+    def __init__(self, name: str, version: str, min_long_side: int) -> None:
+        self.spec = ModelSpec(
+            name=name,
+            task=name,
+            file="",
+            sha256=f"builtin:{version}",
+            input=(min_long_side, min_long_side),
+            variant="builtin",
+        )
+
+    def check(self) -> Path:
+        return Path()
+
+    def unload(self) -> None:
+        pass
+
+    def unload_if_idle(self, now: float | None = None) -> bool:
+        return False
+
+
 class Analyzer(ABC):
     name: str  # key of its results in the catalog and the export
 
-    def __init__(self, model: ManagedModel) -> None:
+    def __init__(self, model: ManagedModel | Builtin) -> None:
         self.model = model
 
     @property
@@ -44,3 +80,15 @@ class Analyzer(ABC):
     @abstractmethod
     def analyze(self, images: Sequence[np.ndarray]) -> list[list[Finding]]:
         """Findings for each BGR image, in order."""
+
+    def save(
+        self,
+        catalog: Catalog,
+        content_id: int,
+        detections: Sequence[Detection],
+        findings: Sequence[Sequence[Finding]],
+    ) -> None:
+        """Store one content's results, inside the batch's transaction. An analyzer
+        whose results have a table of their own (hashes) overrides this; `findings`
+        are the raw ones per frame, `detections` the same in the original's pixels."""
+        catalog.save_analysis(content_id, self.name, self.model_sha256, detections)

@@ -8,6 +8,7 @@ for (content, analyzer, model sha256): a new model re-runs only that analyzer.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
@@ -54,6 +55,9 @@ class Detection:
     points: tuple[float, ...] = ()  # landmarks as x0, y0, x1, y1, ...
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # embedding
     id: int | None = field(default=None, compare=False)
+    # Faces: the person the face belongs to (people.id, and the name once named).
+    person_id: int | None = field(default=None, compare=False)
+    person: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,18 @@ class Media:
     width: int | None = None
     height: int | None = None
     duration: float | None = None
+    # Seconds between a video's sampled frames, as sampled (None: image, or a
+    # catalog from before it was recorded).
+    interval: float | None = None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A time range of a video in which a tag holds (seconds; score = best frame)."""
+
+    start: float
+    end: float
+    score: float
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,7 @@ class Tag:
     name: str  # hierarchical, '|'-separated, e.g. "AI|Objects|dog"
     score: float
     source: str  # the analyzer the evidence came from
+    segments: tuple[Segment, ...] = ()  # videos: where in the video the tag holds
 
 
 @dataclass(frozen=True)
@@ -261,16 +278,18 @@ class Catalog:
         width: int,
         height: int,
         duration: float | None = None,
+        interval: float | None = None,
     ) -> None:
         self.con.execute(
-            "UPDATE contents SET kind = ?, width = ?, height = ?, duration = ?, error = NULL "
-            "WHERE id = ?",
-            (kind, width, height, duration, content_id),
+            "UPDATE contents SET kind = ?, width = ?, height = ?, duration = ?, "
+            "frame_interval = ?, error = NULL WHERE id = ?",
+            (kind, width, height, duration, interval, content_id),
         )
 
     def media(self, content_id: int) -> Media:
         row = self.con.execute(
-            "SELECT kind, width, height, duration FROM contents WHERE id = ?", (content_id,)
+            "SELECT kind, width, height, duration, frame_interval FROM contents WHERE id = ?",
+            (content_id,),
         ).fetchone()
         return Media(*row) if row else Media("image")
 
@@ -359,18 +378,30 @@ class Catalog:
         )
         return [(r[0], float(r[1])) for r in rows]
 
-    def detections(self, content_id: int, analyzer: str | None = None) -> list[Detection]:
+    def detections(
+        self, content_id: int, analyzer: str | None = None, *, with_vectors: bool = False
+    ) -> list[Detection]:
+        """Stored detections; with_vectors fills in embeddings (one analyzer's only)."""
+        found = self._detections(content_id, analyzer)
+        if not (with_vectors and analyzer and found):
+            return found
+        vectors = self.vectors(analyzer, [d.id for d in found if d.id is not None])
+        if not vectors:
+            return found
+        return [dataclasses.replace(d, vector=vectors.get(d.id or -1)) for d in found]
+
+    def _detections(self, content_id: int, analyzer: str | None) -> list[Detection]:
         sql = (
-            "SELECT label, score, x0, y0, x1, y1, t, text, data, id FROM detections "
-            "WHERE content_id = ?"
+            "SELECT label, score, x0, y0, x1, y1, t, text, data, detections.id, fc.person_id, "
+            "p.name FROM detections LEFT JOIN faces fc ON fc.detection_id = detections.id "
+            "LEFT JOIN people p ON p.id = fc.person_id WHERE content_id = ?"
         )
         params: list[object] = [content_id]
         if analyzer:
             sql += " AND analyzer = ?"
             params.append(analyzer)
-        return [
-            _detection(r) for r in self.con.execute(sql + " ORDER BY t, score DESC, id", params)
-        ]
+        sql += " ORDER BY t, score DESC, detections.id"
+        return [_detection(r) for r in self.con.execute(sql, params)]
 
     def search_text(self, query: str, limit: int = 100) -> list[tuple[str, str, float]]:
         """(path, matched text, bm25 rank) for an FTS5 query over recognised text."""
@@ -396,27 +427,33 @@ class Catalog:
     def replace_tags(self, content_id: int, source: str, tags: Sequence[Tag]) -> bool:
         """Set the derived tags of one source; returns True when they changed."""
         before = self.con.execute(
-            "SELECT name, score FROM tags WHERE content_id = ? AND source = ? ORDER BY name",
+            "SELECT name, score, segments FROM tags WHERE content_id = ? AND source = ? "
+            "ORDER BY name",
             (content_id, source),
         ).fetchall()
-        after = sorted((t.name, t.score) for t in tags)
+        # Segments count as a change: a moved range must reach the sinks (markers).
+        after = sorted((t.name, t.score, _segments_json(t.segments)) for t in tags)
         if [tuple(r) for r in before] == after:
             return False
         self.con.execute(
             "DELETE FROM tags WHERE content_id = ? AND source = ?", (content_id, source)
         )
+        # Two sources giving one tag: the better score wins, and its ranges with it
+        # (SET expressions all see the old row, so `score` below is the old one).
         self.con.executemany(
-            "INSERT INTO tags(content_id, name, score, source) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(content_id, name) DO UPDATE SET score = MAX(score, excluded.score)",
-            [(content_id, t.name, t.score, t.source) for t in tags],
+            "INSERT INTO tags(content_id, name, score, source, segments) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(content_id, name) DO UPDATE SET score = MAX(score, excluded.score), "
+            "segments = CASE WHEN excluded.score > score THEN excluded.segments "
+            "ELSE segments END",
+            [(content_id, t.name, t.score, t.source, _segments_json(t.segments)) for t in tags],
         )
         return True
 
     def tags(self, content_id: int) -> list[Tag]:
         return [
-            Tag(*r)
-            for r in self.con.execute(
-                "SELECT name, score, source FROM tags WHERE content_id = ? ORDER BY name",
+            Tag(name, score, source, _segments_from_json(segments))
+            for name, score, source, segments in self.con.execute(
+                "SELECT name, score, source, segments FROM tags WHERE content_id = ? ORDER BY name",
                 (content_id,),
             )
         ]
@@ -538,6 +575,17 @@ class Catalog:
         }
 
 
+def _segments_json(segments: Sequence[Segment]) -> str | None:
+    """Stored form of a tag's ranges; NULL for none (images) keeps rows small."""
+    if not segments:
+        return None
+    return json.dumps([[s.start, s.end, s.score] for s in segments], separators=(",", ":"))
+
+
+def _segments_from_json(text: str | None) -> tuple[Segment, ...]:
+    return tuple(Segment(*map(float, s)) for s in json.loads(text)) if text else ()
+
+
 def _detection(r: Sequence[object]) -> Detection:
     box = None if r[2] is None else (float(r[2]), float(r[3]), float(r[4]), float(r[5]))  # type: ignore[arg-type]
     data = json.loads(r[8]) if r[8] else {}  # type: ignore[arg-type]
@@ -549,6 +597,8 @@ def _detection(r: Sequence[object]) -> Detection:
         text=r[7],  # type: ignore[arg-type]
         points=tuple(data.get("points", ())),
         id=int(r[9]),  # type: ignore[call-overload]
+        person_id=r[10] if len(r) > 10 else None,  # type: ignore[arg-type]
+        person=r[11] if len(r) > 11 else None,  # type: ignore[arg-type]
     )
 
 

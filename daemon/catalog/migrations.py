@@ -106,6 +106,20 @@ MIGRATIONS: list[str] = [
         phash INTEGER NOT NULL
     );
     """,
+    # 4: video time ranges. The interval a video's frames were sampled at (the
+    # policy needs it to turn per-frame hits into ranges, and it must be the one
+    # used then, not today's config), and each derived tag's ranges as JSON
+    # [[start, end, score], ...] (export `segments`, Stash scene markers).
+    """
+    ALTER TABLE contents ADD COLUMN frame_interval REAL;
+    ALTER TABLE tags ADD COLUMN segments TEXT;
+    """,
+    # 5: near-duplicates. Besides the plain pHash, every stored hash of the photo
+    # (its mirror, its 90 % crop windows; see tagd.media.phash) as packed
+    # little-endian uint64, so a flipped or cropped copy still matches.
+    """
+    ALTER TABLE hashes ADD COLUMN variants BLOB;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

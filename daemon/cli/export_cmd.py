@@ -11,6 +11,8 @@ from typing import Any, TextIO
 
 from tagd.catalog.catalog import Catalog, FileRecord
 from tagd.cli.context import EXIT_OK, Context
+from tagd.media.phash import to_unsigned
+from tagd.people.store import export_faces
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -28,9 +30,57 @@ def _objects(catalog: Catalog, content_id: int) -> list[dict[str, Any]]:
     ]
 
 
+def _text(catalog: Catalog, content_id: int) -> list[dict[str, Any]]:
+    return [
+        {"text": d.text, "score": d.score, "box": list(d.box or ())}
+        | ({"t": d.t} if d.t is not None else {})
+        for d in catalog.detections(content_id, "ocr")
+    ]
+
+
+def _segments(catalog: Catalog, content_id: int) -> list[dict[str, Any]]:
+    # Stored at derive time with the tags (policy/segments.py), in timeline order.
+    ranges = [
+        {"tag": t.name, "start": s.start, "end": s.end, "score": s.score}
+        for t in catalog.tags(content_id)
+        for s in t.segments
+    ]
+    return sorted(ranges, key=lambda r: (r["start"], r["tag"]))
+
+
+def _concepts(catalog: Catalog, content_id: int) -> list[dict[str, Any]]:
+    # The raw ImageNet classes; the taxonomy's tags are under "tags".
+    return [
+        {"label": d.label, "score": d.score} | ({"t": d.t} if d.t is not None else {})
+        for d in catalog.detections(content_id, "concepts")
+    ]
+
+
+def _nsfw(catalog: Catalog, content_id: int) -> list[dict[str, Any]]:
+    return [
+        {"label": d.label, "score": d.score, "box": list(d.box or ())}
+        | ({"t": d.t} if d.t is not None else {})
+        for d in catalog.detections(content_id, "nsfw")
+    ]
+
+
+def _phash(catalog: Catalog, content_id: int) -> str | None:
+    """The plain 64-bit pHash as 16 hex digits (null when not hashed)."""
+    row = catalog.con.execute(
+        "SELECT phash FROM hashes WHERE content_id = ?", (content_id,)
+    ).fetchone()
+    return f"{to_unsigned(row[0]):016x}" if row else None
+
+
 # Export key -> its value for a content. Each analyzer adds its own key here.
 KEYS: dict[str, Callable[[Catalog, int], Any]] = {
     "objects": _objects,
+    "segments": _segments,
+    "text": _text,
+    "concepts": _concepts,
+    "nsfw": _nsfw,
+    "phash": _phash,
+    "faces": export_faces,
 }
 
 

@@ -12,8 +12,10 @@ from tagd.catalog.connect import CatalogError
 from tagd.cli import (
     config_cmd,
     doctor_cmd,
+    dupes_cmd,
     export_cmd,
     models_cmd,
+    people_cmd,
     report_cmds,
     run_cmd,
     scan_cmd,
@@ -36,7 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
         "~/.config/tagd/config.toml, /etc/tagd/config.toml, else built-in defaults)",
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for module in (scan_cmd, run_cmd, report_cmds, export_cmd, models_cmd, config_cmd, doctor_cmd):
+    for module in (
+        scan_cmd,
+        run_cmd,
+        report_cmds,
+        dupes_cmd,
+        people_cmd,
+        export_cmd,
+        models_cmd,
+        config_cmd,
+        doctor_cmd,
+    ):
         module.register(verbs)
     return parser
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections import Counter
 
@@ -16,8 +17,16 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("tags", help="a file's tags with scores and where they came from")
     p.add_argument("file")
     p.set_defaults(handler=tags)
-    p = verbs.add_parser("search", help="find files by tag")
-    p.add_argument("--tag", required=True, help="full tag (AI|Objects|dog) or its last part (dog)")
+    p = verbs.add_parser(
+        "search", help="find files by words (tags, text in them, CLIP) and filters"
+    )
+    p.add_argument("words", nargs="*", help="words to look for in tags and recognised text")
+    p.add_argument("--tag", help="only files with this tag (AI|Objects|dog, or its last part)")
+    p.add_argument("--person", help="only files showing this named person")
+    p.add_argument("--kind", choices=("image", "video"), help="only images or only videos")
+    p.add_argument("--path", metavar="PREFIX", help="only files in this folder")
+    p.add_argument("--limit", type=int, default=50, help="at most this many results (50)")
+    p.add_argument("--json", action="store_true", help="one JSON array of results")
     p.set_defaults(handler=search)
 
 
@@ -68,13 +77,27 @@ def tags(ctx: Context, args: argparse.Namespace) -> int:
         print(f"  {tag.name}  {tag.score:.2f}  (from {tag.source})")
     for d in ctx.catalog.detections(found.content_id):
         at = f" at {d.t:.1f}s" if d.t is not None else ""
-        box = ", ".join(f"{v:.0f}" for v in d.box)
-        print(f"    {d.label} {d.score:.2f} [{box}]{at}")
+        box = ", ".join(f"{v:.0f}" for v in d.box or ())  # whole-image findings have none
+        said = f" {d.text!r}" if d.text else ""
+        print(f"    {d.label}{said} {d.score:.2f} [{box}]{at}")
     return EXIT_FAILURES if record.status == "error" else EXIT_OK
 
 
 def search(ctx: Context, args: argparse.Namespace) -> int:
-    hits = ctx.catalog.search_tag(args.tag)
-    for path, name, score in hits:
-        print(f"{score:.2f}  {name}  {path}")
+    from tagd.search import Filters
+    from tagd.search import search as run_search
+
+    query = " ".join(args.words)
+    filters = Filters(args.tag, args.person, args.kind, args.path)
+    if not query.strip() and not any(vars(filters).values()):
+        raise UsageError("give words to search for, or a filter (--tag, --person, --kind, --path)")
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    hits = run_search(ctx.catalog, ctx.settings, ctx.models_dir, query, filters, args.limit)
+    if args.json:
+        print(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=1))
+    else:
+        for h in hits:
+            why = "; ".join(f"{m['source']}: {m['value']}" for m in h.matches)
+            print(f"{h.score:.2f}  {h.path}" + (f"  ({why})" if why else ""))
     return EXIT_OK if hits else EXIT_FAILURES

@@ -78,6 +78,7 @@ def _scan(ctx: Context, args: argparse.Namespace, roots: list[str]) -> int:
         return EXIT_OK
     pipeline.rederive_if_policy_changed()
     analysed = _analyse(pipeline)
+    _cluster(ctx)
     delivered = _deliver(ctx, args.dry_run) if settings.xmp.enabled else None
     stats.analysed, stats.failed, stats.frames = analysed.done, analysed.failed, analysed.frames
     stats.analyse_seconds = analysed.seconds
@@ -92,6 +93,16 @@ def _analyse(pipeline: Pipeline) -> AnalyzeReport:
     with tqdm(total=total, unit="file", disable=not sys.stderr.isatty(), leave=False) as bar:
         return pipeline.run(progress=bar.update)
 
+
+def _cluster(ctx: Context) -> None:
+    from tagd.people.cluster import after_scan
+
+    report = after_scan(ctx.catalog, ctx.settings)
+    if report is not None and report.new:
+        print(
+            f"faces: {report.new} new, {report.assigned} joined people "
+            f"({report.created} new people); {report.waiting} waiting: see `tagd people list`"
+        )
 
 def _deliver(ctx: Context, dry_run: bool) -> DeliveryReport:
     def show(change: XmpChange) -> None:

@@ -15,6 +15,8 @@ from dataclasses import asdict
 
 from tagd.catalog.catalog import Detection, Media, Tag
 from tagd.config import TagGroupSettings, TagSettings
+from tagd.policy import clip_tags, concepts, nsfw, ocr, people
+from tagd.policy.segments import video_tags
 
 
 class TagPolicy:
@@ -64,6 +66,20 @@ class TagPolicy:
 # analyzer name -> how its findings become tags. Analyzers without an entry
 # (embeddings, hashes) produce no tags of their own.
 Deriver = Callable[[TagPolicy, Sequence[Detection], Media], list[Tag]]
+
+
+def _objects(policy: TagPolicy, detections: Sequence[Detection], media: Media) -> list[Tag]:
+    # Videos: per-frame hits merged into time ranges (policy/segments.py).
+    if media.kind == "video":
+        return video_tags(policy, policy.settings.objects, detections, media, "objects")
+    return policy.object_tags(detections)
+
+
 DERIVERS: dict[str, Deriver] = {
-    "objects": lambda policy, detections, media: policy.object_tags(detections),
+    "objects": _objects,
+    "ocr": ocr.text_tags,
+    "concepts": concepts.derive,
+    "clip": clip_tags.derive,
+    "nsfw": nsfw.derive,
+    "faces": people.person_tags,
 }

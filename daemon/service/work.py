@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from tagd.analyzers.base import Analyzer
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
+from tagd.people.cluster import after_scan
 from tagd.pipeline import Pipeline
 from tagd.scan.index import IndexReport, index_root
 from tagd.scan.walk import Walker
@@ -195,6 +196,8 @@ class ScanWorker(threading.Thread):
             stats.analyse_seconds = report.seconds
             for path, reason in report.errors[:MAX_LOGGED]:
                 log.warning("%s: %s", path, reason)
+            if not self.stop.is_set():
+                after_scan(catalog, settings)  # people: cluster the new faces
         if settings.xmp.enabled:
             self._set_activity("writing")
             delivered = deliver_xmp(catalog, settings, deadline=self._write_deadline())

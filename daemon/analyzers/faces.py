@@ -1,0 +1,133 @@
+"""Faces: RetinaFace boxes and 5 landmarks, dlib-aligned chips, 128-d descriptors.
+
+Two sizes matter and they are different on purpose. The detector runs on the
+photo fitted into `faces.detect_size` (640 px on the long side, aspect kept:
+about 10 ms here), which finds faces down to roughly 16 px at that scale. The
+chips the descriptor network sees are cut from the decoded photo, which is
+`faces.decode_size` pixels long (1280 by default, see `min_long_side`): a face
+that covers 40 px of a 640-px detector input still has 80 px of real detail
+for its 150-px chip, instead of being blown up from 40. Landmarks are scaled
+back from the detector input to the decoded photo before cutting.
+
+Findings: label "face", the detector's score, the box and the five landmarks
+(eye centres, nose tip, mouth corners) in the decoded photo's pixels, and the
+raw dlib descriptor as the vector (stored in sqlite-vec's `vec_faces`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tagd.analyzers import retinaface_decode as rf
+from tagd.analyzers.base import Analyzer, Finding
+from tagd.config import FacesSettings, Settings
+from tagd.media.facechip import CHIP_PADDING, face_chip_retinaface
+from tagd.runtime.face_embedding import FaceEmbedder
+from tagd.runtime.manifest import ModelSpec, resolve
+from tagd.runtime.model import ManagedModel, model_for
+
+STRIDE = 32  # the detector's FPN needs input sides divisible by its largest stride
+LABEL = "face"
+
+
+def build(settings: Settings, specs: dict[str, ModelSpec], models_dir: Path) -> Analyzer | None:
+    """The faces analyzer as configured, or None when it is switched off."""
+    cfg = settings.faces
+    if not cfg.enabled:
+        return None
+    emb = resolve(specs, "face-embedding", cfg.embedder, "faces.embedder")
+    det = resolve(specs, "face-detection", cfg.detector, "faces.detector")
+    if cfg.detector == "auto" and det.engine != emb.engine:
+        # ORT and OpenVINO sessions busy in one process slow each other down
+        # (measured 2x on the detector here): keep both models on one engine.
+        same = [s for s in specs.values() if s.task == det.task and s.engine == emb.engine]
+        det = same[0] if same else det
+    rt = settings.runtime
+    embedder = FaceEmbedder(
+        emb,
+        models_dir,
+        backend=rt.backend,
+        threads=rt.threads,
+        idle_unload=rt.idle_unload,
+        batch_size=rt.batch_size,
+    )
+    return FaceAnalyzer(model_for(det, models_dir, rt), embedder, cfg)
+
+
+def input_size(width: int, height: int, long_side: int) -> tuple[int, int, float]:
+    """Detector input (w, h), multiples of STRIDE, for an image fitted into long_side;
+    and the scale from image to input. Small images are not enlarged."""
+    scale = min(1.0, long_side / max(width, height))
+    w = max(STRIDE, math.ceil(width * scale / STRIDE) * STRIDE)
+    h = max(STRIDE, math.ceil(height * scale / STRIDE) * STRIDE)
+    return w, h, scale
+
+
+class FaceAnalyzer(Analyzer):
+    name = "faces"
+
+    def __init__(self, detector: ManagedModel, embedder: FaceEmbedder, cfg: FacesSettings) -> None:
+        super().__init__(detector)
+        self.embedder = embedder
+        self.cfg = cfg
+
+    @property
+    def model_sha256(self) -> str:
+        # Results depend on both networks: a new detector or embedder re-runs faces.
+        both = f"{self.model.spec.sha256}:{self.embedder.spec.sha256}".encode()
+        return hashlib.sha256(both).hexdigest()
+
+    @property
+    def models(self) -> list[ManagedModel]:
+        return [self.model, self.embedder.model]
+
+    @property
+    def min_long_side(self) -> int:
+        return max(self.cfg.decode_size, self.cfg.detect_size)
+
+    def detect(self, image: np.ndarray) -> rf.Faces:
+        """Faces in one BGR image, in that image's pixels."""
+        h, w = image.shape[:2]
+        in_w, in_h, _ = input_size(w, h, self.cfg.detect_size)
+        chw, scale = rf.prepare(image, in_w, in_h)
+        loc, conf, marks = self.model.session().run(chw[None])[:3]
+        found = rf.decode(
+            loc[0], conf[0], marks[0], in_w, in_h, min_score=self.cfg.min_score, nms_iou=0.4
+        )
+        boxes = found.boxes / scale
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        keep = sides >= self.cfg.min_size
+        return rf.Faces(boxes[keep], found.scores[keep], found.landmarks[keep] / scale)
+
+    def analyze(self, images: Sequence[np.ndarray]) -> list[list[Finding]]:
+        detected = [self.detect(image) for image in images]
+        chips = []
+        for image, faces in zip(images, detected, strict=True):
+            for points in faces.landmarks:
+                chip = face_chip_retinaface(image, points, self.embedder.size, CHIP_PADDING)
+                chips.append(cv2.cvtColor(chip, cv2.COLOR_BGR2RGB))  # dlib's net wants RGB
+        vectors = self.embedder.embed(chips)  # one batched call for the whole batch
+        out, pos = [], 0
+        for faces in detected:
+            findings = []
+            for box, score, points in zip(faces.boxes, faces.scores, faces.landmarks, strict=True):
+                findings.append(
+                    Finding(
+                        LABEL,
+                        float(score),
+                        (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+                        tuple(float(v) for v in points.reshape(-1)),
+                        vector=vectors[pos],
+                    )
+                )
+                pos += 1
+            out.append(findings)
+        return out

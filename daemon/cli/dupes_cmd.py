@@ -1,0 +1,125 @@
+"""`tagd dupes` and `tagd similar FILE`: read-only reports; nothing is deleted or moved."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
+from tagd.dupes import Group, group, load_photos, similar_by_embedding, similar_by_hash
+from tagd.media import phash as ph
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    p = verbs.add_parser(
+        "dupes",
+        help="groups of near-duplicate photos with a suggestion which to keep (never deletes)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=int,
+        metavar="BITS",
+        help="max differing hash bits, 0-16 (default: duplicates.threshold)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON document on standard output")
+    p.set_defaults(handler=dupes)
+    p = verbs.add_parser("similar", help="the photos most like FILE (embeddings, else hashes)")
+    p.add_argument("file")
+    p.add_argument("--limit", type=int, default=10, metavar="N")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=similar)
+
+
+def _group_json(g: Group) -> dict[str, Any]:
+    def item(p: Any) -> dict[str, Any]:
+        return {"path": p.path, "width": p.width, "height": p.height, "size": p.size}
+
+    return {
+        "keep": item(g.keep),
+        "reason": g.reason,
+        "others": [
+            item(m.photo) | {"distance": m.distance, "mirrored": m.mirrored} for m in g.others
+        ],
+    }
+
+
+def dupes(ctx: Context, args: argparse.Namespace) -> int:
+    threshold = ctx.settings.duplicates.threshold if args.threshold is None else args.threshold
+    if not 0 <= threshold <= 16:
+        raise UsageError(f"--threshold {threshold}: must be between 0 and 16 bits")
+    photos = load_photos(ctx.catalog)
+    groups = group(photos, threshold)
+    if args.json:
+        doc = {
+            "threshold": threshold,
+            "hashed": len(photos),
+            "groups": [_group_json(g) for g in groups],
+        }
+        print(json.dumps(doc, ensure_ascii=False, indent=1))
+        return EXIT_OK
+    if not photos:
+        print("no hashed photos; run `tagd scan` with [duplicates] enabled first")
+        return EXIT_OK
+    for g in groups:
+        print(f"keep  {g.keep.path}  ({g.reason})")
+        for m in g.others:
+            how = ", mirrored" if m.mirrored else ""
+            print(
+                f"  dup {m.photo.path}  ({m.photo.width}×{m.photo.height}, {m.distance} bits{how})"
+            )
+    extra = sum(len(g.others) for g in groups)
+    print(
+        f"{len(groups)} groups, {extra} files that duplicate another, among {len(photos)} "
+        f"hashed files (threshold {threshold} bits). Nothing was deleted or moved."
+    )
+    return EXIT_OK
+
+
+def _decode_hashes(path: str) -> Any:
+    from tagd.analyzers.phash import MIN_LONG_SIDE
+    from tagd.media.image import DecodeError, decode_image
+
+    try:
+        image = decode_image(Path(path).read_bytes(), min_long_side=MIN_LONG_SIDE).image
+    except (OSError, DecodeError) as exc:
+        raise UsageError(f"{path}: cannot read it as a photo: {exc}") from None
+    return ph.hash_set(image)
+
+
+def similar(ctx: Context, args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    path = os.path.abspath(args.file)
+    found = ctx.catalog.file_by_path(path)
+    cid = found.content_id if found else None
+    result = similar_by_embedding(ctx.catalog, cid, args.limit) if cid else None
+    if result:
+        signal, hits = result
+        unit = "L2 distance"
+    else:
+        photos = load_photos(ctx.catalog)
+        own = next((p for p in photos if p.content_id == cid), None) if cid else None
+        # A file outside the catalog is hashed here, so `similar` also answers
+        # "do I already have this one?" before a photo is added.
+        hashes = own.hashes if own is not None else _decode_hashes(path)
+        signal, unit = "phash", "bits"
+        hits = similar_by_hash(photos, hashes, args.limit, skip=path)
+    if args.json:
+        doc = {
+            "file": path,
+            "signal": signal,
+            "unit": unit,
+            "similar": [
+                {"path": h.path, "distance": h.score} | ({"mirrored": True} if h.mirrored else {})
+                for h in hits
+            ],
+        }
+        print(json.dumps(doc, ensure_ascii=False, indent=1))
+    else:
+        print(f"most like {path} (by {signal}, {unit}; smaller is closer):")
+        for h in hits:
+            print(f"  {h.score:g}  {h.path}" + ("  (mirrored)" if h.mirrored else ""))
+    return EXIT_OK if hits else EXIT_FAILURES

@@ -1,0 +1,1 @@
+"""People: faces grouped into persons (clustering), named and reviewed by the user."""

@@ -1,0 +1,100 @@
+"""What users do to people: name, merge, split. Each re-derives the person tags of
+the files involved and queues their sidecars, in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tagd.catalog.catalog import Catalog
+from tagd.config import Settings
+from tagd.people import store
+from tagd.people.cluster import cluster_faces, rederive
+
+
+class PeopleError(ValueError):
+    """A request that cannot be done as asked (unknown person, name taken...)."""
+
+
+def _find(catalog: Catalog, key: str) -> store.Person:
+    found = store.person(catalog, key)
+    if found is None:
+        raise PeopleError(f"no person {key!r}: see `tagd people list`")
+    return found
+
+
+def name(catalog: Catalog, settings: Settings, key: str, new_name: str) -> store.Person:
+    new_name = new_name.strip()
+    # Digits alone would read as a person id in every other command.
+    if not new_name or "|" in new_name or "/" in new_name or new_name.isdigit():
+        raise PeopleError(f"{new_name!r}: a name needs a letter, and no '|' or '/'")
+    target = _find(catalog, key)
+    other = store.person(catalog, new_name)
+    if other is not None and other.id != target.id:
+        raise PeopleError(
+            f"{new_name!r} is already person {other.id}; "
+            f"to join them: tagd people merge {target.id} {other.id}"
+        )
+    with catalog.transaction():
+        catalog.con.execute("UPDATE people SET name = ? WHERE id = ?", (new_name, target.id))
+        rederive(catalog, settings, store.contents_of(catalog, [target.id]))
+    return _find(catalog, str(target.id))
+
+
+def merge(catalog: Catalog, settings: Settings, keep_key: str, other_key: str) -> store.Person:
+    """Move every face of `other` into `keep`; `other` is deleted. When only `other`
+    has a name, the merged person takes it."""
+    keep, other = _find(catalog, keep_key), _find(catalog, other_key)
+    if keep.id == other.id:
+        raise PeopleError("cannot merge a person with itself")
+    if keep.name and other.name:
+        raise PeopleError(
+            f"both are named ({keep.name!r}, {other.name!r}): rename or choose which to keep "
+            "by naming only one"
+        )
+    with catalog.transaction():
+        affected = store.contents_of(catalog, [keep.id, other.id])
+        catalog.con.execute(
+            "UPDATE faces SET person_id = ?, cluster_id = CASE WHEN cluster_id IS NULL "
+            "THEN NULL ELSE ? END WHERE person_id = ?",
+            (keep.id, keep.id, other.id),
+        )
+        catalog.con.execute("DELETE FROM people WHERE id = ?", (other.id,))
+        if other.name and not keep.name:
+            catalog.con.execute("UPDATE people SET name = ? WHERE id = ?", (other.name, keep.id))
+        rederive(catalog, settings, affected)
+    return _find(catalog, str(keep.id))
+
+
+def split_faces(
+    catalog: Catalog, settings: Settings, key: str, detection_ids: Sequence[int]
+) -> store.Person:
+    """Move the given faces of a person into a new, unnamed person (a user's choice:
+    clustering never moves them back)."""
+    source = _find(catalog, key)
+    theirs = {f.detection_id for f in store.faces_of(catalog, source.id)}
+    strangers = sorted(set(detection_ids) - theirs)
+    if strangers:
+        raise PeopleError(f"faces {strangers} are not faces of {source.label}")
+    if not detection_ids:
+        raise PeopleError("give the faces to move (detection ids, see `tagd people sheet`)")
+    with catalog.transaction():
+        target = store.new_person(catalog)
+        store.assign(catalog, detection_ids, target, by_user=True)
+        rederive(catalog, settings, store.contents_of(catalog, [source.id, target]))
+    return _find(catalog, str(target))
+
+
+def recluster(catalog: Catalog, settings: Settings, key: str) -> list[store.Person]:
+    """Forget one unnamed person's clustering and cluster its faces again among
+    themselves (e.g. after lowering faces.max_distance). Faces a user placed stay."""
+    source = _find(catalog, key)
+    if source.name:
+        raise PeopleError(f"{source.label} is named: split faces out of it instead")
+    faces = [f.detection_id for f in store.faces_of(catalog, source.id)]
+    with catalog.transaction():
+        catalog.con.execute("DELETE FROM faces WHERE person_id = ?", (source.id,))
+        catalog.con.execute("DELETE FROM people WHERE id = ?", (source.id,))
+        store.add_waiting(catalog, faces)
+        made = cluster_faces(catalog, settings, faces, restrict=set(faces))
+        rederive(catalog, settings, store.contents_of(catalog, made))
+    return [p for p in store.people(catalog) if p.id in made]
