@@ -433,7 +433,8 @@ def test_killed_scan_resumes_without_duplicates(
                 con = connect(db)
             if con is not None:
                 try:
-                    seen = con.execute("SELECT COUNT(DISTINCT content_id) FROM analyses").fetchone()[0]
+                    sql = "SELECT COUNT(DISTINCT content_id) FROM analyses"
+                    seen = con.execute(sql).fetchone()[0]
                 except DatabaseError:  # not migrated yet
                     seen = 0
                 if 0 < seen < len(photos):
