@@ -101,6 +101,7 @@ class OcrSettings:
     min_text_size: int = field(default=3, metadata=_range(0, 1000))
     angle_threshold: float = field(default=0.9, metadata=_range(0.0, 1.0))
     min_score: float = field(default=0.5, metadata=_range(0.0, 1.0))
+    video_interval: float = field(default=10.0, metadata=_range(0.0, 86_400))
 
 
 @dataclass(frozen=True)

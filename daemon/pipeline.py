@@ -256,15 +256,19 @@ class Pipeline:
 
     def _infer(self, analyzer: Analyzer, batch: list[Loaded]) -> list[list[list[Finding]]]:
         """Findings per item per frame, running the model batch_size frames at a time."""
-        frames = [f for loaded in batch for f in loaded.frames]
+        chosen = [_frames_for(analyzer, loaded) for loaded in batch]
+        frames = [loaded.frames[i] for loaded, idx in zip(batch, chosen, strict=True) for i in idx]
         size = self.settings.runtime.batch_size
         flat: list[list[Finding]] = []
         for start in range(0, len(frames), size):
             flat.extend(analyzer.analyze(frames[start : start + size]))
         out, pos = [], 0
-        for loaded in batch:
-            out.append(flat[pos : pos + len(loaded.frames)])
-            pos += len(loaded.frames)
+        for loaded, idx in zip(batch, chosen, strict=True):
+            per_frame: list[list[Finding]] = [[] for _ in loaded.frames]
+            for i in idx:
+                per_frame[i] = flat[pos]
+                pos += 1
+            out.append(per_frame)
         return out
 
     def _save(
@@ -309,6 +313,19 @@ def video_interval(duration: float | None, interval: float, max_frames: int) -> 
     if duration and duration > interval * max_frames:
         return duration / max_frames
     return interval
+
+
+def _frames_for(analyzer: Analyzer, loaded: Loaded) -> list[int]:
+    """Indices of the frames an analyzer looks at: all, or spaced by its video_interval."""
+    if loaded.kind != "video" or analyzer.video_interval <= 0:
+        return list(range(len(loaded.frames)))
+    picked: list[int] = []
+    last = float("-inf")
+    for i, t in enumerate(loaded.times):
+        if t is None or t - last >= analyzer.video_interval - 1e-6:
+            picked.append(i)
+            last = t if t is not None else last
+    return picked
 
 
 def _detection(f: Finding, t: float | None, scale: float) -> Detection:

@@ -64,6 +64,10 @@ class Builtin:
 
 class Analyzer(ABC):
     name: str  # key of its results in the catalog and the export
+    # Seconds between the video frames this analyzer looks at; 0 = every sampled
+    # frame. Expensive analyzers (OCR) skip frames: on-screen text rarely changes
+    # every two seconds, and it is what sets the pace of a video scan.
+    video_interval: float = 0.0
 
     def __init__(self, model: ManagedModel | Builtin) -> None:
         self.model = model

@@ -72,6 +72,7 @@ class TextReader(Analyzer):
         self.cls = cls
         self.keys_path = keys
         self.settings = settings
+        self.video_interval = settings.video_interval
         self._alphabet: list[str] | None = None
         # Counters for benchmarks and tests: how often each stage ran.
         self.runs = {"det": 0, "cls": 0, "rec": 0}
