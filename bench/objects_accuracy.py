@@ -59,6 +59,16 @@ max_detections = {MAX_DETS}
 
 [xmp]
 enabled = false
+
+# Objects only: the other analyzers would add time, not change the boxes.
+[ocr]
+enabled = false
+[concepts]
+enabled = false
+[faces]
+enabled = false
+[duplicates]
+enabled = false
 """
 
 
