@@ -32,7 +32,7 @@ def reader() -> TextReader:
     try:
         built = build(Settings(), load_manifest(models), models)
         assert isinstance(built, TextReader)
-        for model in built.models():
+        for model in built.models:
             model.check()
     except ModelError as exc:
         pytest.skip(f"OCR models not installed: {exc}")

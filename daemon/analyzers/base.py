@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -75,6 +75,11 @@ class Analyzer(ABC):
     @property
     def model_sha256(self) -> str:
         return self.model.spec.sha256
+
+    @property
+    def models(self) -> list[Any]:
+        """Every model this analyzer runs (checked at start, unloaded when idle)."""
+        return [self.model]
 
     @property
     def min_long_side(self) -> int:

@@ -78,6 +78,10 @@ class TextReader(Analyzer):
         self.runs = {"det": 0, "cls": 0, "rec": 0}
 
     @property
+    def models(self) -> list[ManagedModel]:
+        return [m for m in (self.model, self.rec, self.cls) if m is not None]
+
+    @property
     def model_sha256(self) -> str:
         # Results are valid for this exact trio of models (and the dictionary).
         parts = [self.model.spec.sha256, self.rec.spec.sha256, *self.rec.spec.files.values()]
@@ -88,9 +92,6 @@ class TextReader(Analyzer):
     @property
     def min_long_side(self) -> int:
         return self.settings.max_side
-
-    def models(self) -> list[ManagedModel]:
-        return [m for m in (self.model, self.cls, self.rec) if m is not None]
 
     def analyze(self, images: Sequence[np.ndarray]) -> list[list[Finding]]:
         return [self.read(image) for image in images]

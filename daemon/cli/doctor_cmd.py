@@ -193,7 +193,7 @@ def _models(settings: Settings, r: Report) -> None:
     try:
         from tagd.pipeline import build_analyzers
 
-        used = {a.model.spec.name for a in build_analyzers(settings, folder)}
+        used = {m.spec.name for a in build_analyzers(settings, folder) for m in a.models}
     except ModelError as exc:
         r.problem(str(exc))
     r.line(f"models ({folder}):")

@@ -67,7 +67,8 @@ def _scan(ctx: Context, args: argparse.Namespace, roots: list[str]) -> int:
 
         analyzers = build_analyzers(settings, ctx.models_dir)
         for analyzer in analyzers:
-            analyzer.model.check()
+            for model in analyzer.models:
+                model.check()
         pipeline = Pipeline(ctx.catalog, settings, analyzers, prefixes=roots)
     indexed = index_roots(ctx.catalog, make_walker(ctx), roots, sinks)
     _print_index(indexed)

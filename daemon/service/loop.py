@@ -58,7 +58,8 @@ def build_generation(settings: Settings) -> Generation:
 
     analyzers = build_analyzers(settings, models_dir(settings))
     for analyzer in analyzers:
-        analyzer.model.check()
+        for model in analyzer.models:
+            model.check()
     return Generation(settings, analyzers)
 
 
@@ -206,7 +207,10 @@ class Service:
         """Release models nobody used for runtime.idle_unload seconds."""
         assert self.worker is not None
         released = [
-            a.model.spec.name for a in self.worker.generation.analyzers if a.model.unload_if_idle()
+            m.spec.name
+            for a in self.worker.generation.analyzers
+            for m in a.models
+            if m.unload_if_idle()
         ]
         if released:
             release_memory()
@@ -280,7 +284,8 @@ class Service:
         self.worker.generation = generation
         if not self.worker.busy:
             for analyzer in previous.analyzers:
-                analyzer.model.unload()
+                for model in analyzer.models:
+                    model.unload()
         self.schedule.set(settings.daemon.schedule)
         if self.watcher is not None:
             self.watcher.stop()

@@ -147,7 +147,8 @@ class ScanWorker(threading.Thread):
             if generation is not self.generation:
                 # A reload replaced the analyzers while this scan used the old ones.
                 for analyzer in generation.analyzers:
-                    analyzer.model.unload()
+                    for model in analyzer.models:
+                        model.unload()
             self._set_activity("idle")
 
     def scan(self, request: ScanRequest, generation: Generation) -> ScanStats:
