@@ -179,6 +179,9 @@ def measure(work: Path, lib: Path, idle_unload: float) -> tuple[list[tuple[str, 
             time.sleep(0.2)
         if "released" not in log.read_text():
             raise SystemExit(f"the model was not released:\n{log.read_text()}")
+        # Models last used at different moments are released by different sweeps
+        # (one a second): give the last one its idle time too.
+        time.sleep(idle_unload + 3)
         rows.append(
             (f"idle after unload (runtime.idle_unload = {idle_unload:g} s)", sampler.settle())
         )

@@ -30,7 +30,7 @@ from tagd.media.image import DecodeError, decode_image
 from tagd.media.sniff import describe, kind_of_format, sniff
 from tagd.policy.tags import TagPolicy
 from tagd.runtime.backends import cpu_threads
-from tagd.runtime.manifest import ModelSpec, load_manifest
+from tagd.runtime.manifest import ModelSpec, load_manifest, prefer_engine
 
 SINKS_KEY = "derived_with"
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ BUILDERS: list[Callable[[Settings, dict[str, ModelSpec], Path], Analyzer | None]
 
 def build_analyzers(settings: Settings, models_dir: Path) -> list[Analyzer]:
     """The enabled analyzers, each with its (not yet loaded) model."""
-    specs = load_manifest(models_dir)
+    specs = prefer_engine(load_manifest(models_dir), settings.runtime.backend)
     built = (build(settings, specs, models_dir) for build in BUILDERS)
     return [a for a in built if a is not None]
 

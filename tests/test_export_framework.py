@@ -12,6 +12,7 @@ from tagd.runtime.manifest import (
     ModelError,
     ModelSpec,
     load_manifest,
+    prefer_engine,
     resolve,
     verified_path,
     write_manifest,
@@ -70,7 +71,9 @@ def yolox_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("../shared/models/yolox is not present")
     out = tmp_path_factory.mktemp("models")
     ctx = ExportContext(
-        models_dir=out, cache_dir=out / "cache", sources=[SHARED / "models"],
+        models_dir=out,
+        cache_dir=out / "cache",
+        sources=[SHARED / "models"],
         eval_dir=SHARED / "eval" if (SHARED / "eval").is_dir() else None,
     )
     write_manifest(out, family("yolox").fetch(ctx))
@@ -116,3 +119,24 @@ def test_fetch_without_source_says_what_to_do(tmp_path: Path, monkeypatch, capsy
     out = capsys.readouterr().out
     assert code == 1
     assert "MISSING  yolox" in out and "--source DIR" in out
+
+
+def test_runtime_engine_picks_the_twin_of_the_default():
+    common = {"task": "ocr-det", "family": "ocr", "input": (8, 8)}
+    onnx = ModelSpec(name="det", file="det.onnx", sha256="0" * 64, variant="fp32", **common)
+    ov = ModelSpec(
+        name="det-openvino",
+        file="det.xml",
+        sha256="1" * 64,
+        variant="openvino-fp32",
+        default=True,
+        **common,
+    )
+    specs = {"det": onnx, "det-openvino": ov}
+    on_ort = prefer_engine(specs, "auto")
+    assert resolve(on_ort, "ocr-det", "auto", "ocr.det_model").name == "det"
+    on_ov = prefer_engine(specs, "openvino")
+    assert resolve(on_ov, "ocr-det", "auto", "ocr.det_model").name == "det-openvino"
+    # A default without a twin on the wanted engine stays.
+    alone = prefer_engine({"det-openvino": ov}, "cpu")
+    assert resolve(alone, "ocr-det", "auto", "ocr.det_model").name == "det-openvino"

@@ -13,7 +13,7 @@ import os
 import tempfile
 import tomllib
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,33 @@ def default_for(specs: dict[str, ModelSpec], task: str) -> ModelSpec | None:
     if marked:
         return marked[0]
     return candidates[0] if len(candidates) == 1 else None
+
+
+def prefer_engine(specs: dict[str, ModelSpec], backend: str) -> dict[str, ModelSpec]:
+    """Move each task's default to its twin on the engine the runtime uses.
+
+    The manifest marks the variant fetch measured fastest, OpenVINO for some
+    tasks. Unless runtime.backend = "openvino", tagd runs everything on ONNX
+    Runtime: two engines busy in one process slow each other down, and
+    OpenVINO's plugin keeps 50-150 MB after its models are released, which
+    defeats unloading idle models on a NAS.
+    """
+    engine = "openvino" if backend == "openvino" else "onnx"
+    out = dict(specs)
+    for spec in specs.values():
+        if not spec.default or spec.engine == engine:
+            continue
+        base = spec.variant.removeprefix("openvino-")
+        wanted = f"openvino-{base}" if engine == "openvino" else base
+        twins = [
+            s for s in specs.values()
+            if s.task == spec.task and s.family == spec.family and s.engine == engine
+            and s.variant == wanted
+        ]  # fmt: skip
+        if twins:
+            out[spec.name] = replace(spec, default=False)
+            out[twins[0].name] = replace(twins[0], default=True)
+    return out
 
 
 def resolve(specs: dict[str, ModelSpec], task: str, name: str, key: str) -> ModelSpec:
