@@ -112,7 +112,9 @@ class FaceAnalyzer(Analyzer):
         chips = []
         for image, faces in zip(images, detected, strict=True):
             for points in faces.landmarks:
-                chip = face_chip_retinaface(image, points, self.embedder.size, CHIP_PADDING)
+                chip = face_chip_retinaface(
+                    image, points, self.embedder.size, CHIP_PADDING, fast=True
+                )
                 chips.append(cv2.cvtColor(chip, cv2.COLOR_BGR2RGB))  # dlib's net wants RGB
         vectors = self.embedder.embed(chips)  # one batched call for the whole batch
         out, pos = [], 0

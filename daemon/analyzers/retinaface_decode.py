@@ -59,10 +59,13 @@ def prepare(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray, flo
     h, w = image.shape[:2]
     scale = min(width / w, height / h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    canvas = np.zeros((height, width, 3), np.float32)
-    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    canvas[:nh, :nw] = resized.astype(np.float32) - np.array(MEAN_BGR, np.float32)
-    return canvas.transpose(2, 0, 1), scale
+    # Pad with the mean colour, so the padding is 0 once the means are subtracted;
+    # blobFromImage subtracts and goes to CHW float32 in one C++ pass.
+    canvas = np.empty((height, width, 3), np.uint8)
+    canvas[:] = MEAN_BGR
+    canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    blob = cv2.dnn.blobFromImage(canvas, 1.0, (width, height), MEAN_BGR, swapRB=False)
+    return blob[0], scale
 
 
 def decode(
