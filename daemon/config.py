@@ -273,6 +273,29 @@ class TagSettings:
 class XmpSettings:
     enabled: bool = True
     sidecar: SidecarNaming = "ext"
+    # Face regions (MWG) + PersonInImage: named faces only, every face, or none.
+    faces: Literal["named", "all", "none"] = "named"
+
+
+@dataclass(frozen=True)
+class PathMapping:
+    """One prefix as Stash sees it and as tagd sees it (Docker volumes, NFS mounts)."""
+
+    stash: str = ""
+    local: str = ""
+
+
+@dataclass(frozen=True)
+class StashSettings:
+    enabled: bool = False
+    url: str = "http://localhost:9999/graphql"
+    api_key: str = ""
+    timeout: float = field(default=30.0, metadata=_range(0.1, 600))
+    retries: int = field(default=2, metadata=_range(0, 10))
+    parent_tag: str = "AI"
+    markers: bool = True
+    workflow_prefix: str = "tagd"
+    path_mappings: list[PathMapping] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -304,6 +327,7 @@ class Settings:
     duplicates: DuplicatesSettings = field(default_factory=DuplicatesSettings)
     tags: TagSettings = field(default_factory=TagSettings)
     xmp: XmpSettings = field(default_factory=XmpSettings)
+    stash: StashSettings = field(default_factory=StashSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     source: Path | None = field(default=None, compare=False)
 
@@ -517,6 +541,21 @@ def _show(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
+def _stash_problems(stash: StashSettings) -> list[str]:
+    problems = []
+    if not stash.url.startswith(("http://", "https://")):
+        problems.append(f"stash.url = {stash.url!r}: must start with http:// or https://")
+    if not stash.parent_tag.strip():
+        problems.append("stash.parent_tag: must not be empty")
+    for i, m in enumerate(stash.path_mappings):
+        if not m.stash.strip() or not m.local.startswith("/"):
+            problems.append(
+                f"stash.path_mappings[{i}]: needs stash = \"<path in Stash>\" and "
+                "local = \"/absolute/local/path\""
+            )
+    return problems
+
+
 def _semantic_problems(settings: Settings) -> list[str]:
     """Checks that need more than one key; returns problems as messages."""
     problems = []
@@ -548,4 +587,5 @@ def _semantic_problems(settings: Settings) -> list[str]:
     problems += clip_tags.problems(settings.tags.clip)
     if "|" in settings.tags.root or not settings.tags.root:
         problems.append(f"tags.root = {settings.tags.root!r}: must be non-empty, without '|'")
+    problems += _stash_problems(settings.stash)
     return problems

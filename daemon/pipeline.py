@@ -99,11 +99,14 @@ class Pipeline:
     # ------------------------------------------------------------ tags
 
     def sinks(self) -> list[str]:
-        return ["xmp"] if self.settings.xmp.enabled else []
+        from tagd.sinks.select import enabled_sinks
+
+        return enabled_sinks(self.settings)
 
     def rederive_if_policy_changed(self) -> int:
         """Re-derive every tag when the tag rules or sinks changed; returns files queued."""
-        key = f"{self.policy.fingerprint}:{self.sinks()}:{self.settings.xmp.sidecar}"
+        xmp = self.settings.xmp
+        key = f"{self.policy.fingerprint}:{self.sinks()}:{xmp.sidecar}:{xmp.faces}"
         if self.catalog.get_meta(SINKS_KEY) == key:
             return 0
         changed: set[int] = set()

@@ -120,6 +120,25 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE hashes ADD COLUMN variants BLOB;
     """,
+    # 6: what tagd wrote into Stash, keyed by Stash's ids (stable across renames
+    # on either side): the tags tagd added to a scene or image (only those are
+    # ever removed again; tags people set stay), and the scene markers it made
+    # (re-runs update them instead of adding duplicates).
+    """
+    CREATE TABLE stash_tags (
+        object TEXT NOT NULL,
+        tag_id TEXT NOT NULL,
+        PRIMARY KEY (object, tag_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE stash_markers (
+        marker_id TEXT PRIMARY KEY,
+        scene_id TEXT NOT NULL,
+        tag_id TEXT NOT NULL,
+        seconds REAL NOT NULL,
+        end_seconds REAL
+    );
+    CREATE INDEX stash_markers_scene ON stash_markers(scene_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

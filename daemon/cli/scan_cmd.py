@@ -15,6 +15,7 @@ from tagd.scan.walk import Walker
 from tagd.service.lock import instance_lock
 from tagd.service.stats import ScanStats, record_scan
 from tagd.sinks.deliver import DeliveryReport, deliver_xmp
+from tagd.sinks.select import enabled_sinks
 from tagd.sinks.xmp import XmpChange
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 def _scan(ctx: Context, args: argparse.Namespace, roots: list[str]) -> int:
     settings = ctx.settings
     stats = ScanStats("tagd scan", roots)
-    sinks = ["xmp"] if settings.xmp.enabled else []
+    sinks = enabled_sinks(settings)
     # Check the models before touching anything, so a missing one fails fast.
     pipeline = None
     if not args.index_only:
@@ -81,6 +82,10 @@ def _scan(ctx: Context, args: argparse.Namespace, roots: list[str]) -> int:
     analysed = _analyse(pipeline)
     _cluster(ctx)
     delivered = _deliver(ctx, args.dry_run) if settings.xmp.enabled else None
+    if settings.stash.enabled and not args.dry_run:
+        from tagd.sinks import stash
+
+        print(stash.summary(stash.deliver_stash(ctx.catalog, settings)))
     stats.analysed, stats.failed, stats.frames = analysed.done, analysed.failed, analysed.frames
     stats.analyse_seconds = analysed.seconds
     if delivered is not None and not args.dry_run:

@@ -28,6 +28,7 @@ from tagd.scan.walk import Walker
 from tagd.service.notify import Notifier
 from tagd.service.stats import ACTIVITY, ScanStats, put_json, record_scan
 from tagd.sinks.deliver import deliver_xmp
+from tagd.sinks.select import enabled_sinks
 
 log = logging.getLogger("tagd.scan")
 
@@ -161,7 +162,7 @@ class ScanWorker(threading.Thread):
         if not roots:
             log.warning("library.roots is empty: nothing to scan")
             return stats
-        sinks = ["xmp"] if settings.xmp.enabled else []
+        sinks = enabled_sinks(settings)
         self._set_activity("indexing")
         walker = make_walker(settings)
         index = IndexReport()
@@ -205,6 +206,15 @@ class ScanWorker(threading.Thread):
             stats.written, stats.write_failed = delivered.written, delivered.failed
             for path, reason in delivered.errors[:MAX_LOGGED]:
                 log.warning("sidecar %s: %s", path, reason)
+        if settings.stash.enabled and not self.stop.is_set():
+            # Not on stop: a slow Stash must not hold up a shutdown; the outbox keeps it.
+            from tagd.sinks import stash
+
+            self._set_activity("writing")
+            delivered_stash = stash.deliver_stash(catalog, settings)
+            log.info("%s", stash.summary(delivered_stash))
+            for path, reason in delivered_stash.errors[:MAX_LOGGED]:
+                log.warning("stash %s: %s", path, reason)
         stats.stopped = self.stop.is_set()
         stats.end = time.time()
         record_scan(catalog, stats)

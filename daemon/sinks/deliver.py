@@ -14,7 +14,8 @@ from pathlib import Path
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
-from tagd.sinks.xmp import XmpChange, XmpWriteError, sync_sidecar
+from tagd.sinks.xmp import FaceRegion, XmpChange, XmpWriteError, sync_sidecar
+from tagd.sinks.xmp_regions import face_region
 
 MAX_BACKOFF = 6 * 3600.0
 
@@ -31,6 +32,22 @@ class DeliveryReport:
 
 def backoff(attempts: int) -> float:
     return min(MAX_BACKOFF, 30.0 * 2**attempts)
+
+
+def _faces(
+    catalog: Catalog, content_id: int, mode: str
+) -> tuple[list[FaceRegion], tuple[int, int] | None]:
+    """The face regions the config asks for; [] removes tagd's (mode "none", videos,
+    no faces left), so a renamed or split-away person's region goes too."""
+    media = catalog.media(content_id)
+    if mode == "none" or media.kind != "image" or not media.width or not media.height:
+        return [], None
+    regions = [
+        face_region(d.person, d.box, media.width, media.height)
+        for d in catalog.detections(content_id, "faces")
+        if d.box is not None and d.t is None and (d.person or mode == "all")
+    ]
+    return regions, (media.width, media.height)
 
 
 def deliver_xmp(
@@ -62,8 +79,15 @@ def deliver_xmp(
         names = [t.name for t in catalog.tags(content_id)]
         wanted = [n for n in names if n.startswith(root + "|")]
         try:
+            faces, dims = _faces(catalog, content_id, settings.xmp.faces)
             change = sync_sidecar(
-                Path(path), wanted, root=root, naming=settings.xmp.sidecar, dry_run=dry_run
+                Path(path),
+                wanted,
+                root=root,
+                naming=settings.xmp.sidecar,
+                dry_run=dry_run,
+                faces=faces,
+                dims=dims,
             )
         except XmpWriteError as exc:
             report.failed += 1

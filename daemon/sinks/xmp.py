@@ -20,8 +20,12 @@ Ownership rules (merge, never clobber):
   recorded, hence never removed.  Matching is exact (case-sensitive).
 * An ownership record whose keyword is no longer in ``dc:subject`` is
   dropped, so a person typing the same word later is not mistaken for tagd.
-* Everything else in the sidecar (ratings, labels, descriptions, face regions,
-  other namespaces, people's keywords and their order) is kept as is.
+* Faces (optional, ``faces=``): MWG regions in ``mwg-rs:Regions`` and names in
+  ``Iptc4xmpExt:PersonInImage``; see :mod:`tagd.sinks.xmp_regions`.  tagd owns
+  the regions recorded in ``Xmp.tagd.Regions`` and the names recorded in
+  ``Xmp.tagd.People`` (names already there are a person's, as for keywords).
+* Everything else in the sidecar (ratings, labels, descriptions, other
+  regions, other namespaces, people's keywords and their order) is kept as is.
 
 Writes are skipped when nothing differs (so re-runs leave bytes and mtime
 alone), and otherwise atomic: temp file in the same directory, fsync, re-read
@@ -43,11 +47,23 @@ from pathlib import Path
 
 import pyexiv2
 
+from tagd.sinks.xmp_regions import (
+    OWNED_REGIONS,
+    REGIONS,
+    FaceRegion,
+    Regions,
+    plan_regions,
+    read_regions,
+)
+
 __all__ = [
     "TAGD_NS_PREFIX",
     "TAGD_NS_URI",
+    "FaceRegion",
+    "PacketUpdate",
     "XmpChange",
     "XmpWriteError",
+    "plan_packet",
     "sidecar_path",
     "sync_sidecar",
 ]
@@ -59,16 +75,30 @@ _SUBJECT = "Xmp.dc.subject"
 _HIER = "Xmp.lr.hierarchicalSubject"
 _TAGSLIST = "Xmp.digiKam.TagsList"
 _OWNED = "Xmp.tagd.Keywords"
-_OUR_KEYS = (_SUBJECT, _HIER, _TAGSLIST, _OWNED)
+_PERSONS = "Xmp.iptcExt.PersonInImage"
+_OWNED_PEOPLE = "Xmp.tagd.People"
+_OUR_KEYS = (_SUBJECT, _HIER, _TAGSLIST, _OWNED, _PERSONS, _OWNED_PEOPLE)
 
 # pyexiv2's modify_xmp always creates rdf:Seq arrays; these must be rdf:Bag, so the
 # serialised packet is patched (element names as Exiv2 writes them).
-_BAG_ELEMENTS = (b"dc:subject", b"lr:hierarchicalSubject", b"tagd:Keywords")
+# Element names are regex fragments: Exiv2 keeps the prefix a packet already uses for
+# the IPTC extension namespace (exiftool writes Iptc4xmpExt, Exiv2 alone iptcExt).
+_PERSON_ELEMENT = b"(?:iptcExt|Iptc4xmpExt):PersonInImage"
+_BAG_ELEMENTS = (
+    b"dc:subject",
+    b"lr:hierarchicalSubject",
+    b"tagd:Keywords",
+    _PERSON_ELEMENT,
+    b"tagd:People",
+    b"tagd:Regions",
+)
 _ELEMENTS = {
     _SUBJECT: b"dc:subject",
     _HIER: b"lr:hierarchicalSubject",
     _TAGSLIST: b"digiKam:TagsList",
     _OWNED: b"tagd:Keywords",
+    _PERSONS: _PERSON_ELEMENT,
+    _OWNED_PEOPLE: b"tagd:People",
 }
 
 # digiKam's TagsList separates levels with '/', so a '/' inside a tag name would
@@ -109,28 +139,38 @@ class XmpChange:
     TagsList entry, ownership record) was out of step and had to be rewritten.
     """
 
-    sidecar: Path
+    sidecar: Path  # the file written: the sidecar, or the media file for embedded XMP
     added: tuple[str, ...]
     removed: tuple[str, ...]
     repaired: bool = False
+    # Face regions tagd added / removed (MWG signatures, see xmp_regions).
+    regions_added: tuple[str, ...] = ()
+    regions_removed: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.removed or self.repaired)
+        return bool(
+            self.added or self.removed or self.repaired or self.regions_added
+            or self.regions_removed
+        )
 
 
 @dataclass(frozen=True)
 class _Keywords:
-    """The four properties tagd reads and writes, in file order."""
+    """The array properties tagd reads and writes, in file order."""
 
     subject: tuple[str, ...] = ()
     hier: tuple[str, ...] = ()
     tagslist: tuple[str, ...] = ()
     owned: tuple[str, ...] = ()
+    persons: tuple[str, ...] = ()
+    owned_people: tuple[str, ...] = ()
 
     def as_xmp(self) -> dict[str, list[str] | None]:
         # None makes pyexiv2 delete the property instead of writing an empty array.
-        values = (self.subject, self.hier, self.tagslist, self.owned)
+        values = (
+            self.subject, self.hier, self.tagslist, self.owned, self.persons, self.owned_people
+        )
         return {key: (list(v) if v else None) for key, v in zip(_OUR_KEYS, values, strict=True)}
 
 
@@ -152,22 +192,65 @@ def sync_sidecar(
     root: str = "AI",
     naming: str = "ext",
     dry_run: bool = False,
+    faces: Sequence[FaceRegion] | None = None,
+    dims: tuple[int, int] | None = None,
 ) -> XmpChange:
     """Make the sidecar's tagd-owned keywords equal `tags` (hierarchical paths with '|',
-    every one starting with root + '|')."""
+    every one starting with root + '|').
+
+    With `faces` (None: leave regions and PersonInImage alone), tagd's face regions
+    become exactly these and PersonInImage names their named people; `dims` is the
+    upright image's (width, height) for ``mwg-rs:AppliedToDimensions``.
+    """
     sidecar = sidecar_path(Path(media), naming)
-    wanted = _validate_tags(tags, root)
     original = _read_existing(sidecar)
-    if original is None and not wanted:
-        return XmpChange(sidecar, (), ())
-    props = _parse(sidecar, _EMPTY_PACKET if original is None else original)
+    update = plan_packet(sidecar, original, tags, root=root, faces=faces, dims=dims)
+    if update.data is None or dry_run:
+        return update.change
+    _write(sidecar, Path(media), original, update)
+    return update.change
+
+
+@dataclass(frozen=True)
+class PacketUpdate:
+    """A planned change of one XMP packet: `data` is the new packet (None: nothing to
+    write) and `verify` raises XmpWriteError unless a packet read back is that change."""
+
+    change: XmpChange
+    data: bytes | None
+    verify: Callable[[bytes], None]
+
+
+def plan_packet(
+    label: Path,
+    packet: bytes | None,
+    tags: Sequence[str],
+    *,
+    root: str = "AI",
+    faces: Sequence[FaceRegion] | None = None,
+    dims: tuple[int, int] | None = None,
+) -> PacketUpdate:
+    """Plan tagd's part of an XMP packet (None: there is none yet); `label` names the
+    file in messages.  Shared by sidecars and embedded XMP."""
+    wanted = _validate_tags(tags, root)
+    if packet is None and not wanted and not faces:
+        return PacketUpdate(XmpChange(label, (), ()), None, lambda data: None)
+    props = _parse(label, _EMPTY_PACKET if packet is None else packet)
     current = _keywords_from(props)
-    target = _plan(current, wanted, root)
-    change = _describe(sidecar, current, target, wanted, root)
-    if target == current or dry_run:
-        return change
-    _write(sidecar, Path(media), original, props, current, target)
-    return change
+    regions = read_regions(props, _as_list(props.get(OWNED_REGIONS)))
+    names = None if faces is None else frozenset(f.name for f in faces if f.name)
+    target = _plan(current, wanted, root, names)
+    target_regions = regions if faces is None else plan_regions(regions, faces, dims)
+    change = _describe(label, current, target, wanted, root, regions, target_regions)
+    if target == current and target_regions == regions:
+        return PacketUpdate(change, None, lambda data: None)
+    base = _EMPTY_PACKET if packet is None else packet
+    data = _render(label, base, current, target, regions, target_regions)
+
+    def verify(written: bytes) -> None:
+        _verify(label, written, props, target, target_regions)
+
+    return PacketUpdate(change, data, verify)
 
 
 # --- planning -------------------------------------------------------------------------
@@ -214,7 +297,9 @@ def _merge(existing: Sequence[str], drop: set[str], add: Iterable[str]) -> tuple
     return (*kept, *sorted(set(add) - present))
 
 
-def _plan(current: _Keywords, wanted: frozenset[str], root: str) -> _Keywords:
+def _plan(
+    current: _Keywords, wanted: frozenset[str], root: str, names: frozenset[str] | None
+) -> _Keywords:
     own_hier = {h for h in current.hier if h.startswith(root + "|")}
     want_tl = {_tagslist_entry(t) for t in wanted}
     own_tl = {t for t in current.tagslist if t.startswith(root + "/")}
@@ -223,22 +308,49 @@ def _plan(current: _Keywords, wanted: frozenset[str], root: str) -> _Keywords:
     owned_before = set(current.owned) & set(current.subject)
     people = set(current.subject) - owned_before
     owned_now = leaves - people
+    persons, owned_people = _plan_names(current, names)
     return _Keywords(
         subject=_merge(current.subject, owned_before - leaves, leaves),
         hier=_merge(current.hier, own_hier - wanted, wanted),
         tagslist=_merge(current.tagslist, own_tl - want_tl, want_tl),
         owned=_merge(current.owned, set(current.owned) - owned_now, owned_now),
+        persons=persons,
+        owned_people=owned_people,
+    )
+
+
+def _plan_names(
+    current: _Keywords, names: frozenset[str] | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """PersonInImage follows the dc:subject rules: a name already there is a person's."""
+    if names is None:
+        return current.persons, current.owned_people
+    owned_before = set(current.owned_people) & set(current.persons)
+    theirs = set(current.persons) - owned_before
+    owned_now = names - theirs
+    return (
+        _merge(current.persons, owned_before - names, names),
+        _merge(current.owned_people, set(current.owned_people) - owned_now, owned_now),
     )
 
 
 def _describe(
-    sidecar: Path, current: _Keywords, target: _Keywords, wanted: frozenset[str], root: str
+    sidecar: Path,
+    current: _Keywords,
+    target: _Keywords,
+    wanted: frozenset[str],
+    root: str,
+    regions: Regions,
+    target_regions: Regions,
 ) -> XmpChange:
     own_hier = {h for h in current.hier if h.startswith(root + "|")}
     added = tuple(sorted(wanted - own_hier))
     removed = tuple(sorted(own_hier - wanted))
-    repaired = target != current and not (added or removed)
-    return XmpChange(sidecar, added, removed, repaired)
+    regions_added = tuple(sorted(set(target_regions.owned) - set(regions.owned)))
+    regions_removed = tuple(sorted(set(regions.owned) - set(target_regions.owned)))
+    differs = target != current or target_regions != regions
+    repaired = differs and not (added or removed or regions_added or regions_removed)
+    return XmpChange(sidecar, added, removed, repaired, regions_added, regions_removed)
 
 
 # --- pyexiv2 --------------------------------------------------------------------------
@@ -261,21 +373,36 @@ def _parse(sidecar: Path, data: bytes) -> dict[str, object]:
     return props
 
 
-def _render(sidecar: Path, base: bytes, current: _Keywords, target: _Keywords) -> bytes:
+def _render(
+    sidecar: Path,
+    base: bytes,
+    current: _Keywords,
+    target: _Keywords,
+    regions: Regions,
+    target_regions: Regions,
+) -> bytes:
     old, new = current.as_xmp(), target.as_xmp()
     # Only touch what differs: pyexiv2 re-creates modified properties at the end.
-    changes = {key: value for key, value in new.items() if value != old[key]}
+    changes: dict[str, object] = {key: value for key, value in new.items() if value != old[key]}
+    if target_regions.owned != regions.owned:
+        changes[OWNED_REGIONS] = list(target_regions.owned) or None
+    rewrite_regions = (target_regions.head, target_regions.items) != (regions.head, regions.items)
     try:
         with _PYEXIV2_LOCK:
             img = pyexiv2.ImageData(base)
             try:
+                if rewrite_regions:
+                    # Deleting a struct key leaves its fields, so every key goes, deepest
+                    # first, before the new tree is written parent before child.
+                    img.modify_xmp({key: None for key, _ in reversed(regions.keys())})
+                    img.modify_xmp(dict(target_regions.keys()))
                 img.modify_xmp(changes)
                 data = img.get_bytes()
             finally:
                 img.close()
     except (RuntimeError, ValueError) as exc:
         raise XmpWriteError(f"cannot encode XMP sidecar {sidecar}: {exc}") from exc
-    emptied = [_ELEMENTS[key] for key, value in changes.items() if value is None]
+    emptied = [_ELEMENTS[k] for k, value in changes.items() if value is None and k in _ELEMENTS]
     return _drop_elements(_bagify(data), emptied)
 
 
@@ -291,6 +418,10 @@ def _drop_elements(data: bytes, names: Sequence[bytes]) -> bytes:
     return data
 
 
+def _ours(key: str) -> bool:
+    return key in _OUR_KEYS or key == OWNED_REGIONS or key.startswith(REGIONS)
+
+
 def _bagify(data: bytes) -> bytes:
     for name in _BAG_ELEMENTS:
         pattern = re.compile(
@@ -300,19 +431,31 @@ def _bagify(data: bytes) -> bytes:
     return data
 
 
-def _verify(sidecar: Path, data: bytes, props_before: dict[str, object], target: _Keywords) -> None:
+def _verify(
+    sidecar: Path,
+    data: bytes,
+    props_before: dict[str, object],
+    target: _Keywords,
+    target_regions: Regions,
+) -> None:
     props = _parse(sidecar, data)
     if _keywords_from(props) != target:
         raise XmpWriteError(f"verification of {sidecar} failed: keywords did not round-trip")
-    others_before = {k: v for k, v in props_before.items() if k not in _OUR_KEYS}
-    others_after = {k: v for k, v in props.items() if k not in _OUR_KEYS}
+    regions = read_regions(props, _as_list(props.get(OWNED_REGIONS)))
+    if regions != target_regions:
+        raise XmpWriteError(f"verification of {sidecar} failed: face regions did not round-trip")
+    others_before = {k: v for k, v in props_before.items() if not _ours(k)}
+    others_after = {k: v for k, v in props.items() if not _ours(k)}
     if others_after != others_before:
         raise XmpWriteError(f"verification of {sidecar} failed: other XMP properties changed")
-    for name, values in zip(
-        _BAG_ELEMENTS, (target.subject, target.hier, target.owned), strict=True
-    ):
+    bags = (
+        target.subject, target.hier, target.owned, target.persons, target.owned_people,
+        target_regions.owned,
+    )
+    for name, values in zip(_BAG_ELEMENTS, bags, strict=True):
         if values and not re.search(rb"<" + name + rb">\s*<rdf:Bag>", data):
-            raise XmpWriteError(f"verification of {sidecar} failed: {name.decode()} is no bag")
+            what = name.decode().rsplit(":", 1)[-1]
+            raise XmpWriteError(f"verification of {sidecar} failed: {what} is no bag")
 
 
 # --- file handling --------------------------------------------------------------------
@@ -335,15 +478,9 @@ def _read_existing(sidecar: Path) -> bytes | None:
         raise XmpWriteError(f"cannot read XMP sidecar {sidecar}: {_cause(exc)}") from exc
 
 
-def _write(
-    sidecar: Path,
-    media: Path,
-    original: bytes | None,
-    props: dict[str, object],
-    current: _Keywords,
-    target: _Keywords,
-) -> None:
-    data = _render(sidecar, _EMPTY_PACKET if original is None else original, current, target)
+def _write(sidecar: Path, media: Path, original: bytes | None, update: PacketUpdate) -> None:
+    data = update.data
+    assert data is not None
     # Replace the file a symlink points at, not the link itself.
     dest = Path(os.path.realpath(sidecar))
     _refuse_read_only(sidecar, dest, original is not None)
@@ -359,7 +496,7 @@ def _write(
             data,
             ref,
             keep_mode=original is not None,
-            verify=lambda tmp: _verify(sidecar, tmp, props, target),
+            verify=update.verify,
         )
     except OSError as exc:
         raise XmpWriteError(f"cannot write XMP sidecar {sidecar}: {_cause(exc)}") from exc

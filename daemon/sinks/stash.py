@@ -1,0 +1,326 @@
+"""Drain the outbox into Stash: tags on scenes/images, markers for video ranges.
+
+Each queued file is found in Stash by path (after `path_mappings`); tagd's
+tags are added with bulk*Update in ADD mode and only the ones tagd itself
+added earlier (recorded in the catalog's stash_tags) are removed with REMOVE
+mode, so tags people set stay. Scene markers follow the tags' time ranges and
+are matched by (primary tag, start, end): a re-run creates nothing new and
+moves the markers tagd made when the ranges changed.
+
+Every write is idempotent, and what tagd records is recorded before the
+write that could be lost (or found again by matching), so a Stash that goes
+away halfway ends, once it is back, in the same state as an undisturbed run.
+Stash down, slow, 5xx or answering garbage: the file stays queued with
+exponential backoff (and the rest of this run waits for the next one).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tagd.catalog.catalog import Catalog, Tag
+from tagd.config import PathMapping, Settings
+from tagd.sinks.deliver import DeliveryReport, backoff
+from tagd.sinks.stash_client import StashClient, StashError, StashUnavailable
+from tagd.sinks.stash_tags import TagResolver
+
+SINK = "stash"
+log = logging.getLogger(__name__)
+
+FIND_SCENE = """
+query FindScene($path: String!) {
+  findScenes(scene_filter: {path: {value: $path, modifier: EQUALS}}, filter: {per_page: 10}) {
+    scenes {
+      id
+      files { path }
+      tags { id }
+      scene_markers { id seconds end_seconds primary_tag { id } }
+    }
+  }
+}
+"""
+
+FIND_IMAGE = """
+query FindImage($path: String!) {
+  findImages(image_filter: {path: {value: $path, modifier: EQUALS}}, filter: {per_page: 10}) {
+    images {
+      id
+      visual_files { ... on ImageFile { path } ... on VideoFile { path } }
+      tags { id }
+    }
+  }
+}
+"""
+
+BULK = {
+    "scene": "mutation B($input: BulkSceneUpdateInput!) { bulkSceneUpdate(input: $input) { id } }",
+    "image": "mutation B($input: BulkImageUpdateInput!) { bulkImageUpdate(input: $input) { id } }",
+}
+
+CREATE_MARKER = """
+mutation M($input: SceneMarkerCreateInput!) { sceneMarkerCreate(input: $input) { id } }
+"""
+UPDATE_MARKER = """
+mutation M($input: SceneMarkerUpdateInput!) { sceneMarkerUpdate(input: $input) { id } }
+"""
+DESTROY_MARKER = "mutation M($id: ID!) { sceneMarkerDestroy(id: $id) }"
+
+
+class NotInStash(StashError):
+    """Stash has not scanned this file (yet): retried later with backoff."""
+
+
+@dataclass(frozen=True)
+class StashObject:
+    kind: str  # scene | image
+    id: str
+    tag_ids: frozenset[str]
+    markers: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+def make_client(settings: Settings) -> StashClient:
+    s = settings.stash
+    return StashClient(s.url, s.api_key, timeout=s.timeout, retries=s.retries)
+
+
+def stash_path(local: str, mappings: list[PathMapping]) -> str:
+    """The path Stash knows `local` by (longest matching local prefix wins)."""
+    best: PathMapping | None = None
+    for m in mappings:
+        root = m.local.rstrip("/")
+        if (local == root or local.startswith(root + "/")) and (
+            best is None or len(root) > len(best.local.rstrip("/"))
+        ):
+            best = m
+    if best is None:
+        return local
+    return best.stash.rstrip("/") + local[len(best.local.rstrip("/")) :]
+
+
+def deliver_stash(
+    catalog: Catalog,
+    settings: Settings,
+    *,
+    client: StashClient | None = None,
+    now: float | None = None,
+    deadline: float | None = None,
+) -> DeliveryReport:
+    """Write due files to Stash; failures stay queued with backoff."""
+    report = DeliveryReport()
+    client = client or make_client(settings)
+    writer = StashWriter(catalog, settings, client)
+    due = catalog.due(SINK, time.time() if now is None else now, limit=10**9)
+    for index, (file_id, path, content_id) in enumerate(due):
+        if deadline is not None and time.monotonic() >= deadline:
+            report.left = len(due) - index
+            break
+        try:
+            changed = writer.write(file_id, path, content_id)
+        except StashError as exc:
+            report.failed += 1
+            report.errors.append((path, str(exc)))
+            attempts = catalog.outbox_attempts(file_id, SINK)
+            catalog.outbox_failed(file_id, SINK, str(exc), backoff(attempts))
+            if isinstance(exc, StashUnavailable):
+                # Down or overloaded: the others wait for the next run, untouched.
+                report.left = len(due) - index - 1
+                break
+            continue
+        catalog.outbox_done(file_id, SINK)
+        if changed:
+            report.written += 1
+        else:
+            report.unchanged += 1
+    return report
+
+
+class StashWriter:
+    def __init__(self, catalog: Catalog, settings: Settings, client: StashClient) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self.client = client
+        self.tags = TagResolver(client, settings.stash.parent_tag)
+        self.root = settings.tags.root + "|"
+
+    def write(self, file_id: int, path: str, content_id: int | None) -> bool:
+        """Bring one file's Stash object up to date; True when something changed."""
+        kind = self._kind(file_id)
+        obj = self.find(kind, stash_path(path, self.settings.stash.path_mappings))
+        error = self._error(content_id)
+        prefix = self.settings.stash.workflow_prefix
+        if error is not None:
+            log.warning("stash: %s: could not be analysed: %s", path, error)
+            if not prefix:
+                return False
+            errored = self.tags.plain(f"{prefix}_Errored")
+            return self._bulk(obj, "ADD", {errored} - obj.tag_ids)
+        tags = [t for t in self.catalog.tags(content_id or 0) if t.name.startswith(self.root)]
+        wanted = {self.tags.child(_leaf(t)) for t in tags}
+        changed = self._sync_tags(obj, wanted, prefix)
+        if obj.kind == "scene" and self.settings.stash.markers:
+            changed |= self._sync_markers(obj, tags)
+        return changed
+
+    # ------------------------------------------------------------ lookups
+
+    def _kind(self, file_id: int) -> str:
+        row = self.catalog.con.execute("SELECT kind FROM files WHERE id = ?", (file_id,)).fetchone()
+        return "scene" if row and row[0] == "video" else "image"
+
+    def _error(self, content_id: int | None) -> str | None:
+        if content_id is None:
+            return "unreadable file"
+        row = self.catalog.con.execute(
+            "SELECT error FROM contents WHERE id = ?", (content_id,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def find(self, kind: str, path: str) -> StashObject:
+        if kind == "scene":
+            found = self.client.call(FIND_SCENE, {"path": path})["findScenes"]["scenes"]
+        else:
+            found = self.client.call(FIND_IMAGE, {"path": path})["findImages"]["images"]
+        for item in found:
+            files = item.get("files") or item.get("visual_files") or []
+            # EQUALS is SQL LIKE in Stash: check the path really is this one.
+            if any(f.get("path") == path for f in files):
+                return StashObject(
+                    kind,
+                    str(item["id"]),
+                    frozenset(str(t["id"]) for t in item["tags"]),
+                    tuple(item.get("scene_markers") or ()),
+                )
+        raise NotInStash(f"no {kind} in Stash with path {path} (not scanned by Stash yet?)")
+
+    # ------------------------------------------------------------ tags
+
+    def _sync_tags(self, obj: StashObject, wanted: set[str], prefix: str) -> bool:
+        ours = self._recorded(obj.key)
+        add = wanted - obj.tag_ids
+        stale = ours - wanted
+        remove = stale & obj.tag_ids
+        if prefix:
+            add |= {self.tags.plain(f"{prefix}_Tagged")} - obj.tag_ids
+            for name in (f"{prefix}_Errored", f"{prefix}_TagMe"):
+                remove |= {self.tags.plain(name)} & obj.tag_ids
+        # Recorded before the ADD: a lost answer must not turn tagd's tag into
+        # one that looks like the user's (tags already on the object never are).
+        with self.catalog.transaction() as con:
+            con.executemany(
+                "INSERT OR IGNORE INTO stash_tags(object, tag_id) VALUES (?, ?)",
+                [(obj.key, t) for t in add & wanted],
+            )
+        changed = self._bulk(obj, "ADD", add)
+        changed |= self._bulk(obj, "REMOVE", remove)
+        with self.catalog.transaction() as con:
+            con.executemany(
+                "DELETE FROM stash_tags WHERE object = ? AND tag_id = ?",
+                [(obj.key, t) for t in stale],
+            )
+        return changed
+
+    def _recorded(self, key: str) -> set[str]:
+        rows = self.catalog.con.execute("SELECT tag_id FROM stash_tags WHERE object = ?", (key,))
+        return {r[0] for r in rows}
+
+    def _bulk(self, obj: StashObject, mode: str, ids: set[str]) -> bool:
+        if not ids:
+            return False
+        payload = {"ids": [obj.id], "tag_ids": {"ids": sorted(ids), "mode": mode}}
+        self.client.call(BULK[obj.kind], {"input": payload})
+        return True
+
+    # ------------------------------------------------------------ markers
+
+    def _sync_markers(self, obj: StashObject, tags: list[Tag]) -> bool:
+        desired: dict[tuple[str, float, float], str] = {}
+        for tag in tags:
+            tag_id = self.tags.child(_leaf(tag))
+            for seg in tag.segments:
+                desired.setdefault((tag_id, _t(seg.start), _t(seg.end)), _leaf(tag))
+        con = self.catalog.con
+        tracked = {
+            r[0]: (r[1], r[2], r[3])
+            for r in con.execute(
+                "SELECT marker_id, tag_id, seconds, end_seconds FROM stash_markers "
+                "WHERE scene_id = ?",
+                (obj.id,),
+            )
+        }
+        existing = {
+            str(m["id"]): (str(m["primary_tag"]["id"]), _t(m["seconds"]), _t(m["end_seconds"]))
+            for m in obj.markers
+        }
+        # Markers deleted in Stash are forgotten (and made again if still wanted).
+        for gone in set(tracked) - set(existing):
+            con.execute("DELETE FROM stash_markers WHERE marker_id = ?", (gone,))
+            del tracked[gone]
+        # An identical marker not recorded (a create whose answer was lost) is adopted.
+        for mid, key in existing.items():
+            if mid not in tracked and key in desired and key not in tracked.values():
+                self._record_marker(mid, obj.id, key)
+                tracked[mid] = key
+        keep = {mid for mid, key in tracked.items() if key in desired}
+        todo = [key for key in desired if key not in {tracked[m] for m in keep}]
+        spare = [mid for mid in tracked if mid not in keep]
+        changed = False
+        for key in todo:
+            tag_id, start, end = key
+            reuse = next((m for m in spare if tracked[m][0] == tag_id), None)
+            if reuse is not None:
+                spare.remove(reuse)
+                self.client.call(
+                    UPDATE_MARKER,
+                    {"input": {"id": reuse, "seconds": start, "end_seconds": end}},
+                )
+                self._record_marker(reuse, obj.id, key)
+            else:
+                payload = {
+                    "title": desired[key],
+                    "seconds": start,
+                    "end_seconds": end,
+                    "scene_id": obj.id,
+                    "primary_tag_id": tag_id,
+                }
+                created = self.client.call(CREATE_MARKER, {"input": payload})
+                self._record_marker(str(created["sceneMarkerCreate"]["id"]), obj.id, key)
+            changed = True
+        for mid in spare:
+            self.client.call(DESTROY_MARKER, {"id": mid})
+            con.execute("DELETE FROM stash_markers WHERE marker_id = ?", (mid,))
+            changed = True
+        return changed
+
+    def _record_marker(self, marker_id: str, scene_id: str, key: tuple[str, float, float]) -> None:
+        self.catalog.con.execute(
+            "INSERT INTO stash_markers(marker_id, scene_id, tag_id, seconds, end_seconds) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(marker_id) DO UPDATE SET tag_id = excluded.tag_id, "
+            "seconds = excluded.seconds, end_seconds = excluded.end_seconds",
+            (marker_id, scene_id, *key),
+        )
+
+
+def _leaf(tag: Tag) -> str:
+    return tag.name.rsplit("|", 1)[-1]
+
+
+def _t(seconds: float | None) -> float:
+    # Stash stores float seconds; compare at 10 ms so float noise is no change.
+    return round(float(seconds or 0.0), 2)
+
+
+def summary(report: DeliveryReport) -> str:
+    """One line for `tagd scan` and the daemon's log."""
+    line = f"stash: {report.written} updated, {report.unchanged} unchanged"
+    if report.failed or report.left:
+        line += f", {report.failed + report.left} queued for a retry"
+        if report.errors:
+            line += f" ({report.errors[-1][1]})"
+    return line

@@ -1,0 +1,125 @@
+"""A small GraphQL client for Stash (stdlib only).
+
+Why not `stashapp-tools`: its StashInterface posts without a timeout (a hung
+Stash would hang the daemon), contacts the server in its constructor and raises
+bare `Exception`s, so the outbox could not tell "retry later" from "our bug".
+This is ~100 lines over urllib with exactly what the sink needs: the `ApiKey`
+header, a timeout per request, a few quick retries with exponential backoff on
+the errors that pass (connection refused/reset, timeouts, 5xx), and one error
+type per kind of failure.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+class StashError(RuntimeError):
+    """Anything that kept a Stash call from succeeding."""
+
+
+class StashUnavailable(StashError):
+    """Stash could not be reached, timed out or answered 5xx: try again later."""
+
+
+class StashProtocolError(StashError):
+    """Stash answered something that is not a GraphQL JSON answer (a proxy page...)."""
+
+
+class StashGraphQLError(StashError):
+    """Stash answered with GraphQL `errors` (invalid query, failed mutation)."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__("; ".join(messages) or "GraphQL error")
+        self.messages = messages
+
+
+class StashClient:
+    def __init__(
+        self,
+        url: str,
+        api_key: str = "",
+        *,
+        timeout: float = 30.0,
+        retries: int = 2,
+        backoff: float = 0.5,
+    ) -> None:
+        # Users give the server ("http://nas:9999") or the endpoint; both work.
+        self.url = (
+            url.rstrip("/")
+            if url.rstrip("/").endswith("/graphql")
+            else (url.rstrip("/") + "/graphql")
+        )
+        self.api_key = api_key
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+
+    def call(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The `data` of one GraphQL operation; raises a StashError subclass."""
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        for attempt in range(self.retries + 1):
+            try:
+                return self._once(body)
+            except StashUnavailable:
+                if attempt >= self.retries:
+                    raise
+                # Bounded: retries is small and validated; the outbox does the long waits.
+                time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _once(self, body: bytes) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.api_key:
+            headers["ApiKey"] = self.api_key
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code >= 500:
+                raise StashUnavailable(f"Stash answered HTTP {exc.code}") from None
+            if exc.code in (401, 403):
+                raise StashError(
+                    f"Stash refused the request (HTTP {exc.code}): check [stash] api_key"
+                ) from None
+            # Stash answers GraphQL errors with 422 and a JSON body; keep its message.
+            raw = exc.read()
+            if not raw:
+                raise StashError(f"Stash answered HTTP {exc.code}") from None
+        except TimeoutError:
+            raise StashUnavailable(f"Stash did not answer within {self.timeout:g} s") from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, TimeoutError | socket.timeout):
+                raise StashUnavailable(f"Stash did not answer within {self.timeout:g} s") from None
+            raise StashUnavailable(f"cannot reach Stash at {self.url}: {reason}") from None
+        except (ConnectionError, http.client.HTTPException, OSError) as exc:
+            raise StashUnavailable(f"connection to Stash failed: {exc}") from None
+        return _parse(raw)
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    try:
+        answer = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        snippet = raw[:80].decode("utf-8", "replace")
+        raise StashProtocolError(
+            f"Stash answered something that is not JSON: {snippet!r}"
+        ) from None
+    if not isinstance(answer, dict):
+        raise StashProtocolError("Stash answered JSON that is not a GraphQL answer")
+    errors = answer.get("errors")
+    if errors:
+        messages = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors]
+        raise StashGraphQLError(messages)
+    data = answer.get("data")
+    if not isinstance(data, dict):
+        raise StashProtocolError("Stash's answer holds no data")
+    return data

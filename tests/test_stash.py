@@ -1,0 +1,362 @@
+"""The Stash sink against a server speaking Stash's real GraphQL schema.
+
+The catalog comes from a real `tagd scan` of a copy of chaplin.mp4 (people on
+screen for the whole clip: one `AI|Objects|person` range); the server is
+tests/stash_server.py on 127.0.0.1, which validates every request against the
+vendored schema: `invalid` must stay empty in every test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import VIDEOS, write_config
+from stash_server import StashServer
+
+from tagd.catalog.catalog import Catalog
+from tagd.config import PathMapping, Settings, StashSettings, parse_settings
+from tagd.sinks.stash import SINK, deliver_stash, stash_path
+from tagd.sinks.stash_client import (
+    StashClient,
+    StashError,
+    StashGraphQLError,
+    StashProtocolError,
+    StashUnavailable,
+)
+
+LATER = 10**12  # a `now` past every backoff
+
+
+@pytest.fixture
+def server() -> Iterator[StashServer]:
+    stash = StashServer(api_key="secret", slow_seconds=1.0).start()
+    yield stash
+    stash.mode = "ok"
+    stash.stop()
+    assert stash.invalid == [], "tagd sent requests real Stash would reject"
+
+
+def only_objects() -> str:
+    """Config text switching off every analyzer but objects (xmp too: no sidecars)."""
+    defaults = Settings()
+    off = [
+        f.name
+        for f in dataclasses.fields(defaults)
+        if f.name not in ("objects", "stash") and hasattr(getattr(defaults, f.name), "enabled")
+    ]
+    return "".join(f"[{name}]\nenabled = false\n" for name in off)
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(library, catalog file) after a real scan of a copy of chaplin.mp4."""
+    if not (VIDEOS / "chaplin.mp4").is_file():
+        pytest.skip(f"chaplin.mp4 missing from {VIDEOS}")
+    from tagd.cli.main import main
+
+    base = tmp_path_factory.mktemp("stash-scan")
+    lib = base / "videos"
+    lib.mkdir()
+    shutil.copyfile(VIDEOS / "chaplin.mp4", lib / "chaplin.mp4")  # never write to shared
+    config = write_config(base / "config.toml", only_objects())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TAGD_STATE_DIR", str(base / "state"))
+        mp.delenv("TAGD_CONFIG", raising=False)
+        mp.setenv("XDG_CONFIG_HOME", str(base / "xdg"))
+        assert main(["--config", str(config), "scan", str(lib)]) == 0
+    catalogs = list((base / "state").rglob("*.db")) + list((base / "state").rglob("*.sqlite"))
+    assert len(catalogs) == 1, catalogs
+    return lib, catalogs[0]
+
+
+def settings_for(server: StashServer, lib: Path, **stash: Any) -> Settings:
+    s = StashSettings(
+        enabled=True,
+        url=server.url,
+        api_key="secret",
+        timeout=0.5,
+        retries=0,
+        path_mappings=[PathMapping(stash="/data", local=str(lib))],
+    )
+    return dataclasses.replace(Settings(), stash=dataclasses.replace(s, **stash))
+
+
+def fresh_catalog(scanned: tuple[Path, Path], tmp_path: Path) -> Catalog:
+    """A copy of the scanned catalog with every file queued for Stash."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    copy = tmp_path / "catalog.db"
+    shutil.copyfile(scanned[1], copy)
+    catalog = Catalog(copy)
+    with catalog.transaction():
+        ids = [r[0] for r in catalog.con.execute("SELECT id FROM files")]
+        catalog.enqueue(ids, SINK)
+    return catalog
+
+
+def populate(server: StashServer) -> str:
+    """A Stash that scanned the library: chaplin as a scene with a tag of the user's,
+    who also has a tag named "person" of their own (not under AI)."""
+    fav = server.state.add_tag("Favourite")
+    server.state.add_tag("person")
+    return server.state.add_scene("/data/chaplin.mp4", [fav])
+
+
+def snapshot(server: StashServer) -> dict[str, Any]:
+    st = server.state
+    name = {t.id: t.name for t in st.tags.values()}
+    return {
+        "tags": sorted(
+            (t.name, t.ignore_auto_tag, tuple(sorted(name[p] for p in t.parent_ids)))
+            for t in st.tags.values()
+        ),
+        "scenes": {s.path: sorted(name[t] for t in s.tag_ids) for s in st.scenes.values()},
+        "markers": sorted(
+            (st.scenes[m.scene_id].path, name[m.primary_tag_id], m.title, m.seconds, m.end_seconds)
+            for m in st.markers.values()
+        ),
+    }
+
+
+def mutations(server: StashServer) -> list[str]:
+    return [q for q in server.requests if q.lstrip().startswith("mutation")]
+
+
+# ---------------------------------------------------------------- client
+
+
+def test_client_errors_are_typed(server: StashServer) -> None:
+    client = StashClient(server.url, "secret", timeout=0.3, retries=0)
+    assert client.call("{ version { version } }")["version"]["version"].startswith("v")
+    with pytest.raises(StashError, match="api_key"):
+        StashClient(server.url, "wrong", retries=0).call("{ version { version } }")
+    with pytest.raises(StashGraphQLError, match="nosuchfield"):
+        client.call("{ nosuchfield }")
+    server.invalid.clear()  # that one was meant to be invalid
+    for mode, error in [("500", StashUnavailable), ("garbage", StashProtocolError)]:
+        server.mode = mode
+        with pytest.raises(error):
+            client.call("{ version { version } }")
+    server.mode = "slow"
+    start = time.monotonic()
+    with pytest.raises(StashUnavailable, match="did not answer"):
+        client.call("{ version { version } }")
+    assert time.monotonic() - start < 1.0
+    server.mode = "ok"
+    port = server.port
+    server.stop()
+    with pytest.raises(StashUnavailable, match="cannot reach"):
+        StashClient(f"http://127.0.0.1:{port}", retries=1, backoff=0.01).call("{ a }")
+    server.start()
+
+
+def test_path_mappings_longest_prefix_wins() -> None:
+    maps = [PathMapping("/data", "/srv"), PathMapping("/media/x", "/srv/x")]
+    assert stash_path("/srv/a.mp4", maps) == "/data/a.mp4"
+    assert stash_path("/srv/x/b.jpg", maps) == "/media/x/b.jpg"
+    assert stash_path("/srvother/c.jpg", maps) == "/srvother/c.jpg"
+
+
+def test_config_rejects_bad_stash_values() -> None:
+    from tagd.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"stash\.url"):
+        parse_settings({"stash": {"url": "localhost:9999"}})
+    with pytest.raises(ConfigError, match=r"stash\.path_mappings\[0\]"):
+        parse_settings({"stash": {"path_mappings": [{"stash": "/data", "local": "rel"}]}})
+    with pytest.raises(ConfigError, match=r"stash\.timeout"):
+        parse_settings({"stash": {"timeout": 0}})
+
+
+# ---------------------------------------------------------------- sink
+
+
+def test_scene_tags_markers_and_idempotent_rerun(
+    server: StashServer, scanned: tuple[Path, Path], tmp_path: Path
+) -> None:
+    lib, _ = scanned
+    populate(server)
+    catalog = fresh_catalog(scanned, tmp_path)
+    settings = settings_for(server, lib)
+    report = deliver_stash(catalog, settings)
+    assert (report.written, report.failed) == (1, 0), report.errors
+    assert catalog.due(SINK, LATER) == []
+    st = server.state
+    ai = st.tag_by_name("AI")
+    ours = st.tag_by_name("person (AI)")  # "person" is the user's: a distinct name
+    assert ai is not None and ours is not None and ours.parent_ids == [ai.id]
+    assert ours.ignore_auto_tag and st.tag_by_name("person").parent_ids == []
+    state = snapshot(server)
+    assert state["scenes"]["/data/chaplin.mp4"] == ["Favourite", "person (AI)", "tagd_Tagged"]
+    [(_, primary, title, start, end)] = state["markers"]
+    assert (primary, title, start) == ("person (AI)", "person", 0.0)
+    assert end == pytest.approx(9.64, abs=0.1)
+
+    # Again: nothing new is created or changed.
+    before = len(mutations(server))
+    catalog.enqueue([r[0] for r in catalog.con.execute("SELECT id FROM files")], SINK)
+    report = deliver_stash(catalog, settings)
+    assert (report.written, report.unchanged) == (0, 1)
+    assert len(mutations(server)) == before  # queries only
+    assert snapshot(server) == state
+
+    # The tag no longer applies: tagd removes its own tag and marker, the user's stay.
+    with catalog.transaction():
+        catalog.con.execute("DELETE FROM tags WHERE name = 'AI|Objects|person'")
+        catalog.enqueue([r[0] for r in catalog.con.execute("SELECT id FROM files")], SINK)
+    deliver_stash(catalog, settings)
+    after = snapshot(server)
+    assert after["scenes"]["/data/chaplin.mp4"] == ["Favourite", "tagd_Tagged"]
+    assert after["markers"] == []
+    catalog.close()
+
+
+def test_marker_moves_when_the_range_changes(
+    server: StashServer, scanned: tuple[Path, Path], tmp_path: Path
+) -> None:
+    lib, _ = scanned
+    populate(server)
+    catalog = fresh_catalog(scanned, tmp_path)
+    settings = settings_for(server, lib)
+    deliver_stash(catalog, settings)
+    [marker_id] = server.state.markers
+    with catalog.transaction():
+        catalog.con.execute(
+            "UPDATE tags SET segments = '[[1.0, 5.0, 0.9]]' WHERE name = 'AI|Objects|person'"
+        )
+        catalog.enqueue([r[0] for r in catalog.con.execute("SELECT id FROM files")], SINK)
+    deliver_stash(catalog, settings)
+    [(mid, marker)] = server.state.markers.items()
+    assert mid == marker_id and (marker.seconds, marker.end_seconds) == (1.0, 5.0)
+    catalog.close()
+
+
+@pytest.mark.parametrize("mode", ["down", "slow", "500", "garbage", "missing"])
+def test_failures_keep_the_work_queued(
+    server: StashServer, scanned: tuple[Path, Path], tmp_path: Path, mode: str
+) -> None:
+    lib, _ = scanned
+    if mode != "missing":
+        populate(server)  # "missing": Stash has not scanned the file yet
+    catalog = fresh_catalog(scanned, tmp_path)
+    settings = settings_for(server, lib)
+    if mode == "down":
+        server.stop()
+    elif mode != "missing":
+        server.mode = mode
+    report = deliver_stash(catalog, settings)
+    assert report.failed == 1 and report.written == 0
+    [(_, sink, attempts, error)] = catalog.outbox_errors()
+    assert sink == SINK and attempts == 1 and error
+    assert catalog.due(SINK, time.time()) == []  # backing off
+    if mode == "down":
+        server.start()
+    server.mode = "ok"
+    if mode == "missing":
+        populate(server)
+    report = deliver_stash(catalog, settings, now=LATER)
+    assert report.written == 1 and catalog.due(SINK, LATER) == []
+    assert snapshot(server)["markers"]
+    catalog.close()
+
+
+def test_interrupted_runs_end_like_an_undisturbed_one(
+    scanned: tuple[Path, Path], tmp_path: Path
+) -> None:
+    lib, _ = scanned
+    reference = StashServer().start()
+    try:
+        populate(reference)
+        catalog = fresh_catalog(scanned, tmp_path / "ref")
+        deliver_stash(catalog, settings_for(reference, lib, api_key=""))
+        catalog.close()
+        expected, total = snapshot(reference), len(reference.requests)
+    finally:
+        reference.stop()
+    assert total > 4
+    for cut in range(1, total):
+        stash = StashServer().start()
+        try:
+            populate(stash)
+            catalog = fresh_catalog(scanned, tmp_path / f"cut{cut}")
+            settings = settings_for(stash, lib, api_key="")
+            stash.drop_after = cut  # the server goes away after `cut` answers
+            deliver_stash(catalog, settings)
+            assert catalog.due(SINK, LATER), f"cut {cut}: work lost"
+            stash.stop()
+            stash.drop_after, stash.mode = None, "ok"
+            stash.start()  # same port, same state
+            report = deliver_stash(catalog, settings, now=LATER)
+            assert report.failed == 0, report.errors
+            assert snapshot(stash) == expected, f"cut after {cut} requests"
+            assert stash.invalid == []
+            catalog.close()
+        finally:
+            stash.stop()
+
+
+def test_images_and_errored_files(server: StashServer, tmp_path: Path) -> None:
+    """Images get bulkImageUpdate; a file tagd could not read gets tagd_Errored."""
+    catalog = Catalog(tmp_path / "c.db")
+    with catalog.transaction():
+        good = catalog.ensure_content("fp-good", "image")
+        bad = catalog.ensure_content("fp-bad", "image")
+        catalog.set_content_error(bad, "truncated JPEG")
+        from tagd.catalog.catalog import Tag
+
+        catalog.replace_tags(good, "objects", [Tag("AI|Objects|dog", 0.9, "objects")])
+        ids = [
+            catalog.add_file(f"/srv/p/{n}.jpg", "image", 1, 1, cid, None)
+            for n, cid in (("good", good), ("bad", bad))
+        ]
+        catalog.enqueue(ids, SINK)
+    server.state.add_image("/data/p/good.jpg")
+    server.state.add_image("/data/p/bad.jpg")
+    base = settings_for(server, Path("/srv"))
+    report = deliver_stash(catalog, base)
+    assert report.failed == 0, report.errors
+    state = snapshot(server)
+    images = {
+        i.path: sorted(server.state.tags[t].name for t in i.tag_ids)
+        for i in server.state.images.values()
+    }
+    assert images == {
+        "/data/p/good.jpg": ["dog", "tagd_Tagged"],
+        "/data/p/bad.jpg": ["tagd_Errored"],
+    }
+    assert ("dog", True, ("AI",)) in state["tags"]
+    catalog.close()
+    assert os.path.exists(tmp_path / "c.db")
+
+
+def test_tagd_scan_writes_to_stash(
+    server: StashServer,
+    cli: Any,
+    state_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """`tagd scan` with [stash] enabled queues and delivers through the outbox."""
+    if not (VIDEOS / "chaplin.mp4").is_file():
+        pytest.skip(f"chaplin.mp4 missing from {VIDEOS}")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    shutil.copyfile(VIDEOS / "chaplin.mp4", lib / "chaplin.mp4")
+    populate(server)
+    config = write_config(
+        tmp_path / "config.toml",
+        only_objects()
+        + f'[stash]\nenabled = true\nurl = "{server.url}"\napi_key = "secret"\n'
+        + f'timeout = 2.0\npath_mappings = [{{ stash = "/data", local = "{lib}" }}]\n',
+    )
+    code, out, err = cli("--config", config, "scan", lib)
+    assert code == 0, err
+    assert "stash: 1 updated" in out
+    assert "person (AI)" in snapshot(server)["scenes"]["/data/chaplin.mp4"]
+    code, out, _ = cli("--config", config, "scan", lib)
+    assert code == 0 and "stash: 0 updated" in out  # nothing queued: nothing to do
