@@ -203,7 +203,8 @@ def print_table(
 ) -> None:
     targets = {0: "", 1: f"<= {PEAK_TARGET_MB:.0f}", 2: "", 3: f"<= {IDLE_TARGET_MB:.0f}"}
     print(
-        f"tagd run, profile balanced, yolox-nano, {len(os.sched_getaffinity(0))} cores; library: "
+        f"tagd run, profile balanced (default analyzers and models), "
+        f"{len(os.sched_getaffinity(0))} cores; library: "
         f"{count} files ({args.photos} JPEG + {args.pngs} PNG at 12 MP, 64 COCO photos, videos)"
     )
     print(f"| {'state':<48} | {'RSS MB':>7} | {'target':>7} | ok |")
