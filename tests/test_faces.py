@@ -216,3 +216,23 @@ def test_export_has_faces_with_person_and_cluster(
     assert face["person"] == "Alice" and isinstance(face["cluster"], int)
     assert len(face["box"]) == 4
     assert all(f["person"] is None for f in rows[ID01[0]]["faces"])
+
+
+def test_a_new_face_model_keeps_the_names(library: Library) -> None:
+    """A re-analysis (what a new detector or embedder triggers) replaces the face
+    rows; the people and their names must carry over to the new faces."""
+    alice = library.person_of(ID00[0])
+    with library.catalog() as cat:
+        if store.person(cat, "Alice") is None:  # when run on its own
+            ops.name(cat, library.settings(), str(alice), "Alice")
+        before = cat.con.execute("SELECT MAX(id) FROM detections").fetchone()[0]
+        # Pretend the faces were made by another model version.
+        cat.con.execute("UPDATE analyses SET model_sha256 = 'old' WHERE analyzer = 'faces'")
+    assert library.tagd("scan", library.root) == 0
+    with library.catalog() as cat:
+        after = cat.con.execute("SELECT MIN(id) FROM detections WHERE analyzer = 'faces'")
+        assert after.fetchone()[0] > before  # every face row is new
+        for name in ID00:
+            content = cat.file_by_path(str(library.root / name)).content_id
+            assert "AI|People|Alice" in {t.name for t in cat.tags(content)}
+    assert all(library.person_of(name) == alice for name in ID00)

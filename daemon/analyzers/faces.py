@@ -26,8 +26,10 @@ import numpy as np
 
 from tagd.analyzers import retinaface_decode as rf
 from tagd.analyzers.base import Analyzer, Finding
+from tagd.catalog.catalog import Catalog, Detection
 from tagd.config import FacesSettings, Settings
 from tagd.media.facechip import CHIP_PADDING, face_chip_retinaface
+from tagd.people import store
 from tagd.runtime.face_embedding import FaceEmbedder
 from tagd.runtime.manifest import ModelSpec, resolve
 from tagd.runtime.model import ManagedModel, model_for
@@ -106,6 +108,21 @@ class FaceAnalyzer(Analyzer):
         sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         keep = sides >= self.cfg.min_size
         return rf.Faces(boxes[keep], found.scores[keep], found.landmarks[keep] / scale)
+
+    def save(
+        self,
+        catalog: Catalog,
+        content_id: int,
+        detections: Sequence[Detection],
+        findings: Sequence[Sequence[Finding]],
+    ) -> None:
+        # A new detector or embedder re-analyses every face, which replaces the face
+        # rows; the people they belonged to (named by hand or found by clustering)
+        # move to the new face at the same place, so an upgrade costs no one a name.
+        before = store.assignments(catalog, content_id)
+        ids = catalog.save_analysis(content_id, self.name, self.model_sha256, detections)
+        if before:
+            store.carry_over(catalog, before, list(zip(ids, detections, strict=True)))
 
     def analyze(self, images: Sequence[np.ndarray]) -> list[list[Finding]]:
         detected = [self.detect(image) for image in images]

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tagd.catalog.catalog import Catalog
+from tagd.catalog.catalog import Catalog, Detection
 
 ANALYZER = "faces"
 
@@ -84,6 +84,65 @@ def assign(
         "person_id = excluded.person_id",
         ((i, cluster, person_id) for i in detection_ids),
     )
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A face's place and the person it belongs to, kept across a re-analysis."""
+
+    t: float | None
+    box: tuple[float, float, float, float]
+    cluster_id: int | None
+    person_id: int
+
+
+def assignments(catalog: Catalog, content_id: int) -> list[Assignment]:
+    rows = catalog.con.execute(
+        "SELECT d.t, d.x0, d.y0, d.x1, d.y1, f.cluster_id, f.person_id FROM detections d "
+        "JOIN faces f ON f.detection_id = d.id "
+        "WHERE d.content_id = ? AND d.analyzer = ? AND f.person_id IS NOT NULL",
+        (content_id, ANALYZER),
+    )
+    return [Assignment(r[0], (r[1], r[2], r[3], r[4]), r[5], r[6]) for r in rows]
+
+
+def carry_over(
+    catalog: Catalog, before: Sequence[Assignment], after: Sequence[tuple[int, Detection]]
+) -> int:
+    """Give each new face the person of the old face at the same place (same frame,
+    IoU >= 0.5, best first); returns how many were carried over."""
+    pairs = []
+    for new_id, det in after:
+        for i, old in enumerate(before):
+            same_frame = (old.t is None and det.t is None) or (
+                old.t is not None and det.t is not None and abs(old.t - det.t) < 0.01
+            )
+            overlap = _iou(old.box, det.box) if det.box and same_frame else 0.0
+            if overlap >= 0.5:
+                pairs.append((overlap, new_id, i))
+    used_new: set[int] = set()
+    used_old: set[int] = set()
+    for _, new_id, i in sorted(pairs, reverse=True):
+        if new_id in used_new or i in used_old:
+            continue
+        used_new.add(new_id)
+        used_old.add(i)
+        old = before[i]
+        catalog.con.execute(
+            "INSERT INTO faces(detection_id, cluster_id, person_id) VALUES (?, ?, ?)",
+            (new_id, old.cluster_id, old.person_id),
+        )
+    return len(used_new)
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def new_person(catalog: Catalog, name: str | None = None) -> int:
