@@ -293,3 +293,27 @@ def test_scan_and_export_give_time_ranges(
     chaplin = {Path(r["path"]).name: r for r in map(json.loads, out.splitlines())}["chaplin.mp4"]
     # ...while a threshold no frame reaches removes both the tag and its ranges.
     assert chaplin["segments"] == [] and "AI|Objects|person" not in str(chaplin["tags"])
+
+
+def test_concept_tags_of_a_video_have_time_ranges(
+    clips: Callable[..., Path],
+    cli: Callable[..., tuple[int, str, str]],
+    state_dir: Path,
+    tmp_path: Path,
+) -> None:
+    lib = clips("video_with_failing_audio.mp4")
+    config = write_config(
+        tmp_path / "config.toml",
+        "[xmp]\nenabled = false\n"
+        + "".join(f"[{s}]\nenabled = false\n" for s in other_analyzers() if s != "concepts")
+        + "[objects]\nenabled = false\n",
+    )
+    code, _, err = cli("--config", config, "scan", lib)
+    assert code == 0, err
+    code, out, _ = cli("--config", config, "export")
+    (row,) = map(json.loads, out.splitlines())
+    concept_tags = {t["name"] for t in row["tags"] if "|Concepts|" in t["name"]}
+    assert concept_tags, row["tags"]  # an airplane clip has concepts
+    assert concept_tags == {s["tag"] for s in row["segments"]}
+    for seg in row["segments"]:
+        assert 0.0 <= seg["start"] < seg["end"] <= row["duration"] + 1e-9

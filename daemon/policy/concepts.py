@@ -19,9 +19,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from tagd.catalog.catalog import Detection, Media, Tag
 from tagd.config import ConceptEntry, ConceptTagSettings, TagRule
+
+if TYPE_CHECKING:
+    from tagd.policy.tags import TagPolicy
 
 SOURCE = "concepts"
 _RANGE = re.compile(r"\s*(\d+)\s*-\s*(\d+)\s*")
@@ -225,16 +229,53 @@ def concept_tags(
             best[name] = max(score, best.get(name, 0.0))
     tags: dict[str, Tag] = {}
     for name, score in best.items():
-        _, parent = rule_for(settings, name)
-        rule = _rule(settings, name)
-        shown = (rule.name if rule and rule.name else name).strip()
-        path = "|".join([root, *(p for p in (parent or "").split("|") if p), shown])
+        path = _tag_path(root, settings, name)
         score = round(min(score, 1.0), 4)
         if path not in tags or score > tags[path].score:
             tags[path] = Tag(path, score, SOURCE)
     return sorted(tags.values(), key=lambda t: t.name)
 
 
-def derive(policy: object, detections: Sequence[Detection], media: Media) -> list[Tag]:
-    settings = policy.settings  # type: ignore[attr-defined]
+def _tag_path(root: str, settings: ConceptTagSettings, name: str) -> str:
+    _, parent = rule_for(settings, name)
+    rule = _rule(settings, name)
+    shown = (rule.name if rule and rule.name else name).strip()
+    return "|".join([root, *(p for p in (parent or "").split("|") if p), shown])
+
+
+def concept_video_tags(
+    policy: TagPolicy, detections: Sequence[Detection], media: Media
+) -> list[Tag]:
+    """Concept tags of a video with their time ranges, by the [tags.video] rules."""
+    from tagd.policy.segments import SegmentRules, frame_interval, merge_hits
+
+    settings = policy.settings
+    frames: dict[float, list[Detection]] = defaultdict(list)
+    for d in detections:
+        frames[round(d.t or 0.0, 6)].append(d)
+    hits: dict[str, dict[float, float]] = defaultdict(dict)
+    for t, frame in frames.items():
+        for name, score in passing(
+            settings.concepts, frame_scores(settings.concepts, frame)
+        ).items():
+            path = _tag_path(settings.root, settings.concepts, name)
+            hits[path][t] = max(min(score, 1.0), hits[path].get(t, 0.0))
+    video = settings.video
+    rules = SegmentRules(video.max_gap, video.min_segment, video.min_total, video.min_fraction)
+    interval = frame_interval(media, detections)
+    extent = media.duration if media.duration is not None else max(frames, default=0) + interval
+    tags = []
+    for path, by_time in hits.items():
+        segments = merge_hits(by_time.items(), interval, rules, media.duration, extent)
+        if segments:
+            tags.append(
+                Tag(path, round(max(s.score for s in segments), 4), SOURCE, tuple(segments))
+            )
+    return sorted(tags, key=lambda t: t.name)
+
+
+def derive(policy: TagPolicy, detections: Sequence[Detection], media: Media) -> list[Tag]:
+    settings = policy.settings
+    if media.kind == "video":
+        return concept_video_tags(policy, detections, media)
     return concept_tags(settings.root, settings.concepts, detections)
