@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 Backend = Literal["auto", "cpu", "openvino", "cuda"]
 SidecarNaming = Literal["ext", "stem"]
+# Formats tagd may write XMP into (see tagd.sinks.embed); names as media.sniff gives them.
+EmbedFormat = Literal["jpeg", "tiff", "png", "webp"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 Profile = Literal["low-power", "balanced", "gpu"]
 
@@ -275,6 +277,10 @@ class XmpSettings:
     sidecar: SidecarNaming = "ext"
     # Face regions (MWG) + PersonInImage: named faces only, every face, or none.
     faces: Literal["named", "all", "none"] = "named"
+    # Formats whose XMP goes into the file itself instead of a sidecar (opt-in).
+    embed: list[EmbedFormat] = field(default_factory=list)
+    # Embedded writes keep the file's mtime/atime (photo managers sort by mtime).
+    preserve_mtime: bool = True
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ parsed) stays queued with exponential backoff and its reason visible in
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
+from tagd.sinks.embed import embedded_format, sync_embedded
 from tagd.sinks.xmp import FaceRegion, XmpChange, XmpWriteError, sync_sidecar
 from tagd.sinks.xmp_regions import face_region
 
@@ -50,6 +52,52 @@ def _faces(
     return regions, (media.width, media.height)
 
 
+def _sync(
+    path: Path,
+    wanted: list[str],
+    settings: Settings,
+    dry_run: bool,
+    faces: list[FaceRegion],
+    dims: tuple[int, int] | None,
+) -> tuple[XmpChange, bool]:
+    """Embedded XMP for the formats in xmp.embed (the sidecar, if any, is then left
+    alone), a sidecar for everything else; the flag says which (True: embedded)."""
+    root = settings.tags.root
+    if embedded_format(path, settings.xmp.embed):
+        change = sync_embedded(
+            path,
+            wanted,
+            root=root,
+            dry_run=dry_run,
+            faces=faces,
+            dims=dims,
+            preserve_mtime=settings.xmp.preserve_mtime,
+        )
+        return change, True
+    change = sync_sidecar(
+        path, wanted, root=root, naming=settings.xmp.sidecar, dry_run=dry_run,
+        faces=faces, dims=dims,
+    )
+    return change, False
+
+
+def _remember_rewrite(catalog: Catalog, path: str) -> None:
+    """tagd's own rewrite of a photo must not look like a new photo to the next scan
+    (the fingerprint covers the file's head, where the XMP sits, and a new fingerprint
+    means a new content, analysed again): the file keeps its content and takes the new
+    size and mtime."""
+    known = catalog.file_by_path(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # Gone already: the next scan deals with it.
+    if known is not None:
+        catalog.update_file(
+            known.id, path=path, size=st.st_size, mtime_ns=st.st_mtime_ns,
+            content_id=known.content_id, error=known.error,
+        )
+
+
 def deliver_xmp(
     catalog: Catalog,
     settings: Settings,
@@ -80,15 +128,7 @@ def deliver_xmp(
         wanted = [n for n in names if n.startswith(root + "|")]
         try:
             faces, dims = _faces(catalog, content_id, settings.xmp.faces)
-            change = sync_sidecar(
-                Path(path),
-                wanted,
-                root=root,
-                naming=settings.xmp.sidecar,
-                dry_run=dry_run,
-                faces=faces,
-                dims=dims,
-            )
+            change, embedded = _sync(Path(path), wanted, settings, dry_run, faces, dims)
         except XmpWriteError as exc:
             report.failed += 1
             report.errors.append((path, str(exc)))
@@ -103,6 +143,8 @@ def deliver_xmp(
         if dry_run:
             continue
         catalog.outbox_done(file_id, "xmp")
+        if change.changed and embedded:
+            _remember_rewrite(catalog, path)
         if change.changed:
             report.written += 1
         else:
