@@ -11,6 +11,7 @@ import numpy as np
 
 from tagd.analyzers.base import Analyzer, Finding
 from tagd.config import Settings
+from tagd.runtime.backends import run_batched
 from tagd.runtime.manifest import ModelSpec, resolve
 from tagd.runtime.model import ManagedModel, model_for
 
@@ -84,11 +85,7 @@ class ObjectDetector(Analyzer):
         ]
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        session = self.model.session()
-        if session.input_shape[0] == 1 and len(batch) > 1:
-            # A file exported with a fixed batch of 1 runs image by image.
-            return np.concatenate([session.run(batch[i : i + 1])[0] for i in range(len(batch))])
-        return session.run(batch)[0]
+        return run_batched(self.model.session(), batch, len(batch))
 
     def _decode(self, out: np.ndarray, ratio: float, shape: tuple[int, ...]) -> list[Finding]:
         cls = out[:, 5:].argmax(1)

@@ -101,6 +101,14 @@ class OpenVinoSession:
         return [result[out] for out in self._compiled.outputs]
 
 
+def run_batched(session: Session, batch: np.ndarray, batch_size: int) -> np.ndarray:
+    """The first output for every row of `batch`, `batch_size` rows per call (one row
+    per call for a file exported with a fixed batch of 1)."""
+    step = 1 if session.input_shape[0] == 1 else max(1, batch_size)
+    parts = [session.run(batch[i : i + step])[0] for i in range(0, len(batch), step)]
+    return np.concatenate(parts)
+
+
 def open_session(path: Path, backend: str, threads: int) -> Session:
     engine = resolve_backend(backend)
     n = cpu_threads(threads)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from tagd.runtime.backends import run_batched
 from tagd.runtime.model import ManagedModel
 
 CROP_FRACTION = 0.875  # 224 / 256: the standard ImageNet centre crop
@@ -85,14 +86,9 @@ class Classifier:
         """Raw scores, one row per image (N x classes)."""
         if not images:
             return np.zeros((0, len(self.labels)), np.float32)
-        session = self.model.session()
-        # Files exported with a fixed batch of 1 take one photo per call.
-        step = 1 if session.input_shape[0] == 1 else self.batch_size
-        rows = []
-        for start in range(0, len(images), step):
-            batch = np.stack([preprocess(im, self.size) for im in images[start : start + step]])
-            rows.append(np.asarray(session.run(batch)[0], np.float32).reshape(len(batch), -1))
-        return np.concatenate(rows)
+        batch = np.stack([preprocess(im, self.size) for im in images])
+        out = run_batched(self.model.session(), batch, self.batch_size)
+        return np.asarray(out, np.float32).reshape(len(batch), -1)
 
     def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return softmax(self.logits(images))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from tagd.runtime.manifest import ModelError, ModelSpec, verified_path
-from tagd.runtime.model import ManagedModel
+from tagd.runtime.model import ManagedModel, require_task
 from tagd.runtime.vision import (
     ImagePrep,
     companion,
@@ -50,8 +50,7 @@ class ClipModel:
         idle_unload: float = 300.0,
         batch_size: int = 16,
     ) -> None:
-        if spec.task != TASK:
-            raise ModelError(f"model {spec.name!r} is a {spec.task} model, not a {TASK} model")
+        require_task(spec, TASK)
         self.spec = spec
         self.models_dir = models_dir
         self.batch_size = batch_size

@@ -22,15 +22,16 @@ from tagd.media.facechip import (
     face_chip_dlib5,
     face_chip_retinaface,
 )
-from tagd.runtime.manifest import ModelError, ModelSpec
-from tagd.runtime.model import ManagedModel
+from tagd.runtime.backends import run_batched
+from tagd.runtime.manifest import ModelSpec
+from tagd.runtime.model import HoldsModel, ManagedModel, require_task
 
 TASK = "face-embedding"
 DIM = 128
 SAME_PERSON_DISTANCE = 0.6
 
 
-class FaceEmbedder:
+class FaceEmbedder(HoldsModel):
     def __init__(
         self,
         spec: ModelSpec,
@@ -41,27 +42,13 @@ class FaceEmbedder:
         idle_unload: float = 300.0,
         batch_size: int = 8,
     ) -> None:
-        if spec.task != TASK:
-            raise ModelError(f"model {spec.name!r} is a {spec.task} model, not a {TASK} model")
+        require_task(spec, TASK)
         self.spec = spec
         self.batch_size = max(1, batch_size)
         self.size = spec.input[0]
         self.model = ManagedModel(
             spec, models_dir, backend=backend, threads=threads, idle_unload=idle_unload
         )
-
-    def check(self) -> None:
-        self.model.check()
-
-    @property
-    def loaded(self) -> bool:
-        return self.model.loaded
-
-    def unload(self) -> None:
-        self.model.unload()
-
-    def unload_if_idle(self, now: float | None = None) -> bool:
-        return self.model.unload_if_idle(now)
 
     def embed(self, chips: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """Raw descriptors (N, 128) float32 of aligned RGB uint8 chips (size x size x 3)."""
@@ -70,14 +57,9 @@ class FaceEmbedder:
         for chip in chips:
             if chip.shape != (self.size, self.size, 3):
                 raise ValueError(f"expected {self.size}x{self.size}x3 chips, got {chip.shape}")
-        session = self.model.session()
-        # A model with a fixed batch of 1 (some OpenVINO IRs) runs chip by chip.
-        step = 1 if session.input_shape[0] == 1 else self.batch_size
-        parts = []
-        for start in range(0, len(chips), step):
-            batch = np.stack(chips[start : start + step]).transpose(0, 3, 1, 2)
-            parts.append(session.run(np.ascontiguousarray(batch, np.float32))[0])
-        return np.concatenate(parts).astype(np.float32, copy=False)
+        batch = np.ascontiguousarray(np.stack(chips).transpose(0, 3, 1, 2), np.float32)
+        out = run_batched(self.model.session(), batch, self.batch_size)
+        return out.astype(np.float32, copy=False)
 
     def embed_faces(
         self, image: np.ndarray, landmarks: Sequence[np.ndarray], scheme: str = "retinaface"

@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from tagd.runtime.manifest import ModelError, ModelSpec
-from tagd.runtime.model import ManagedModel
+from tagd.runtime.manifest import ModelSpec
+from tagd.runtime.model import HoldsModel, ManagedModel, require_task
 from tagd.runtime.vision import ImagePrep, image_prep, l2_normalise, load_config, main_file_spec
 
 TASK = "image-embedding"
 
 
-class ImageEmbedder:
+class ImageEmbedder(HoldsModel):
     def __init__(
         self,
         spec: ModelSpec,
@@ -34,8 +34,7 @@ class ImageEmbedder:
         idle_unload: float = 300.0,
         batch_size: int = 16,
     ) -> None:
-        if spec.task != TASK:
-            raise ModelError(f"model {spec.name!r} is a {spec.task} model, not a {TASK} model")
+        require_task(spec, TASK)
         self.spec = spec
         self.models_dir = models_dir
         self.batch_size = batch_size
@@ -60,21 +59,11 @@ class ImageEmbedder:
 
     def check(self) -> None:
         self.config()
-        self.model.check()
+        super().check()
 
     @property
     def embed_dim(self) -> int:
         return int(self.config().get("embed_dim", 0))
-
-    @property
-    def loaded(self) -> bool:
-        return self.model.loaded
-
-    def unload(self) -> None:
-        self.model.unload()
-
-    def unload_if_idle(self, now: float | None = None) -> bool:
-        return self.model.unload_if_idle(now)
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """L2-normalised embeddings (N, D) of BGR uint8 images."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tagd.config import RuntimeSettings
 from tagd.runtime.backends import Session, open_session
-from tagd.runtime.manifest import ModelSpec, verified_path
+from tagd.runtime.manifest import ModelError, ModelSpec, verified_path
 
 
 class ManagedModel:
@@ -72,3 +72,27 @@ def model_for(spec: ModelSpec, models_dir: Path, runtime: RuntimeSettings) -> Ma
         threads=runtime.threads,
         idle_unload=runtime.idle_unload,
     )
+
+
+def require_task(spec: ModelSpec, task: str) -> None:
+    if spec.task != task:
+        raise ModelError(f"model {spec.name!r} is a {spec.task} model, not a {task} model")
+
+
+class HoldsModel:
+    """Lifecycle of a runtime class built around one ManagedModel (`self.model`)."""
+
+    model: ManagedModel
+
+    def check(self) -> None:
+        self.model.check()
+
+    @property
+    def loaded(self) -> bool:
+        return self.model.loaded
+
+    def unload(self) -> None:
+        self.model.unload()
+
+    def unload_if_idle(self, now: float | None = None) -> bool:
+        return self.model.unload_if_idle(now)
