@@ -157,7 +157,9 @@ def test_a_later_scan_wakes_the_waiting_face(library: Library) -> None:
     assert lonely is not None and lonely == twin
 
 
-def test_naming_tags_the_catalog_and_the_sidecar(library: Library) -> None:
+def test_naming_tags_the_catalog_and_the_sidecar(
+    library: Library, capsys: pytest.CaptureFixture[str]
+) -> None:
     person = library.person_of(ID00[0])
     assert library.tagd("people", "name", str(person), "Alice") == 0
     with library.catalog() as cat:
@@ -166,6 +168,10 @@ def test_naming_tags_the_catalog_and_the_sidecar(library: Library) -> None:
             assert "AI|People|Alice" in {t.name for t in cat.tags(found.content_id)}
         queued = {p for _, p, _ in cat.due("xmp", now=1e12)}
     assert {str(library.root / n) for n in ID00} <= queued
+    capsys.readouterr()
+    assert library.tagd("scan", "--dry-run", library.root) == 0  # shows, writes nothing
+    shown = capsys.readouterr().out
+    assert "+ AI|People|Alice" in shown and "+ face region" in shown
     assert library.tagd("scan", library.root) == 0  # writes the queued sidecars
     for name in ID00:
         text = (library.root / f"{name}.xmp").read_text(encoding="utf-8")

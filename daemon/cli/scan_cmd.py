@@ -118,6 +118,10 @@ def _deliver(ctx: Context, dry_run: bool) -> DeliveryReport:
                 print(f"  + {tag}")
             for tag in change.removed:
                 print(f"  - {tag}")
+            for region in change.regions_added:
+                print(f"  + face region {region}")
+            for region in change.regions_removed:
+                print(f"  - face region {region}")
 
     return deliver_xmp(ctx.catalog, ctx.settings, dry_run=dry_run, on_change=show)
 
