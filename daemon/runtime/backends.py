@@ -44,13 +44,14 @@ def resolve_backend(backend: str) -> str:
 
 
 class OrtSession:
-    def __init__(self, path: Path, threads: int, cuda: bool = False) -> None:
+    def __init__(self, path: Path, threads: int, cuda: bool = False, spin: bool = False) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Spinning workers would steal the cores that decode the next photos.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Spinning workers would steal the cores that decode the next photos; only a
+        # model that dominates its analyzer's time (OCR) asks for them.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         providers = ["CPUExecutionProvider"]
         if cuda:
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -109,9 +110,9 @@ def run_batched(session: Session, batch: np.ndarray, batch_size: int) -> np.ndar
     return np.concatenate(parts)
 
 
-def open_session(path: Path, backend: str, threads: int) -> Session:
+def open_session(path: Path, backend: str, threads: int, spin: bool = False) -> Session:
     engine = resolve_backend(backend)
     n = cpu_threads(threads)
     if engine == "openvino" or path.suffix == ".xml":  # an IR file runs on OpenVINO only
         return OpenVinoSession(path, n)
-    return OrtSession(path, n, cuda=engine == "cuda")
+    return OrtSession(path, n, cuda=engine == "cuda", spin=spin)

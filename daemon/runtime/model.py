@@ -25,12 +25,14 @@ class ManagedModel:
         backend: str,
         threads: int,
         idle_unload: float,
+        spin: bool = False,
     ) -> None:
         self.spec = spec
         self.models_dir = models_dir
         self.backend = backend
         self.threads = threads
         self.idle_unload = idle_unload
+        self.spin = spin
         self._session: Session | None = None
         self._lock = threading.Lock()
         self._last_used = 0.0
@@ -46,7 +48,9 @@ class ManagedModel:
     def session(self) -> Session:
         with self._lock:
             if self._session is None:
-                self._session = open_session(self.check(), self.backend, self.threads)
+                self._session = open_session(
+                    self.check(), self.backend, self.threads, spin=self.spin
+                )
             self._last_used = time.monotonic()
             return self._session
 
@@ -63,7 +67,9 @@ class ManagedModel:
         return False
 
 
-def model_for(spec: ModelSpec, models_dir: Path, runtime: RuntimeSettings) -> ManagedModel:
+def model_for(
+    spec: ModelSpec, models_dir: Path, runtime: RuntimeSettings, spin: bool = False
+) -> ManagedModel:
     """A model configured from the [runtime] settings."""
     return ManagedModel(
         spec,
@@ -71,6 +77,7 @@ def model_for(spec: ModelSpec, models_dir: Path, runtime: RuntimeSettings) -> Ma
         backend=runtime.backend,
         threads=runtime.threads,
         idle_unload=runtime.idle_unload,
+        spin=spin,
     )
 
 
