@@ -302,6 +302,8 @@ class StashSettings:
     markers: bool = True
     workflow_prefix: str = "tagd"
     path_mappings: list[PathMapping] = field(default_factory=list)
+    # `tagd scan --from-stash`: scenes/images asked for per request.
+    page_size: int = field(default=100, metadata=_range(1, 1000))
 
 
 @dataclass(frozen=True)

@@ -360,3 +360,74 @@ def test_tagd_scan_writes_to_stash(
     assert "person (AI)" in snapshot(server)["scenes"]["/data/chaplin.mp4"]
     code, out, _ = cli("--config", config, "scan", lib)
     assert code == 0 and "stash: 0 updated" in out  # nothing queued: nothing to do
+
+
+# ---------------------------------------------------------------- Stash as the source
+
+
+def stash_config(path: Path, server: StashServer, lib: Path, enabled: bool = True) -> Path:
+    return write_config(
+        path,
+        only_objects()
+        + f'[stash]\nenabled = {"true" if enabled else "false"}\nurl = "{server.url}"\n'
+        + 'api_key = "secret"\ntimeout = 5.0\npage_size = 1\n'  # 1: every page is walked
+        + f'path_mappings = [{{ stash = "/data", local = "{lib}" }}]\n',
+    )
+
+
+def image_tags(server: StashServer) -> dict[str, list[str]]:
+    st = server.state
+    return {i.path: sorted(st.tags[t].name for t in i.tag_ids) for i in st.images.values()}
+
+
+def test_scan_from_stash_picks_the_files_stash_lists(
+    server: StashServer,
+    cli: Any,
+    state_dir: Path,
+    tmp_path: Path,
+    coco_photos: Any,
+) -> None:
+    lib = tmp_path / "lib"
+    marked, plain, _unlisted = coco_photos(3, dest=lib)  # _unlisted: local only
+    st = server.state
+    marked_id = st.add_image(f"/data/{marked.name}")
+    st.add_image(f"/data/{plain.name}")
+    st.add_image("/data/gone/never-here.jpg")  # Stash has it, this machine does not
+    config = stash_config(tmp_path / "config.toml", server, lib)
+
+    # No TagMe tag in Stash yet: nothing is queued (and the tag is not created).
+    code, out, _ = cli("--config", config, "scan", "--from-stash", "--tagme-only")
+    assert code == 0 and "nothing to scan" in out
+    assert st.tag_by_name("tagd_TagMe") is None and "indexed" not in out
+
+    tagme = st.add_tag("tagd_TagMe")
+    st.images[marked_id].tag_ids.append(tagme)
+    code, out, err = cli("--config", config, "scan", "--from-stash", "--tagme-only")
+    assert code == 0, err
+    assert "stash: 1 files to scan" in out and "indexed 1 files: 1 new" in out
+    tags = image_tags(server)
+    assert "tagd_Tagged" in tags[f"/data/{marked.name}"]
+    assert "tagd_TagMe" not in tags[f"/data/{marked.name}"]
+    assert tags[f"/data/{plain.name}"] == []  # not TagMe: untouched
+
+    # Every scene and image: the missing one is reported, the others are scanned.
+    code, out, err = cli("--config", config, "scan", "--from-stash")
+    assert code == 0, err
+    assert "stash: 2 files to scan, 1 missing here" in out
+    assert "indexed 2 files: 1 new" in out  # the unlisted local photo is never indexed
+    assert f"{lib}/gone/never-here.jpg" in err
+    assert "tagd_Tagged" in image_tags(server)[f"/data/{plain.name}"]
+    [db] = list(state_dir.rglob("*.db")) + list(state_dir.rglob("*.sqlite"))
+    catalog = Catalog(db)
+    indexed = sorted(r[0] for r in catalog.con.execute("SELECT path FROM files"))
+    catalog.close()
+    assert indexed == sorted([str(marked), str(plain)])  # not `unlisted`: no folder walk
+
+
+def test_scan_from_stash_needs_stash_enabled(
+    server: StashServer, cli: Any, state_dir: Path, tmp_path: Path
+) -> None:
+    config = stash_config(tmp_path / "config.toml", server, tmp_path, enabled=False)
+    code, _, err = cli("--config", config, "scan", "--from-stash")
+    assert code == 2 and "[stash] enabled = true" in err
+    assert server.requests == []

@@ -33,6 +33,16 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="print what would change in sidecars, write none"
     )
+    p.add_argument(
+        "--from-stash",
+        action="store_true",
+        help="scan the files of Stash's scenes and images (needs [stash] enabled)",
+    )
+    p.add_argument(
+        "--tagme-only",
+        action="store_true",
+        help="with --from-stash: only the files tagged <workflow_prefix>_TagMe in Stash",
+    )
     p.set_defaults(handler=run)
 
 
@@ -48,12 +58,54 @@ def make_walker(ctx: Context) -> Walker:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
+    if args.from_stash or args.tagme_only:
+        return _run_from_stash(ctx, args)
     roots = [os.path.abspath(p) for p in (args.paths or ctx.settings.library.roots)]
     if not roots:
         raise UsageError("nothing to scan: give a PATH or set library.roots in the config")
     # One writer per state dir: fails (exit 2) while `tagd run` or another scan runs.
     with instance_lock(ctx.state_dir, "tagd scan"):
         return _scan(ctx, args, roots)
+
+
+def _run_from_stash(ctx: Context, args: argparse.Namespace) -> int:
+    """Scan exactly the files Stash lists (TagMe-tagged ones with --tagme-only)."""
+    from tagd.sinks.stash import make_client
+    from tagd.sinks.stash_client import StashError
+    from tagd.sinks.stash_source import files_from_stash
+
+    if not args.from_stash:
+        raise UsageError("--tagme-only needs --from-stash")
+    if args.paths:
+        raise UsageError("--from-stash takes no PATH: Stash says which files to scan")
+    if not ctx.settings.stash.enabled:
+        raise UsageError("--from-stash needs Stash: set [stash] enabled = true (and url)")
+    try:
+        listed = files_from_stash(make_client(ctx.settings), ctx.settings, args.tagme_only)
+    except StashError as exc:
+        print(f"tagd: cannot list files from Stash: {exc}", file=sys.stderr)
+        return EXIT_FAILURES
+    if listed.no_tagme_tag:
+        print(f"stash: no tag {ctx.settings.stash.workflow_prefix}_TagMe in Stash: nothing to scan")
+        return EXIT_OK
+    for path in listed.missing[:MAX_LISTED]:
+        print(f"  warning: {path}: in Stash, missing here (path_mappings?)", file=sys.stderr)
+    print(f"stash: {len(listed.local)} files to scan, {len(listed.missing)} missing here")
+    if not listed.local:
+        return EXIT_OK
+    with instance_lock(ctx.state_dir, "tagd scan"):
+        return _scan(ctx, args, listed.local)
+
+
+def _queue_for_stash(ctx: Context, paths: list[str]) -> None:
+    """Queue the listed files for Stash even when unchanged: a TagMe file tagd
+    already knew must still get its tags written and TagMe swapped for Tagged."""
+    from tagd.sinks.stash import SINK
+
+    con = ctx.catalog.con
+    ids = [r[0] for p in paths for r in con.execute("SELECT id FROM files WHERE path = ?", (p,))]
+    with ctx.catalog.transaction():
+        ctx.catalog.enqueue(ids, SINK)
 
 
 def _scan(ctx: Context, args: argparse.Namespace, roots: list[str]) -> int:
@@ -73,6 +125,8 @@ def _scan(ctx: Context, args: argparse.Namespace, roots: list[str]) -> int:
         pipeline = Pipeline(ctx.catalog, settings, analyzers, prefixes=roots)
     indexed = index_roots(ctx.catalog, make_walker(ctx), roots, sinks)
     _print_index(indexed)
+    if getattr(args, "from_stash", False) and settings.stash.enabled:
+        _queue_for_stash(ctx, roots)
     stats.indexed, stats.new, stats.changed = indexed.seen, indexed.new, indexed.changed
     stats.moved, stats.deleted = indexed.moved, indexed.deleted
     if pipeline is None:

@@ -1,0 +1,100 @@
+"""plugins/tagd: the Stash plugin task, run as Stash runs it (JSON in, JSON out)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+PLUGIN = REPO / "plugins" / "tagd"
+
+
+def fake_tagd(tmp_path: Path, code: int = 0) -> tuple[Path, Path]:
+    """A stand-in `tagd` executable that records its arguments (one per line)."""
+    record = tmp_path / "args.txt"
+    script = tmp_path / "tagd"
+    script.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$@" > "{record}"\necho "scanned from stash"\n'
+        f'echo "boom" >&2\nexit {code}\n'
+    )
+    script.chmod(0o755)
+    return script, record
+
+
+def run_task(tmp_path: Path, mode: str, tagd: Path) -> dict[str, str]:
+    stdin = {
+        "server_connection": {"Scheme": "http", "Port": 9999, "SessionCookie": None},
+        "args": {"mode": mode},
+    }
+    env = {**os.environ, "TAGD_BIN": str(tagd), "TAGD_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run(
+        [sys.executable, str(PLUGIN / "tagd_task.py")],
+        input=json.dumps(stdin),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_manifest_declares_both_tasks() -> None:
+    yaml = pytest.importorskip("yaml")
+    manifest = yaml.safe_load((PLUGIN / "tagd.yml").read_text())
+    assert manifest["interface"] == "raw" and manifest["exec"][0] == "python"
+    assert manifest["exec"][1].endswith("tagd_task.py")
+    modes = {t["name"]: t["defaultArgs"]["mode"] for t in manifest["tasks"]}
+    assert modes == {"Scan now": "scan", "Tag files marked TagMe": "tagme"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("scan", ["scan", "--from-stash"]), ("tagme", ["scan", "--from-stash", "--tagme-only"])],
+)
+def test_task_runs_tagd_scan_from_stash(tmp_path: Path, mode: str, expected: list[str]) -> None:
+    tagd, record = fake_tagd(tmp_path)
+    assert run_task(tmp_path, mode, tagd) == {"output": "scanned from stash"}
+    assert record.read_text().splitlines() == expected
+
+
+def test_task_reports_a_failed_scan(tmp_path: Path) -> None:
+    tagd, _ = fake_tagd(tmp_path, code=2)
+    assert run_task(tmp_path, "tagme", tagd) == {"error": "tagd exited 2: boom"}
+    assert "error" in run_task(tmp_path, "nonsense", tagd)
+
+
+def test_scan_now_wakes_a_running_daemon(tmp_path: Path) -> None:
+    """A process holding the state-dir lock as `tagd run` gets SIGUSR1, no subprocess."""
+    got = tmp_path / "usr1"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys, time, pathlib\n"
+            "from tagd.service.lock import InstanceLock\n"
+            f"got = pathlib.Path({str(got)!r})\n"
+            "signal.signal(signal.SIGUSR1, lambda *_: got.write_text('x'))\n"
+            f"lock = InstanceLock(pathlib.Path({str(tmp_path / 'state')!r}), 'tagd run')\n"
+            "lock.acquire(); print('locked', flush=True)\n"
+            "while not got.exists(): time.sleep(0.05)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        tagd, record = fake_tagd(tmp_path)
+        answer = run_task(tmp_path, "scan", tagd)
+        assert answer == {"output": f"asked the tagd daemon (pid {holder.pid}) to scan now"}
+        assert holder.wait(timeout=10) == 0 and got.exists()
+        assert not record.exists()  # no second tagd competing for the lock
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
