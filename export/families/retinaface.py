@@ -91,8 +91,7 @@ def weights_literal(source: bytes) -> bytes:
 
 def convert(ctx: ExportContext, onnx_path: Path, origin: str, fmt: str) -> list[ModelSpec]:
     """Sanity-check on real faces, then the ONNX and OpenVINO variants."""
-    from tagd_export.compare import compare, variants
-    from tagd_export.onnx_tools import to_openvino
+    from tagd_export.compare import with_openvino_twin
 
     found = face_check(ctx, onnx_path)
     spec = ModelSpec(
@@ -109,14 +108,12 @@ def convert(ctx: ExportContext, onnx_path: Path, origin: str, fmt: str) -> list[
         source=origin,
         metrics=found,
     )
-    if fmt == "onnx":
-        return [spec]
-    xml = ctx.models_dir / f"{onnx_path.stem}_openvino.xml"
-    to_openvino(onnx_path, xml)
-    batches = [_batch(ctx)]
-    comparison = compare(onnx_path, xml, batches, batches[0][:1], runs=15)
-    ctx.log(f"{MODEL_NAME}: {comparison.describe()}")
-    return variants(spec, xml, comparison, fmt)
+    return with_openvino_twin(ctx.log, spec, onnx_path, lambda: _inputs(ctx), 15, fmt)
+
+
+def _inputs(ctx: ExportContext) -> tuple[list[np.ndarray], np.ndarray]:
+    batch = _batch(ctx)
+    return [batch], batch[:1]
 
 
 def face_check(ctx: ExportContext, onnx_path: Path) -> dict[str, float]:

@@ -84,18 +84,15 @@ def export(ctx: ExportContext, source: str | None, quantize: str, fmt: str) -> l
 def _with_openvino(ctx: ExportContext, spec: ModelSpec, out: Path, fmt: str) -> list[ModelSpec]:
     from dataclasses import replace
 
-    from tagd_export.compare import compare, variants
-    from tagd_export.onnx_tools import to_openvino
+    from tagd_export.compare import with_openvino_twin
 
-    if fmt == "onnx":
-        return [spec]
-    xml = ctx.models_dir / f"{out.stem}_openvino.xml"
-    to_openvino(out, xml)
-    batch = _batch(ctx)
-    comparison = compare(out, xml, [batch], batch[:1], runs=10)
-    ctx.log(f"{spec.name}: {comparison.describe()}")
+    def inputs() -> tuple[list[np.ndarray], np.ndarray]:
+        batch = _batch(ctx)
+        return [batch], batch[:1]
+
     # Measured, but neither becomes the objects default over YOLOX.
-    return [replace(s, default=False) for s in variants(spec, xml, comparison, fmt)]
+    specs = with_openvino_twin(ctx.log, spec, out, inputs, 10, fmt)
+    return [replace(s, default=False) for s in specs]
 
 
 def _parity_with_torch(ctx: ExportContext, model: object, onnx_path: Path) -> dict[str, float]:
