@@ -24,11 +24,11 @@ import numpy as np
 
 from tagd.analyzers import clip, concepts, faces, nsfw, objects, ocr, phash
 from tagd.analyzers.base import Analyzer, Finding
-from tagd.catalog.catalog import Catalog, Detection, WorkItem
+from tagd.catalog.catalog import Catalog, Detection, Media, WorkItem
 from tagd.config import Settings
 from tagd.media.image import DecodeError, decode_image
 from tagd.media.sniff import describe, kind_of_format, sniff
-from tagd.policy.tags import TagPolicy
+from tagd.policy.tags import NEEDS_VECTORS, TagPolicy
 from tagd.runtime.backends import cpu_threads
 from tagd.runtime.manifest import ModelSpec, load_manifest, prefer_engine
 
@@ -120,11 +120,12 @@ class Pipeline:
             self.catalog.set_meta(SINKS_KEY, key)
         return len(changed)
 
-    def _derive(self, content_id: int, analyzer: str) -> bool:
+    def _derive(self, content_id: int, analyzer: str, media: Media | None = None) -> bool:
         """Tags from one analyzer's stored findings; True when they changed."""
-        media = self.catalog.media(content_id)
-        # Embeddings come along: some rules (CLIP prompts) score the stored vectors.
-        found = self.catalog.detections(content_id, analyzer, with_vectors=True)
+        media = media or self.catalog.media(content_id)
+        found = self.catalog.detections(
+            content_id, analyzer, with_vectors=analyzer in NEEDS_VECTORS
+        )
         tags = self.policy.derive(analyzer, found, media)
         return self.catalog.replace_tags(content_id, analyzer, tags)
 
@@ -300,7 +301,8 @@ class Pipeline:
                 for f in frame
             ]
             analyzer.save(self.catalog, cid, detections, per_frame)
-        changed = [self._derive(cid, analyzer.name) for analyzer in self.analyzers]
+        media = self.catalog.media(cid)  # once per file, not once per analyzer
+        changed = [self._derive(cid, analyzer.name, media) for analyzer in self.analyzers]
         if any(changed):
             for sink in self.sinks():
                 self.catalog.enqueue_content([cid], sink)

@@ -75,6 +75,9 @@ def _objects(policy: TagPolicy, detections: Sequence[Detection], media: Media) -
     return policy.object_tags(detections)
 
 
+# Rules that score stored embeddings (CLIP prompts); the others never need them,
+# and loading every face's vector just to derive tags would be wasted work.
+NEEDS_VECTORS = frozenset({"clip"})
 DERIVERS: dict[str, Deriver] = {
     "objects": _objects,
     "ocr": ocr.text_tags,
