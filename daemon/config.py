@@ -300,6 +300,9 @@ class StashSettings:
     retries: int = field(default=2, metadata=_range(0, 10))
     parent_tag: str = "AI"
     markers: bool = True
+    # Named people become Stash performers, the best OCR studio match the studio.
+    performers: bool = False
+    studio: bool = False
     workflow_prefix: str = "tagd"
     path_mappings: list[PathMapping] = field(default_factory=list)
     # `tagd scan --from-stash`: scenes/images asked for per request.
@@ -318,6 +321,9 @@ class DaemonSettings:
     nice: int = field(default=15, metadata=_range(0, 19))
     io_idle: bool = True
     stop_timeout: float = field(default=8.0, metadata=_range(1.0, 600))
+    # `tagd run`'s control socket: "auto" ($RUNTIME_DIRECTORY or the state dir), "" = none.
+    control_socket: str = "auto"
+    control_socket_mode: int = field(default=0o666, metadata=_range(0, 0o777))
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,11 @@ class Pipeline:
         """Re-derive every tag when the tag rules or sinks changed; returns files queued."""
         xmp = self.settings.xmp
         key = f"{self.policy.fingerprint}:{self.sinks()}:{xmp.sidecar}:{xmp.faces}"
+        # Turning Stash performers/studio on or off moves tags to or from them
+        # in every file. Appended only when on, so catalogs that never used them
+        # keep their key (and are not all queued again by this upgrade).
+        stash = self.settings.stash
+        key += "".join(f":{name}" for name in ("performers", "studio") if getattr(stash, name))
         if self.catalog.get_meta(SINKS_KEY) == key:
             return 0
         changed: set[int] = set()

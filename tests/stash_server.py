@@ -4,13 +4,17 @@ graphql-core parses and validates every request against the schema vendored in
 tests/data (see its header), so a query or mutation tagd sends that real Stash
 would reject is rejected here too, and recorded in `invalid` (the fixture fails
 the test on any). Resolvers cover what tagd uses: findScenes/findImages by
-path or tag, findTags by name/alias, tagCreate/tagUpdate, bulk updates in
-ADD/REMOVE/SET mode, scene markers. Only 127.0.0.1, random port, one thread.
+path or tag, findTags by name/alias, tagCreate/tagUpdate, findPerformers /
+performerCreate and findStudios / studioCreate by name/alias (with Stash's
+uniqueness rules), bulk updates of tags and performers in ADD/REMOVE/SET mode
+and of the studio, scene markers. Only 127.0.0.1, random port, one thread.
 
 Fault modes (`mode`): "ok", "slow" (sleep past the client's timeout), "500",
 "garbage" (a non-JSON 200), "drop" (close the connection without answering);
-`drop_after` switches to "drop" after that many requests; stop()/start() close
-and reopen the port while keeping the state.
+`drop_after` switches to "drop" after that many requests; `lose_after` too,
+but it first carries out the request after those and loses only its answer
+(what a connection cut mid-answer does); stop()/start() close and reopen the
+port while keeping the state.
 """
 
 from __future__ import annotations
@@ -39,11 +43,30 @@ class TagRow:
 
 
 @dataclass
+class PerformerRow:
+    id: str
+    name: str
+    disambiguation: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    ignore_auto_tag: bool = False
+
+
+@dataclass
+class StudioRow:
+    id: str
+    name: str
+    aliases: list[str] = field(default_factory=list)
+    ignore_auto_tag: bool = False
+
+
+@dataclass
 class SceneRow:
     id: str
     path: str
     tag_ids: list[str] = field(default_factory=list)
     kind: str = "scene"  # scene | image
+    performer_ids: list[str] = field(default_factory=list)
+    studio_id: str | None = None
 
 
 @dataclass
@@ -63,21 +86,75 @@ class StashState:
         self.scenes: dict[str, SceneRow] = {}
         self.images: dict[str, SceneRow] = {}
         self.markers: dict[str, MarkerRow] = {}
+        self.performers: dict[str, PerformerRow] = {}
+        self.studios: dict[str, StudioRow] = {}
         self._next = 0
 
     def new_id(self) -> str:
         self._next += 1
         return str(self._next)
 
-    def add_scene(self, path: str, tag_ids: list[str] | None = None) -> str:
+    def add_scene(
+        self,
+        path: str,
+        tag_ids: list[str] | None = None,
+        performer_ids: list[str] | None = None,
+        studio_id: str | None = None,
+    ) -> str:
         sid = self.new_id()
-        self.scenes[sid] = SceneRow(sid, path, list(tag_ids or []))
+        self.scenes[sid] = SceneRow(
+            sid, path, list(tag_ids or []), "scene", list(performer_ids or []), studio_id
+        )
         return sid
 
-    def add_image(self, path: str, tag_ids: list[str] | None = None) -> str:
+    def add_image(
+        self,
+        path: str,
+        tag_ids: list[str] | None = None,
+        performer_ids: list[str] | None = None,
+        studio_id: str | None = None,
+    ) -> str:
         iid = self.new_id()
-        self.images[iid] = SceneRow(iid, path, list(tag_ids or []), kind="image")
+        self.images[iid] = SceneRow(
+            iid, path, list(tag_ids or []), "image", list(performer_ids or []), studio_id
+        )
         return iid
+
+    def add_performer(
+        self, name: str, disambiguation: str | None = None, aliases: list[str] | None = None
+    ) -> str:
+        self._check_performer(name, disambiguation)
+        pid = self.new_id()
+        self.performers[pid] = PerformerRow(pid, name, disambiguation, list(aliases or []))
+        return pid
+
+    def add_studio(self, name: str, aliases: list[str] | None = None) -> str:
+        self._check_studio(name, list(aliases or []))
+        sid = self.new_id()
+        self.studios[sid] = StudioRow(sid, name, list(aliases or []))
+        return sid
+
+    def performers_named(self, name: str) -> list[PerformerRow]:
+        return [p for p in self.performers.values() if p.name.lower() == name.lower()]
+
+    def studio_by_name(self, name: str) -> StudioRow | None:
+        return next((s for s in self.studios.values() if s.name.lower() == name.lower()), None)
+
+    def _check_performer(self, name: str, disambiguation: str | None) -> None:
+        # Real Stash: name + disambiguation is unique (EQUALS: case-insensitive;
+        # no disambiguation and an empty one are the same). Aliases are free.
+        extra = (disambiguation or "").strip().lower()
+        for p in self.performers.values():
+            if p.name.lower() == name.lower() and (p.disambiguation or "").strip().lower() == extra:
+                raise ValueError(f"performer with name '{name}' already exists")
+
+    def _check_studio(self, name: str, aliases: list[str]) -> None:
+        # Real Stash: studio names and aliases are unique, case-insensitively.
+        for s in self.studios.values():
+            taken = [s.name.lower(), *(a.lower() for a in s.aliases)]
+            for wanted in [name, *aliases]:
+                if wanted.lower() in taken:
+                    raise ValueError(f"studio name '{wanted}' already used by '{s.name}'")
 
     def add_tag(self, name: str, aliases: list[str] | None = None, parents: list[str] = ()) -> str:
         self._check_name(name, None)
@@ -123,6 +200,43 @@ class StashState:
         ]
         return view
 
+    def performer_view(self, p: PerformerRow) -> dict[str, Any]:
+        return {
+            "id": p.id,
+            "name": p.name,
+            "disambiguation": p.disambiguation,
+            "alias_list": list(p.aliases),
+            "ignore_auto_tag": p.ignore_auto_tag,
+            "favorite": False,
+            "tags": [],
+            "urls": [],
+            "stash_ids": [],
+            "custom_fields": {},
+            "created_at": NOW,
+            "updated_at": NOW,
+            "scenes": lambda *_: [
+                self.scene_view(s) for s in self.scenes.values() if p.id in s.performer_ids
+            ],
+        }
+
+    def studio_view(self, s: StudioRow) -> dict[str, Any]:
+        return {
+            "id": s.id,
+            "name": s.name,
+            "aliases": list(s.aliases),
+            "ignore_auto_tag": s.ignore_auto_tag,
+            "organized": False,
+            "favorite": False,
+            "urls": [],
+            "tags": [],
+            "stash_ids": [],
+            "child_studios": [],
+            "parent_studio": None,
+            "custom_fields": {},
+            "created_at": NOW,
+            "updated_at": NOW,
+        }
+
     def marker_view(self, m: MarkerRow) -> dict[str, Any]:
         return {
             "id": m.id,
@@ -146,6 +260,12 @@ class StashState:
             "tags": [self.tag_view(self.tags[t]) for t in s.tag_ids if t in self.tags],
             "files": [file],
             "visual_files": [file],
+            "performers": lambda *_: [
+                self.performer_view(self.performers[p]) for p in s.performer_ids
+            ],
+            "studio": lambda *_: (
+                self.studio_view(self.studios[s.studio_id]) if s.studio_id else None
+            ),
             "created_at": NOW,
             "updated_at": NOW,
         }
@@ -192,19 +312,34 @@ def _objects_filter(rows: list[SceneRow], flt: dict[str, Any] | None) -> list[Sc
 
 def _bulk(rows: dict[str, SceneRow], payload: dict[str, Any], state: StashState) -> list[Any]:
     update = payload.get("tag_ids")
+    performers = payload.get("performer_ids")
+    if performers and any(p not in state.performers for p in performers.get("ids") or []):
+        raise ValueError("performer not found")
+    # studio_id absent: unchanged; present and null: cleared (as in Stash).
+    if payload.get("studio_id") is not None and payload["studio_id"] not in state.studios:
+        raise ValueError("studio not found")
     changed = []
     for oid in payload.get("ids") or []:
         row = rows[oid]
         if update:
             ids = [i for i in update.get("ids") or [] if i in state.tags]
-            if update["mode"] == "SET":
-                row.tag_ids = list(dict.fromkeys(ids))
-            elif update["mode"] == "ADD":
-                row.tag_ids = list(dict.fromkeys([*row.tag_ids, *ids]))
-            else:
-                row.tag_ids = [t for t in row.tag_ids if t not in ids]
+            row.tag_ids = _update_ids(row.tag_ids, ids, update["mode"])
+        if performers:
+            row.performer_ids = _update_ids(
+                row.performer_ids, list(performers.get("ids") or []), performers["mode"]
+            )
+        if "studio_id" in payload:
+            row.studio_id = payload["studio_id"]
         changed.append(state.scene_view(row))
     return changed
+
+
+def _update_ids(current: list[str], ids: list[str], mode: str) -> list[str]:
+    if mode == "SET":
+        return list(dict.fromkeys(ids))
+    if mode == "ADD":
+        return list(dict.fromkeys([*current, *ids]))
+    return [i for i in current if i not in ids]
 
 
 def build_resolvers(state: StashState) -> dict[str, Any]:
@@ -217,6 +352,39 @@ def build_resolvers(state: StashState) -> dict[str, Any]:
         if tag_filter:
             tags = [t for t in tags if _tag_matches(t, tag_filter)]
         return {"count": len(tags), "tags": [state.tag_view(t) for t in _paged(tags, filter)]}
+
+    def find_performers(
+        _: Any, __: Any, performer_filter: Any = None, filter: Any = None, **ids: Any
+    ):
+        rows = [p for p in state.performers.values() if _performer_matches(p, performer_filter)]
+        views = [state.performer_view(p) for p in _paged(rows, filter)]
+        return {"count": len(rows), "performers": views}
+
+    def find_studios(_: Any, __: Any, studio_filter: Any = None, filter: Any = None, **ids: Any):
+        rows = [s for s in state.studios.values() if _studio_matches(s, studio_filter)]
+        views = [state.studio_view(s) for s in _paged(rows, filter)]
+        return {"count": len(rows), "studios": views}
+
+    def performer_create(_: Any, __: Any, input: dict[str, Any]) -> Any:
+        with lock:
+            name = input["name"]
+            state._check_performer(name, input.get("disambiguation"))
+            pid = state.new_id()
+            # Stash drops aliases equal to the name or repeated (case-insensitively).
+            aliases = _distinct(input.get("alias_list") or [], name)
+            state.performers[pid] = PerformerRow(
+                pid, name, input.get("disambiguation"), aliases, bool(input.get("ignore_auto_tag"))
+            )
+            return state.performer_view(state.performers[pid])
+
+    def studio_create(_: Any, __: Any, input: dict[str, Any]) -> Any:
+        with lock:
+            name = input["name"]
+            aliases = _distinct(input.get("aliases") or [], name)
+            state._check_studio(name, aliases)
+            sid = state.new_id()
+            state.studios[sid] = StudioRow(sid, name, aliases, bool(input.get("ignore_auto_tag")))
+            return state.studio_view(state.studios[sid])
 
     def find_scenes(_: Any, __: Any, scene_filter: Any = None, filter: Any = None, **ids: Any):
         rows = _objects_filter(list(state.scenes.values()), scene_filter)
@@ -305,11 +473,15 @@ def build_resolvers(state: StashState) -> dict[str, Any]:
             "findScenes": find_scenes,
             "findImages": find_images,
             "findSceneMarkers": find_markers,
+            "findPerformers": find_performers,
+            "findStudios": find_studios,
             "version": lambda *_: {"version": "v0.28.0-test", "hash": "test", "build_time": NOW},
         },
         "Mutation": {
             "tagCreate": tag_create,
             "tagUpdate": tag_update,
+            "performerCreate": performer_create,
+            "studioCreate": studio_create,
             "sceneMarkerCreate": marker_create,
             "sceneMarkerUpdate": marker_update,
             "sceneMarkerDestroy": marker_destroy,
@@ -329,6 +501,43 @@ def _tag_matches(tag: TagRow, flt: dict[str, Any]) -> bool:
     if flt.get("OR"):
         return own or _tag_matches(tag, flt["OR"])
     return own
+
+
+def _named_matches(values: dict[str, list[str]], flt: dict[str, Any] | None) -> bool:
+    """A name/alias filter ({name: ..., aliases: ..., OR: {...}}) against a row's
+    strings by criterion (`values`: criterion -> the row's strings for it)."""
+    flt = flt or {}
+    unknown = set(flt) - {*values, "OR"}
+    if unknown:
+        raise NotImplementedError(f"filter {sorted(unknown)} not served by the test server")
+    checks = [
+        any(_string_match(v, flt[key]) for v in strings)
+        for key, strings in values.items()
+        if key in flt
+    ]
+    own = all(checks) if checks else True
+    if flt.get("OR"):
+        return own or _named_matches(values, flt["OR"])
+    return own
+
+
+def _performer_matches(p: PerformerRow, flt: dict[str, Any] | None) -> bool:
+    values = {"name": [p.name], "aliases": p.aliases, "disambiguation": [p.disambiguation or ""]}
+    return _named_matches(values, flt)
+
+
+def _studio_matches(s: StudioRow, flt: dict[str, Any] | None) -> bool:
+    return _named_matches({"name": [s.name], "aliases": s.aliases}, flt)
+
+
+def _distinct(aliases: list[str], name: str) -> list[str]:
+    seen = {name.lower()}
+    out = []
+    for alias in aliases:
+        if alias.lower() not in seen:
+            seen.add(alias.lower())
+            out.append(alias)
+    return out
 
 
 def load_schema(state: StashState) -> GraphQLSchema:
@@ -358,12 +567,21 @@ class StashServer:
         self.slow_seconds = slow_seconds
         self.mode = "ok"
         self.drop_after: int | None = None
+        self.lose_after: int | None = None
         self.requests: list[str] = []  # operation text of every answered request
         self.invalid: list[str] = []  # validation errors: tagd sent what Stash rejects
         self.port = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        """An empty Stash again, answering normally, on the same port (quicker than
+        a new server: building the schema is the slow part)."""
+        with self._lock:
+            self.state.__init__()  # type: ignore[misc]  # the resolvers hold this object
+            self.mode, self.drop_after, self.lose_after = "ok", None, None
+            self.requests.clear()  # `invalid` stays: every request must have been valid
 
     @property
     def url(self) -> str:
@@ -431,6 +649,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if stash.drop_after is not None and len(stash.requests) >= stash.drop_after:
             stash.mode = "drop"
+        if stash.lose_after is not None and len(stash.requests) >= stash.lose_after:
+            stash.mode, stash.lose_after = "drop", None
+            if not stash.api_key or self.headers.get("ApiKey") == stash.api_key:
+                payload = json.loads(body)
+                stash.execute(payload)  # done in Stash, but the answer never arrives
+                stash.requests.append(payload.get("query", ""))
+            self.close_connection = True
+            return
         mode = stash.mode
         if mode == "drop":
             self.close_connection = True

@@ -208,11 +208,15 @@ def test_run_schedules_watches_reloads_and_stops_cleanly(
         assert "released yolox-nano" in _wait_log(log, "released yolox-nano", 10)
         notify.wait_for("STATUS=idle", 10, proc)
 
-        # A second daemon, or a scan, on the same state dir: exit 2 with the reason.
+        # A second daemon, or a scan of given paths, on the same state dir: exit 2
+        # with the reason; a plain `tagd scan` is done by the daemon.
         code, _, err = cli("--config", config, "run")
         assert code == 2 and "already uses the state directory" in err, err
-        code, _, err = cli("--config", config, "scan")
+        code, _, err = cli("--config", config, "scan", lib)
         assert code == 2 and f"tagd run (pid {proc.pid})" in err and "USR1" in err, err
+        code, out, err = cli("--config", config, "scan")
+        assert code == 0 and f"the tagd daemon (pid {proc.pid}) runs" in out, err
+        assert "tagd daemon: 4 files indexed (0 new, 0 changed), 0 analysed" in out, out
 
         code, out, _ = cli("--config", config, "status")
         assert code == 0, out
@@ -330,6 +334,25 @@ def test_notifier_speaks_sd_notify_on_a_real_socket(tmp_path: Path, monkeypatch)
         server.close()
     monkeypatch.delenv("NOTIFY_SOCKET")
     assert not Notifier().enabled and not Notifier().ready()  # outside systemd: no-op
+
+
+def test_notifier_never_blocks_on_a_receiver_that_stopped_reading(tmp_path: Path) -> None:
+    """A full socket buffer costs at most SEND_TIMEOUT per message, then messages drop."""
+    from tagd.service.notify import SEND_TIMEOUT
+
+    server = NotifySocket(str(tmp_path / "n.sock"))  # never drained
+    notifier = Notifier(server.address)
+    start = time.monotonic()
+    sent = 0
+    while notifier.status("analysing: " + "x" * 1000):
+        sent += 1
+        assert sent < 100_000, "the buffer never filled"
+    assert time.monotonic() - start < 30
+    again = time.monotonic()
+    assert not notifier.status("still full")
+    assert time.monotonic() - again <= SEND_TIMEOUT + 1.0
+    notifier.close()
+    server.close()
 
 
 def test_watchdog_interval_is_half_the_timeout_for_this_process(monkeypatch) -> None:

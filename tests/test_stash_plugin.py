@@ -67,34 +67,3 @@ def test_task_reports_a_failed_scan(tmp_path: Path) -> None:
     tagd, _ = fake_tagd(tmp_path, code=2)
     assert run_task(tmp_path, "tagme", tagd) == {"error": "tagd exited 2: boom"}
     assert "error" in run_task(tmp_path, "nonsense", tagd)
-
-
-def test_scan_now_wakes_a_running_daemon(tmp_path: Path) -> None:
-    """A process holding the state-dir lock as `tagd run` gets SIGUSR1, no subprocess."""
-    got = tmp_path / "usr1"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import signal, sys, time, pathlib\n"
-            "from tagd.service.lock import InstanceLock\n"
-            f"got = pathlib.Path({str(got)!r})\n"
-            "signal.signal(signal.SIGUSR1, lambda *_: got.write_text('x'))\n"
-            f"lock = InstanceLock(pathlib.Path({str(tmp_path / 'state')!r}), 'tagd run')\n"
-            "lock.acquire(); print('locked', flush=True)\n"
-            "while not got.exists(): time.sleep(0.05)\n",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        tagd, record = fake_tagd(tmp_path)
-        answer = run_task(tmp_path, "scan", tagd)
-        assert answer == {"output": f"asked the tagd daemon (pid {holder.pid}) to scan now"}
-        assert holder.wait(timeout=10) == 0 and got.exists()
-        assert not record.exists()  # no second tagd competing for the lock
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait()

@@ -507,6 +507,24 @@ class Catalog:
             (error, time.time() + retry_in, file_id, sink),
         )
 
+    def outbox_defer(self, file_ids: Iterable[int], sink: str, until: float) -> None:
+        """Push queued writes back to `until` without counting an attempt (their sink
+        is down: they were not tried)."""
+        self.con.executemany(
+            "UPDATE outbox SET due = MAX(due, ?) WHERE file_id = ? AND sink = ?",
+            ((until, i, sink) for i in file_ids),
+        )
+
+    def next_due(self, sinks: Sequence[str]) -> float | None:
+        """When the earliest queued write for `sinks` is due (None: nothing queued)."""
+        if not sinks:
+            return None
+        marks = ",".join("?" * len(sinks))
+        row = self.con.execute(
+            f"SELECT MIN(due) FROM outbox WHERE sink IN ({marks})", tuple(sinks)
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     def outbox_attempts(self, file_id: int, sink: str) -> int:
         row = self.con.execute(
             "SELECT attempts FROM outbox WHERE file_id = ? AND sink = ?", (file_id, sink)

@@ -139,6 +139,23 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX stash_markers_scene ON stash_markers(scene_id);
     """,
+    # 7: more of what tagd wrote into Stash ([stash] performers / studio): the
+    # performers it added to a scene or image (only those are removed again),
+    # and the studio it set. Studios are rows too, not one column: while tagd
+    # moves an object from one of its studios to another both are recorded, so a
+    # lost answer never makes tagd's old studio look like one the user chose.
+    """
+    CREATE TABLE stash_performers (
+        object TEXT NOT NULL,
+        performer_id TEXT NOT NULL,
+        PRIMARY KEY (object, performer_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE stash_studios (
+        object TEXT NOT NULL,
+        studio_id TEXT NOT NULL,
+        PRIMARY KEY (object, studio_id)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
@@ -58,6 +59,9 @@ def make_walker(ctx: Context) -> Walker:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
+    forwarded = _forward_to_daemon(ctx, args)
+    if forwarded is not None:
+        return forwarded
     if args.from_stash or args.tagme_only:
         return _run_from_stash(ctx, args)
     roots = [os.path.abspath(p) for p in (args.paths or ctx.settings.library.roots)]
@@ -66,6 +70,41 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     # One writer per state dir: fails (exit 2) while `tagd run` or another scan runs.
     with instance_lock(ctx.state_dir, "tagd scan"):
         return _scan(ctx, args, roots)
+
+
+def _daemon_command(args: argparse.Namespace) -> str | None:
+    """The control-socket command that does this scan (None: only this process can)."""
+    if args.paths or args.index_only or args.dry_run or (args.tagme_only and not args.from_stash):
+        return None
+    if args.from_stash:
+        return "tagme" if args.tagme_only else "stash"
+    return "scan"
+
+
+def _forward_to_daemon(ctx: Context, args: argparse.Namespace) -> int | None:
+    """While `tagd run` holds the state directory, ask it to do the scan and wait
+    for its summary; None when there is no daemon to ask (then scan here)."""
+    from tagd.service.control import ControlError, ask
+    from tagd.service.lock import holder, holder_notes
+
+    command = _daemon_command(args)
+    held = holder(ctx.state_dir)
+    if command is None or held is None or "run" not in held[1]:
+        return None
+    path = holder_notes(ctx.state_dir).get("socket")
+    if not path:
+        return None  # no control socket: the lock's error message says what to do
+    print(f"the tagd daemon (pid {held[0]}) runs: asking it to {command}, waiting…")
+    try:
+        reply = ask(Path(path), command, wait=True, timeout=None)
+    except ControlError as exc:
+        print(f"tagd: {exc}", file=sys.stderr)
+        return EXIT_FAILURES
+    if not reply.get("ok"):
+        print(f"tagd: the daemon answered: {reply.get('error')}", file=sys.stderr)
+        return EXIT_FAILURES
+    print(f"tagd daemon: {reply.get('message')}")
+    return EXIT_OK
 
 
 def _run_from_stash(ctx: Context, args: argparse.Namespace) -> int:
@@ -97,17 +136,6 @@ def _run_from_stash(ctx: Context, args: argparse.Namespace) -> int:
         return _scan(ctx, args, listed.local)
 
 
-def _queue_for_stash(ctx: Context, paths: list[str]) -> None:
-    """Queue the listed files for Stash even when unchanged: a TagMe file tagd
-    already knew must still get its tags written and TagMe swapped for Tagged."""
-    from tagd.sinks.stash import SINK
-
-    con = ctx.catalog.con
-    ids = [r[0] for p in paths for r in con.execute("SELECT id FROM files WHERE path = ?", (p,))]
-    with ctx.catalog.transaction():
-        ctx.catalog.enqueue(ids, SINK)
-
-
 def _scan(ctx: Context, args: argparse.Namespace, roots: list[str]) -> int:
     settings = ctx.settings
     stats = ScanStats("tagd scan", roots)
@@ -126,7 +154,9 @@ def _scan(ctx: Context, args: argparse.Namespace, roots: list[str]) -> int:
     indexed = index_roots(ctx.catalog, make_walker(ctx), roots, sinks)
     _print_index(indexed)
     if getattr(args, "from_stash", False) and settings.stash.enabled:
-        _queue_for_stash(ctx, roots)
+        from tagd.sinks.stash_source import queue_listed
+
+        queue_listed(ctx.catalog, roots)
     stats.indexed, stats.new, stats.changed = indexed.seen, indexed.new, indexed.changed
     stats.moved, stats.deleted = indexed.moved, indexed.deleted
     if pipeline is None:

@@ -33,6 +33,7 @@ from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
 from tagd.people import store
 from tagd.policy.tags import TagPolicy
+from tagd.sinks.select import enabled_sinks
 
 KNN = 32  # neighbours fetched per face; enough to count min_faces and find a person
 
@@ -73,7 +74,7 @@ def cluster_faces(
 
 def rederive(catalog: Catalog, settings: Settings, content_ids: Iterable[int]) -> int:
     """Re-derive the faces tags of these contents (inside a transaction); queue a
-    sidecar write where they changed. Returns how many changed."""
+    write to every sink (sidecars, Stash) where they changed. Returns how many changed."""
     policy = TagPolicy(settings.tags)
     changed = []
     for cid in sorted(set(content_ids)):
@@ -81,8 +82,10 @@ def rederive(catalog: Catalog, settings: Settings, content_ids: Iterable[int]) -
         tags = policy.derive(store.ANALYZER, detections, catalog.media(cid))
         if catalog.replace_tags(cid, store.ANALYZER, tags):
             changed.append(cid)
-    if changed and settings.xmp.enabled:
-        catalog.enqueue_content(changed, "xmp")
+    # A renamed or split person must reach Stash too (tags, or performers).
+    if changed:
+        for sink in enabled_sinks(settings):
+            catalog.enqueue_content(changed, sink)
     return len(changed)
 
 

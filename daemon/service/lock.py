@@ -48,6 +48,12 @@ class InstanceLock:
         os.pwrite(fd, f"{os.getpid()} {self.what}\n".encode(), 0)
         self._fd = fd
 
+    def note(self, line: str) -> None:
+        """Add a `key=value` line for others to read (the control socket's path)."""
+        if self._fd is not None:
+            end = os.fstat(self._fd).st_size
+            os.pwrite(self._fd, f"{line}\n".encode(), end)
+
     def release(self) -> None:
         if self._fd is not None:
             # Closing drops the flock; the file stays (removing it would race
@@ -71,18 +77,30 @@ def instance_lock(state_dir: Path, what: str) -> Iterator[InstanceLock]:
 
 def holder(state_dir: Path) -> tuple[int, str] | None:
     """(pid, command) of the process holding the lock, or None when it is free."""
-    path = lock_path(state_dir)
+    text = _held_text(state_dir)
+    if text is None:
+        return None
+    pid, _, what = text.partition("\n")[0].partition(" ")
+    return (int(pid) if pid.isdigit() else 0, what.strip() or "tagd")
+
+
+def holder_notes(state_dir: Path) -> dict[str, str]:
+    """The `key=value` lines the lock's holder added (empty when the lock is free)."""
+    lines = (_held_text(state_dir) or "").splitlines()[1:]
+    return dict(line.partition("=")[::2] for line in lines if "=" in line)
+
+
+def _held_text(state_dir: Path) -> str | None:
+    """The lock file's text while someone holds the lock, else None."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(lock_path(state_dir), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            text = _read(fd)
-            pid, _, what = text.partition(" ")
-            return (int(pid) if pid.isdigit() else 0, what.strip() or "tagd")
+            return _read(fd)
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
@@ -91,18 +109,18 @@ def holder(state_dir: Path) -> tuple[int, str] | None:
 
 def _read(fd: int) -> str:
     try:
-        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+        return os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
     except OSError:
         return ""
 
 
 def _busy_message(path: Path, holder_text: str, what: str) -> str:
-    pid, _, cmd = holder_text.partition(" ")
+    pid, _, cmd = holder_text.partition("\n")[0].partition(" ")
     who = f"{cmd.strip() or 'tagd'} (pid {pid})" if pid.isdigit() else "another tagd"
     hint = (
         "the daemon scans library.roots itself (on its schedule, and within seconds of a "
-        "change when watching); to scan now: `systemctl kill -s USR1 tagd` or `kill -USR1 "
-        f"{pid}`"
+        "change when watching); to scan now: `tagd scan` without a PATH (asks the daemon), "
+        f"`systemctl kill -s USR1 tagd` or `kill -USR1 {pid}`"
         if "run" in cmd
         else "wait for it to finish"
     )

@@ -17,6 +17,11 @@ it reacts at once and the handlers themselves do nothing unsafe:
   missing model) is logged and reported, and the daemon goes on with the
   config it has.
 - SIGUSR1: scan now.
+
+Other programs (the Stash plugin, `tagd scan`) ask for work through the
+control socket (control.py). Writes that failed (Stash down, a read-only
+share) are retried by a timer here as soon as their backoff ends, not only
+at the next scan.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from tagd.paths import models_dir, state_dir
 from tagd.runtime.backends import resolve_backend
 from tagd.runtime.manifest import ModelError
 from tagd.service import logs
+from tagd.service.control import ControlError, ControlSocket, socket_path
 from tagd.service.lock import InstanceLock
 from tagd.service.memory import release_memory, rss_mb, tune_malloc
 from tagd.service.notify import Notifier, watchdog_interval
@@ -44,11 +50,13 @@ from tagd.service.schedule import Schedule
 from tagd.service.stats import SERVICE, put_json
 from tagd.service.watch import Watcher
 from tagd.service.work import Generation, ScanWorker, make_walker
+from tagd.sinks.select import enabled_sinks
 
 log = logging.getLogger("tagd.service")
 
 TICK = 1.0  # seconds between housekeeping rounds (idle sweep, status, watchdog)
 STALL = 900.0  # a scan with no progress this long stops the watchdog pings
+RETRY_CHECK = 30.0  # seconds between looks at the outbox for writes due again
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
 
@@ -75,6 +83,8 @@ class Service:
         self.worker: ScanWorker | None = None
         self.schedule: Schedule | None = None
         self.watcher: Watcher | None = None
+        self.control: ControlSocket | None = None
+        self._last_retry_check = 0.0
         self._meta: Catalog | None = None
         self._service: dict[str, object] = {}
         self._status = ""
@@ -107,6 +117,7 @@ class Service:
             self.schedule = Schedule(lambda: self._request("schedule"))
             self.schedule.start(settings.daemon.schedule)
             self._start_watcher(settings)
+            self._start_control(settings)
             self._service = {
                 "pid": os.getpid(),
                 "started": time.time(),
@@ -159,9 +170,50 @@ class Service:
                 log.warning("%s", problem)
             self.watcher = watcher
 
+    def _start_control(self, settings: Settings) -> None:
+        path = socket_path(settings, self.state_dir)
+        if path is None:
+            return
+        try:
+            self.control = ControlSocket(path, settings.daemon.control_socket_mode, self.command)
+        except ControlError as exc:
+            # The daemon is useful without it: the plugin then says how to reach it.
+            log.warning("%s; the Stash plugin and `tagd scan` cannot reach this daemon", exc)
+            return
+        self.lock.note(f"socket={path}")
+        log.info("control socket %s", path)
+
     def _request(self, trigger: str, roots: set[str] | None = None) -> None:
         if self.worker is not None and not self.stop.is_set():
             self.worker.request(trigger, roots)
+
+    def command(self, command: str, wait: bool) -> dict[str, object]:
+        """A control-socket command (runs on the socket's thread)."""
+        worker = self.worker
+        if worker is None or self.stop.is_set():
+            return {"ok": False, "error": "tagd is stopping"}
+        if command == "status":
+            activity = worker.activity
+            return {
+                "ok": True,
+                "message": f"{activity.state}"
+                + (f" {activity.progress[0]}/{activity.progress[1]}" if activity.progress else ""),
+                "pid": os.getpid(),
+                "state": activity.state,
+                "progress": activity.progress,
+            }
+        settings = worker.generation.settings
+        if command in ("stash", "tagme") and not settings.stash.enabled:
+            return {"ok": False, "error": "Stash is not configured: set [stash] enabled = true"}
+        source = {"scan": "library"}.get(command, command)
+        # Asked for by someone: queued writes go now, backing off or not.
+        request = worker.request(f"control {command}", None, source, force=command == "deliver")
+        log.info("control socket: %s requested", command)
+        if not wait:
+            return {"ok": True, "message": f"{command} queued (pid {os.getpid()})"}
+        for event in request.done:
+            event.wait()
+        return {"ok": True, "message": "; ".join(request.summary) or f"{command} done"}
 
     # ------------------------------------------------------------ loop
 
@@ -187,6 +239,7 @@ class Service:
                 return 1
             self._sweep()
             self._refresh()
+            self._retry_due()
             now = time.monotonic()
             if ping and now - last_ping >= ping:
                 stalled = self.worker.busy and now - self.worker.heartbeat > STALL
@@ -220,6 +273,24 @@ class Service:
                 self.worker.generation.settings.runtime.idle_unload,
                 rss_mb(),
             )
+
+    def _retry_due(self) -> None:
+        """Queue a delivery round when failed writes are due again and nothing runs
+        (a scan writes what is due anyway)."""
+        now = time.monotonic()
+        if now - self._last_retry_check < RETRY_CHECK or self._meta is None:
+            return
+        self._last_retry_check = now
+        assert self.worker is not None
+        if self.worker.pending:
+            return
+        try:
+            due = self._meta.next_due(enabled_sinks(self.worker.generation.settings))
+        except Exception as exc:  # a busy catalog: look again next time
+            log.debug("cannot read the outbox: %s", exc)
+            return
+        if due is not None and due <= time.time():
+            self.worker.request("retry", None, "deliver")
 
     def _refresh(self) -> None:
         """Keep the next scan time and the idle STATUS= line current."""
@@ -313,6 +384,8 @@ class Service:
             self.schedule.shutdown()
         if self.watcher is not None:
             self.watcher.stop()
+        if self.control is not None:
+            self.control.close()
         self.worker.join(timeout=max(0.0, timeout - (time.monotonic() - started)))
         self._service["stopped"] = time.time()
         self._service["next_scan"] = None

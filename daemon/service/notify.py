@@ -26,6 +26,9 @@ import time
 log = logging.getLogger(__name__)
 
 
+SEND_TIMEOUT = 2.0  # seconds
+
+
 class Notifier:
     def __init__(self, address: str | None = None) -> None:
         address = os.environ.get("NOTIFY_SOCKET") if address is None else address
@@ -37,6 +40,8 @@ class Notifier:
         self._warned = False
         if self.address:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # A receiver that stops reading must not stall a scan: give up on the message.
+            self._sock.settimeout(SEND_TIMEOUT)
 
     @property
     def enabled(self) -> bool:

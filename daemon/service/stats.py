@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tagd.catalog.catalog import Catalog
-from tagd.service.lock import holder
+from tagd.service.lock import holder, holder_notes
 
 SERVICE, ACTIVITY, LAST_SCAN, TOTALS = "service", "service.activity", "last_scan", "scan_totals"
 
@@ -127,6 +127,8 @@ def status_lines(catalog: Catalog, state_dir: Path, now: float | None = None) ->
         lines.append(
             f"watching: {len(watching)} folder(s) for new files" if watching else "watching: off"
         )
+        socket = holder_notes(state_dir).get("socket")
+        lines.append(f"control socket: {socket or 'off'}")
         if service.get("config_error"):
             lines.append(
                 f"config reload rejected (running on the previous one): {service['config_error']}"

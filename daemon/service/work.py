@@ -11,6 +11,7 @@ until the stop deadline, then ends.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import threading
@@ -44,10 +45,20 @@ class Generation:
     analyzers: Sequence[Analyzer]
 
 
+# What a request asks for: a library scan, a scan of the files Stash lists (all
+# or only TagMe ones), or only the queued writes (the retry timer, `deliver`).
+SOURCES = ("library", "stash", "tagme", "deliver")
+
+
 @dataclass
 class ScanRequest:
     trigger: str
-    roots: set[str] | None = None  # None: every library root
+    roots: set[str] | None = None  # library: None = every library root
+    source: str = "library"
+    force: bool = False  # deliver: every queued write now, backoff or not
+    # Set when the work is done, with a one-line summary, for whoever waits on it.
+    done: list[threading.Event] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -69,13 +80,33 @@ def make_walker(settings: Settings) -> Walker:
     )
 
 
-def merge(requests: list[ScanRequest]) -> ScanRequest:
-    """Several waiting requests as one: every root if any asks for every root."""
-    triggers = sorted({r.trigger for r in requests})
-    if any(r.roots is None for r in requests):
-        return ScanRequest("+".join(triggers), None)
-    roots = set().union(*(r.roots or set() for r in requests))
-    return ScanRequest("+".join(triggers), roots)
+def merge(requests: list[ScanRequest]) -> list[ScanRequest]:
+    """Waiting requests as few jobs: library scans become one (every root if any
+    asks for every root); "stash" covers "tagme"; a delivery is left out when a
+    scan runs anyway (every scan ends by writing what is queued)."""
+    by_source: dict[str, list[ScanRequest]] = {}
+    for r in requests:
+        by_source.setdefault(r.source, []).append(r)
+    if "stash" in by_source and "tagme" in by_source:
+        by_source["stash"] += by_source.pop("tagme")
+    if len(by_source) > 1 and "deliver" in by_source:
+        # Its waiters ride on the first scan.
+        first = next(s for s in SOURCES if s in by_source and s != "deliver")
+        by_source[first] += by_source.pop("deliver")
+    jobs = []
+    for source in SOURCES:
+        group = by_source.get(source)
+        if not group:
+            continue
+        triggers = "+".join(sorted({r.trigger for r in group}))
+        scans = [r for r in group if r.source == "library"]
+        roots: set[str] | None = None
+        if scans and all(r.roots is not None for r in scans):
+            roots = set().union(*(r.roots or set() for r in scans))
+        job = ScanRequest(triggers, roots, source, force=any(r.force for r in group))
+        job.done = [e for r in group for e in r.done]
+        jobs.append(job)
+    return jobs
 
 
 class ScanWorker(threading.Thread):
@@ -102,8 +133,21 @@ class ScanWorker(threading.Thread):
 
     # ------------------------------------------------------------ main thread side
 
-    def request(self, trigger: str, roots: set[str] | None = None) -> None:
-        self.requests.put(ScanRequest(trigger, roots))
+    def request(
+        self,
+        trigger: str,
+        roots: set[str] | None = None,
+        source: str = "library",
+        force: bool = False,
+    ) -> ScanRequest:
+        """Queue work; the request's `done` events are set when it is finished."""
+        request = ScanRequest(trigger, roots, source, force, done=[threading.Event()])
+        self.requests.put(request)
+        return request
+
+    @property
+    def pending(self) -> bool:
+        return self.busy or not self.requests.empty()
 
     def finish(self, deadline: float) -> None:
         """Stop after the batch in flight; write sidecars until `deadline` (monotonic)."""
@@ -115,6 +159,7 @@ class ScanWorker(threading.Thread):
 
     def run(self) -> None:
         self._catalog = Catalog(self.catalog_path)
+        taken: list[ScanRequest] = []
         try:
             self._set_activity("idle")
             while not self.stop.is_set():
@@ -125,24 +170,59 @@ class ScanWorker(threading.Thread):
                         batch.append(self.requests.get_nowait())
                     except queue.Empty:
                         break
-                wanted = [r for r in batch if r is not None]
-                if self.stop.is_set() or not wanted:
+                taken = [r for r in batch if r is not None]
+                if self.stop.is_set() or not taken:
                     break
-                self._guarded(merge(wanted))
+                for job in merge(taken):
+                    if self.stop.is_set():
+                        break
+                    self._guarded(job)
+                    self._answer(taken, job)
+                taken = []
             self._flush()
             self._set_activity("stopped")
         finally:
             self._catalog.close()
+            # Whoever still waits (the control socket) hears that the daemon stopped.
+            while True:
+                try:
+                    left = self.requests.get_nowait()
+                except queue.Empty:
+                    break
+                if left is not None:
+                    taken.append(left)
+            for r in taken:
+                if not all(e.is_set() for e in r.done):
+                    r.summary[:] = r.summary or ["not done: tagd is stopping"]
+                    for event in r.done:
+                        event.set()
+
+    @staticmethod
+    def _answer(requests: list[ScanRequest], job: ScanRequest) -> None:
+        """Give the job's summary to the requests it covered, and wake their waiters."""
+        for r in requests:
+            if any(e in job.done for e in r.done):
+                r.summary[:] = job.summary
+        for event in job.done:
+            event.set()
 
     def _guarded(self, request: ScanRequest) -> None:
         self.busy = True
         self.heartbeat = time.monotonic()
         generation = self.generation
         try:
-            self.scan(request, generation)
+            if request.source == "deliver":
+                request.summary[:] = self.deliver(
+                    generation.settings, retry=True, force=request.force
+                )
+            elif request.source in ("stash", "tagme"):
+                self.scan_from_stash(request, generation)
+            else:
+                self.scan(request, generation)
         except Exception as exc:  # one failed scan must not end the daemon
             log.exception("scan (%s) failed", request.trigger)
             self.activity.last_error = {"time": time.time(), "message": f"{exc!r}"}
+            request.summary[:] = [f"failed: {exc!r}"]
         finally:
             self.busy = False
             if generation is not self.generation:
@@ -152,7 +232,39 @@ class ScanWorker(threading.Thread):
                         model.unload()
             self._set_activity("idle")
 
-    def scan(self, request: ScanRequest, generation: Generation) -> ScanStats:
+    def scan_from_stash(self, request: ScanRequest, generation: Generation) -> None:
+        """Scan the files Stash lists (`tagme`: only those tagged <prefix>_TagMe)."""
+        from tagd.sinks.stash import make_client
+        from tagd.sinks.stash_client import StashError
+        from tagd.sinks.stash_source import files_from_stash
+
+        settings = generation.settings
+        if not settings.stash.enabled:
+            request.summary[:] = ["nothing done: [stash] enabled = false"]
+            log.warning("stash scan (%s): [stash] enabled = false", request.trigger)
+            return
+        self._set_activity("listing")
+        try:
+            listed = files_from_stash(make_client(settings), settings, request.source == "tagme")
+        except StashError as exc:
+            request.summary[:] = [f"cannot list files from Stash: {exc}"]
+            log.warning("stash scan (%s): cannot list files from Stash: %s", request.trigger, exc)
+            return
+        for path in listed.missing[:MAX_LOGGED]:
+            log.warning("%s: in Stash, missing here (path_mappings?)", path)
+        head = f"stash: {len(listed.local)} files to scan, {len(listed.missing)} missing here"
+        if listed.no_tagme_tag:
+            head = f"stash: no tag {settings.stash.workflow_prefix}_TagMe in Stash: nothing to scan"
+        log.info("%s", head)
+        request.summary[:] = [head]
+        if listed.local:
+            job = ScanRequest(request.trigger, set(listed.local), request.source)
+            self.scan(job, generation, from_stash=listed.local)
+            request.summary += job.summary
+
+    def scan(
+        self, request: ScanRequest, generation: Generation, from_stash: list[str] | None = None
+    ) -> ScanStats:
         catalog = self._catalog
         assert catalog is not None
         settings = generation.settings
@@ -161,6 +273,7 @@ class ScanWorker(threading.Thread):
         stats = ScanStats(request.trigger, roots)
         if not roots:
             log.warning("library.roots is empty: nothing to scan")
+            request.summary[:] = ["nothing to scan: library.roots is empty"]
             return stats
         sinks = enabled_sinks(settings)
         self._set_activity("indexing")
@@ -173,6 +286,10 @@ class ScanWorker(threading.Thread):
             self.heartbeat = time.monotonic()
         for problem in index.problems[:MAX_LOGGED]:
             log.warning("%s", problem)
+        if from_stash is not None and settings.stash.enabled:
+            from tagd.sinks.stash_source import queue_listed
+
+            queue_listed(catalog, from_stash)
         for name in ("new", "changed", "moved", "deleted"):
             setattr(stats, name, getattr(index, name))
         stats.indexed = index.seen
@@ -200,27 +317,60 @@ class ScanWorker(threading.Thread):
                 log.warning("%s: %s", path, reason)
             if not self.stop.is_set():
                 after_scan(catalog, settings)  # people: cluster the new faces
-        if settings.xmp.enabled:
-            self._set_activity("writing")
-            delivered = deliver_xmp(catalog, settings, deadline=self._write_deadline())
-            stats.written, stats.write_failed = delivered.written, delivered.failed
-            for path, reason in delivered.errors[:MAX_LOGGED]:
-                log.warning("sidecar %s: %s", path, reason)
-        if settings.stash.enabled and not self.stop.is_set():
-            # Not on stop: a slow Stash must not hold up a shutdown; the outbox keeps it.
-            from tagd.sinks import stash
-
-            self._set_activity("writing")
-            delivered_stash = stash.deliver_stash(catalog, settings)
-            log.info("%s", stash.summary(delivered_stash))
-            for path, reason in delivered_stash.errors[:MAX_LOGGED]:
-                log.warning("stash %s: %s", path, reason)
+        written = self.deliver(settings, stats=stats)
         stats.stopped = self.stop.is_set()
         stats.end = time.time()
         record_scan(catalog, stats)
         self.scans += 1
         self._log(stats)
+        request.summary[:] = [
+            f"{stats.indexed} files indexed ({stats.new} new, {stats.changed} changed), "
+            f"{stats.analysed} analysed ({stats.failed} failed)",
+            *written,
+        ]
         return stats
+
+    def deliver(
+        self,
+        settings: Settings,
+        stats: ScanStats | None = None,
+        retry: bool = False,
+        force: bool = False,
+    ) -> list[str]:
+        """Write what is due for the sinks; one summary line per sink.
+
+        `retry`: a round of only writes (the retry timer's, logged only when it
+        wrote or failed something); `force`: also what still backs off."""
+        catalog = self._catalog
+        assert catalog is not None
+        now = math.inf if force else None
+        lines = []
+        if settings.xmp.enabled:
+            self._set_activity("writing")
+            delivered = deliver_xmp(
+                catalog, settings, now=now, deadline=self._write_deadline()
+            )
+            if stats is not None:
+                stats.written, stats.write_failed = delivered.written, delivered.failed
+            for path, reason in delivered.errors[:MAX_LOGGED]:
+                log.warning("sidecar %s: %s", path, reason)
+            line = f"xmp: {delivered.written} written, {delivered.failed} failed"
+            lines.append(line)
+            if retry and (delivered.written or delivered.failed):
+                log.info("retry: %s", line)
+        if settings.stash.enabled and not self.stop.is_set():
+            # Not on stop: a slow Stash must not hold up a shutdown; the outbox keeps it.
+            from tagd.sinks import stash
+
+            self._set_activity("writing")
+            delivered_stash = stash.deliver_stash(catalog, settings, now=now)
+            line = stash.summary(delivered_stash)
+            lines.append(line)
+            if not retry or delivered_stash.written or delivered_stash.failed:
+                log.info("%s%s", "retry: " if retry else "", line)
+            for path, reason in delivered_stash.errors[:MAX_LOGGED]:
+                log.warning("stash %s: %s", path, reason)
+        return lines
 
     def _write_deadline(self) -> float | None:
         return self.stop_deadline if self.stop.is_set() else None

@@ -5,7 +5,9 @@ tags are added with bulk*Update in ADD mode and only the ones tagd itself
 added earlier (recorded in the catalog's stash_tags) are removed with REMOVE
 mode, so tags people set stay. Scene markers follow the tags' time ranges and
 are matched by (primary tag, start, end): a re-run creates nothing new and
-moves the markers tagd made when the ranges changed.
+moves the markers tagd made when the ranges changed. Opt-in, named people
+become performers and the best studio found in the text the studio, by the
+same rules (stash_fields.py); one bulk update adds all, one removes all.
 
 Every write is idempotent, and what tagd records is recorded before the
 write that could be lost (or found again by matching), so a Stash that goes
@@ -18,25 +20,28 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tagd.catalog.catalog import Catalog, Tag
 from tagd.config import PathMapping, Settings
 from tagd.sinks.deliver import DeliveryReport, backoff
 from tagd.sinks.stash_client import StashClient, StashError, StashUnavailable
+from tagd.sinks.stash_fields import PerformerResolver, StudioResolver, plan_studio, route
 from tagd.sinks.stash_tags import TagResolver
 
 SINK = "stash"
 log = logging.getLogger(__name__)
 
+# `@fields` becomes `performers { id }` / `studio { id }` when those options are
+# on: off, tagd asks Stash exactly what it did before they existed.
 FIND_SCENE = """
 query FindScene($path: String!) {
   findScenes(scene_filter: {path: {value: $path, modifier: EQUALS}}, filter: {per_page: 10}) {
     scenes {
       id
       files { path }
-      tags { id }
+      tags { id }@fields
       scene_markers { id seconds end_seconds primary_tag { id } }
     }
   }
@@ -49,11 +54,18 @@ query FindImage($path: String!) {
     images {
       id
       visual_files { ... on ImageFile { path } ... on VideoFile { path } }
-      tags { id }
+      tags { id }@fields
     }
   }
 }
 """
+
+# Bulk update field -> the catalog table (and column) recording tagd's own ids.
+RECORDS = {
+    "tag_ids": ("stash_tags", "tag_id"),
+    "performer_ids": ("stash_performers", "performer_id"),
+    "studio_id": ("stash_studios", "studio_id"),
+}
 
 BULK = {
     "scene": "mutation B($input: BulkSceneUpdateInput!) { bulkSceneUpdate(input: $input) { id } }",
@@ -73,12 +85,28 @@ class NotInStash(StashError):
     """Stash has not scanned this file (yet): retried later with backoff."""
 
 
+@dataclass
+class Plan:
+    """One object's writes, by bulk update field ("tag_ids", "performer_ids",
+    "studio_id"): recorded as tagd's before the ADD update, forgotten after the
+    REMOVE one."""
+
+    add: dict[str, set[str]] = field(default_factory=dict)
+    remove: dict[str, set[str]] = field(default_factory=dict)
+    record: dict[str, set[str]] = field(default_factory=dict)
+    forget: dict[str, set[str]] = field(default_factory=dict)
+    # Plain fields (studio_id) sent with that mode's update.
+    extra: dict[str, dict[str, Any]] = field(default_factory=lambda: {"ADD": {}, "REMOVE": {}})
+
+
 @dataclass(frozen=True)
 class StashObject:
     kind: str  # scene | image
     id: str
     tag_ids: frozenset[str]
     markers: tuple[dict[str, Any], ...] = ()
+    performer_ids: frozenset[str] = frozenset()  # asked for only with [stash] performers
+    studio_id: str | None = None  # asked for only with [stash] studio
 
     @property
     def key(self) -> str:
@@ -129,8 +157,10 @@ def deliver_stash(
             attempts = catalog.outbox_attempts(file_id, SINK)
             catalog.outbox_failed(file_id, SINK, str(exc), backoff(attempts))
             if isinstance(exc, StashUnavailable):
-                # Down or overloaded: the others wait for the next run, untouched.
-                report.left = len(due) - index - 1
+                # Down or overloaded: the others wait as long as this one, untried.
+                rest = [f for f, _, _ in due[index + 1 :]]
+                catalog.outbox_defer(rest, SINK, time.time() + backoff(attempts))
+                report.left = len(rest)
                 break
             continue
         catalog.outbox_done(file_id, SINK)
@@ -147,7 +177,18 @@ class StashWriter:
         self.settings = settings
         self.client = client
         self.tags = TagResolver(client, settings.stash.parent_tag)
+        self.performers = PerformerResolver(client)
+        self.studios = StudioResolver(client)
         self.root = settings.tags.root + "|"
+        fields = [
+            ("\n      performers { id }", settings.stash.performers),
+            ("\n      studio { id }", settings.stash.studio),
+        ]
+        extra = "".join(text for text, on in fields if on)
+        self.queries = {
+            "scene": FIND_SCENE.replace("@fields", extra),
+            "image": FIND_IMAGE.replace("@fields", extra),
+        }
 
     def write(self, file_id: int, path: str, content_id: int | None) -> bool:
         """Bring one file's Stash object up to date; True when something changed."""
@@ -160,12 +201,18 @@ class StashWriter:
             if not prefix:
                 return False
             errored = self.tags.plain(f"{prefix}_Errored")
-            return self._bulk(obj, "ADD", {errored} - obj.tag_ids)
+            return self._bulk(obj, "ADD", {"tag_ids": {errored} - obj.tag_ids})
         tags = [t for t in self.catalog.tags(content_id or 0) if t.name.startswith(self.root)]
-        wanted = {self.tags.child(_leaf(t)) for t in tags}
-        changed = self._sync_tags(obj, wanted, prefix)
+        routed = route(tags, self.settings)  # people/studio tags out when those are on
+        plan = Plan()
+        self._plan_tags(plan, obj, {self.tags.child(_leaf(t)) for t in routed.tags}, prefix)
+        if self.settings.stash.performers:
+            self._plan_performers(plan, obj, routed.people)
+        if self.settings.stash.studio:
+            self._plan_studio(plan, obj, routed.studio)
+        changed = self._apply(obj, plan)
         if obj.kind == "scene" and self.settings.stash.markers:
-            changed |= self._sync_markers(obj, tags)
+            changed |= self._sync_markers(obj, routed.tags)
         return changed
 
     # ------------------------------------------------------------ lookups
@@ -184,56 +231,111 @@ class StashWriter:
 
     def find(self, kind: str, path: str) -> StashObject:
         if kind == "scene":
-            found = self.client.call(FIND_SCENE, {"path": path})["findScenes"]["scenes"]
+            found = self.client.call(self.queries[kind], {"path": path})["findScenes"]["scenes"]
         else:
-            found = self.client.call(FIND_IMAGE, {"path": path})["findImages"]["images"]
+            found = self.client.call(self.queries[kind], {"path": path})["findImages"]["images"]
         for item in found:
             files = item.get("files") or item.get("visual_files") or []
             # EQUALS is SQL LIKE in Stash: check the path really is this one.
             if any(f.get("path") == path for f in files):
+                studio = item.get("studio")
                 return StashObject(
                     kind,
                     str(item["id"]),
                     frozenset(str(t["id"]) for t in item["tags"]),
                     tuple(item.get("scene_markers") or ()),
+                    frozenset(str(p["id"]) for p in item.get("performers") or ()),
+                    str(studio["id"]) if studio else None,
                 )
         raise NotInStash(f"no {kind} in Stash with path {path} (not scanned by Stash yet?)")
 
-    # ------------------------------------------------------------ tags
+    # ------------------------------------------------------------ tags, performers, studio
 
-    def _sync_tags(self, obj: StashObject, wanted: set[str], prefix: str) -> bool:
-        ours = self._recorded(obj.key)
-        add = wanted - obj.tag_ids
-        stale = ours - wanted
-        remove = stale & obj.tag_ids
+    def _plan_tags(self, plan: Plan, obj: StashObject, wanted: set[str], prefix: str) -> None:
+        self._plan_ids(plan, obj.key, "tag_ids", wanted, obj.tag_ids)
         if prefix:
-            add |= {self.tags.plain(f"{prefix}_Tagged")} - obj.tag_ids
+            plan.add["tag_ids"] |= {self.tags.plain(f"{prefix}_Tagged")} - obj.tag_ids
             for name in (f"{prefix}_Errored", f"{prefix}_TagMe"):
-                remove |= {self.tags.plain(name)} & obj.tag_ids
-        # Recorded before the ADD: a lost answer must not turn tagd's tag into
-        # one that looks like the user's (tags already on the object never are).
+                plan.remove["tag_ids"] |= {self.tags.plain(name)} & obj.tag_ids
+
+    def _plan_performers(self, plan: Plan, obj: StashObject, names: list[str]) -> None:
+        wanted = {pid for name in names if (pid := self.performers.resolve(name)) is not None}
+        # A person skipped as ambiguous still applies: whichever of its
+        # performers tagd added earlier stays until the user settles it.
+        keep = set().union(*(self.performers.ambiguous.get(n.lower(), ()) for n in names))
+        self._plan_ids(plan, obj.key, "performer_ids", wanted, obj.performer_ids, keep)
+
+    def _plan_ids(
+        self,
+        plan: Plan,
+        key: str,
+        ids_field: str,
+        wanted: set[str],
+        present: frozenset[str],
+        keep: set[str] | frozenset[str] = frozenset(),
+    ) -> None:
+        """Add what is wanted and missing; remove only what tagd added and is no
+        longer wanted. Ids already on the object are never recorded as tagd's."""
+        ours = self._recorded(ids_field, key)
+        add = wanted - present
+        stale = ours - wanted - keep
+        plan.add[ids_field] = set(add)
+        plan.remove[ids_field] = stale & present
+        plan.record[ids_field] = set(add)
+        plan.forget[ids_field] = stale
+
+    def _plan_studio(self, plan: Plan, obj: StashObject, suggestion: str | None) -> None:
+        change = plan_studio(
+            obj.studio_id, self._recorded("studio_id", obj.key), suggestion, self.studios.resolve
+        )
+        plan.record["studio_id"] = set(change.record)
+        plan.forget["studio_id"] = set(change.forget)
+        if change.write:
+            # Setting goes with the ADD update, clearing with the REMOVE one.
+            plan.extra["ADD" if change.studio_id else "REMOVE"]["studio_id"] = change.studio_id
+
+    def _apply(self, obj: StashObject, plan: Plan) -> bool:
+        # Recorded before the ADD: a lost answer must not turn tagd's tag,
+        # performer or studio into one that looks like the user's.
         with self.catalog.transaction() as con:
-            con.executemany(
-                "INSERT OR IGNORE INTO stash_tags(object, tag_id) VALUES (?, ?)",
-                [(obj.key, t) for t in add & wanted],
-            )
-        changed = self._bulk(obj, "ADD", add)
-        changed |= self._bulk(obj, "REMOVE", remove)
+            for ids_field, ids in plan.record.items():
+                table, column = RECORDS[ids_field]
+                con.executemany(
+                    f"INSERT OR IGNORE INTO {table}(object, {column}) VALUES (?, ?)",
+                    [(obj.key, i) for i in sorted(ids)],
+                )
+        changed = self._bulk(obj, "ADD", plan.add, plan.extra["ADD"])
+        changed |= self._bulk(obj, "REMOVE", plan.remove, plan.extra["REMOVE"])
+        # Forgotten only once Stash no longer has them (or never had them).
         with self.catalog.transaction() as con:
-            con.executemany(
-                "DELETE FROM stash_tags WHERE object = ? AND tag_id = ?",
-                [(obj.key, t) for t in stale],
-            )
+            for ids_field, ids in plan.forget.items():
+                table, column = RECORDS[ids_field]
+                con.executemany(
+                    f"DELETE FROM {table} WHERE object = ? AND {column} = ?",
+                    [(obj.key, i) for i in sorted(ids)],
+                )
         return changed
 
-    def _recorded(self, key: str) -> set[str]:
-        rows = self.catalog.con.execute("SELECT tag_id FROM stash_tags WHERE object = ?", (key,))
+    def _recorded(self, ids_field: str, key: str) -> set[str]:
+        table, column = RECORDS[ids_field]
+        rows = self.catalog.con.execute(f"SELECT {column} FROM {table} WHERE object = ?", (key,))
         return {r[0] for r in rows}
 
-    def _bulk(self, obj: StashObject, mode: str, ids: set[str]) -> bool:
-        if not ids:
+    def _bulk(
+        self,
+        obj: StashObject,
+        mode: str,
+        ids: dict[str, set[str]],
+        extra: dict[str, Any] | None = None,
+    ) -> bool:
+        """One bulk*Update: every ids field in `mode`, plus plain fields (studio_id)."""
+        payload: dict[str, Any] = {"ids": [obj.id]}
+        for ids_field, values in ids.items():
+            if values:
+                payload[ids_field] = {"ids": sorted(values), "mode": mode}
+        payload.update(extra or {})
+        if len(payload) == 1:
             return False
-        payload = {"ids": [obj.id], "tag_ids": {"ids": sorted(ids), "mode": mode}}
         self.client.call(BULK[obj.kind], {"input": payload})
         return True
 

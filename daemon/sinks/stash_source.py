@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from tagd.catalog.catalog import Catalog
 from tagd.config import PathMapping, Settings
 from tagd.sinks.stash_client import StashClient
 from tagd.sinks.stash_tags import FIND_TAGS
@@ -114,3 +115,14 @@ def files_from_stash(client: StashClient, settings: Settings, tagme_only: bool) 
             seen.add(local)
             (out.local if os.path.isfile(local) else out.missing).append(local)
     return out
+
+
+def queue_listed(catalog: Catalog, paths: list[str]) -> None:
+    """Queue the listed files for Stash even when unchanged: a TagMe file tagd
+    already knew must still get its tags written and TagMe swapped for Tagged."""
+    from tagd.sinks.stash import SINK
+
+    con = catalog.con
+    ids = [r[0] for p in paths for r in con.execute("SELECT id FROM files WHERE path = ?", (p,))]
+    with catalog.transaction():
+        catalog.enqueue(ids, SINK)

@@ -1,7 +1,10 @@
 """Stash plugin task for tagd (raw interface: JSON on stdin, JSON on stdout).
 
-Stdlib only: Stash runs it with its own Python, where tagd is not installed;
-tagd itself runs as a subprocess (`tagd` from PATH, or $TAGD_BIN).
+Stdlib only: Stash runs it with its own Python, where tagd is not installed.
+A running `tagd run` is asked over its control socket ($TAGD_SOCKET, the path
+the daemon notes in its state-dir lock, /run/tagd/tagd.sock, or
+<state dir>/tagd.sock) and the task ends when the daemon has done the work;
+without a daemon, tagd runs as a subprocess (`tagd` from PATH, or $TAGD_BIN).
 """
 
 from __future__ import annotations
@@ -10,14 +13,17 @@ import fcntl
 import json
 import os
 import shutil
-import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 MODES = {"scan": [], "tagme": ["--tagme-only"]}
+# What each mode asks a running daemon (its control socket) to do.
+COMMANDS = {"scan": "stash", "tagme": "tagme"}
 TIMEOUT = 6 * 3600  # a first scan of a large library takes hours, not days
+CONNECT_TIMEOUT = 5.0
 
 
 def state_dir() -> Path:
@@ -29,11 +35,12 @@ def state_dir() -> Path:
     return Path(xdg) / "tagd"
 
 
-def daemon_pid(state: Path) -> int | None:
-    """The pid of a `tagd run` holding the state-dir lock, else None.
+def lock_text(state: Path) -> str | None:
+    """The state-dir lock's text while a tagd holds it, else None.
 
-    The lock file holds "<pid> <command>"; it only counts while its flock is
-    held (the kernel drops it when tagd ends, so stale content is ignored)."""
+    The lock file holds "<pid> <command>" and then "key=value" lines (the
+    daemon's control socket); it only counts while its flock is held (the
+    kernel drops it when tagd ends, so stale content is ignored)."""
     try:
         fd = os.open(state / "tagd.lock", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -42,12 +49,56 @@ def daemon_pid(state: Path) -> int | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid, _, what = os.pread(fd, 200, 0).decode("utf-8", "replace").partition(" ")
-            return int(pid) if pid.strip().isdigit() and "run" in what else None
+            return os.pread(fd, 4096, 0).decode("utf-8", "replace")
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
         os.close(fd)
+
+
+def daemon_pid(text: str | None) -> int | None:
+    """The pid of a `tagd run` from the lock's text (None: no daemon)."""
+    if not text:
+        return None
+    pid, _, what = text.partition("\n")[0].partition(" ")
+    return int(pid) if pid.strip().isdigit() and "run" in what else None
+
+
+def socket_candidates(text: str | None, state: Path) -> list[Path]:
+    """Where a running daemon's control socket may be, most specific first."""
+    found = [Path(os.environ["TAGD_SOCKET"])] if os.environ.get("TAGD_SOCKET") else []
+    for line in (text or "").splitlines()[1:]:
+        key, _, value = line.partition("=")
+        if key == "socket" and value:
+            found.append(Path(value))
+    found += [Path("/run/tagd/tagd.sock"), state / "tagd.sock"]
+    return list(dict.fromkeys(found))
+
+
+def ask_daemon(path: Path, command: str) -> dict[str, Any] | None:
+    """The daemon's answer to `command` (waiting until the work is done), or None
+    when nothing listens at `path`."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(CONNECT_TIMEOUT)
+            sock.connect(str(path))
+            sock.settimeout(TIMEOUT)
+            sock.sendall(json.dumps({"command": command, "wait": True}).encode() + b"\n")
+            with sock.makefile("rb") as answer:
+                line = answer.readline()
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None
+    except OSError as exc:
+        return {"error": f"tagd daemon at {path}: {exc}"}
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        return {"error": f"tagd daemon at {path} answered {line[:80]!r}"}
+    if not isinstance(reply, dict):
+        return {"error": f"tagd daemon at {path} answered {line[:80]!r}"}
+    if reply.get("ok"):
+        return {"output": f"tagd daemon: {reply.get('message', 'done')}"}
+    return {"error": f"tagd daemon: {reply.get('error', 'failed')}"}
 
 
 def tagd_bin() -> str | None:
@@ -57,12 +108,20 @@ def tagd_bin() -> str | None:
 def run_task(mode: str) -> dict[str, Any]:
     if mode not in MODES:
         return {"error": f"unknown mode {mode!r} (expected one of {sorted(MODES)})"}
-    pid = daemon_pid(state_dir())
-    if pid is not None and mode == "scan":
-        # The daemon owns the catalog; SIGUSR1 makes it scan now (a second tagd
-        # could not take the state-dir lock anyway).
-        os.kill(pid, signal.SIGUSR1)
-        return {"output": f"asked the tagd daemon (pid {pid}) to scan now"}
+    state = state_dir()
+    text = lock_text(state)
+    # A running daemon owns the catalog: it does the work (a second tagd could
+    # not take the state-dir lock anyway).
+    for path in socket_candidates(text, state):
+        answer = ask_daemon(path, COMMANDS[mode])
+        if answer is not None:
+            return answer
+    pid = daemon_pid(text)
+    if pid is not None:
+        return {
+            "error": f"the tagd daemon (pid {pid}) runs but its control socket cannot be "
+            "reached from here: set TAGD_SOCKET to its path (daemon.control_socket)"
+        }
     exe = tagd_bin()
     if exe is None:
         return {"error": "tagd not found: put it on Stash's PATH or set TAGD_BIN"}

@@ -1,0 +1,242 @@
+"""The daemon's control socket: the protocol, request merging, the retry timer's
+decision, and end to end a real `tagd run` doing what the Stash plugin and
+`tagd scan` ask of it against the real-schema Stash server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, run_tagd, write_config
+from stash_server import StashServer
+from test_service import NotifySocket, start_daemon, stop, wait_until
+from test_stash import image_tags, only_objects
+
+from tagd.catalog.catalog import Catalog
+from tagd.config import Settings, parse_settings
+from tagd.service.control import ControlError, ControlSocket, ask, socket_path
+from tagd.service.lock import holder_notes
+from tagd.service.work import ScanRequest, merge
+
+PLUGIN = REPO / "plugins" / "tagd" / "tagd_task.py"
+
+
+# ---------------------------------------------------------------- protocol
+
+
+def test_socket_answers_commands_and_rejects_garbage(tmp_path: Path) -> None:
+    asked: list[tuple[str, bool]] = []
+
+    def handler(command: str, wait: bool) -> dict[str, Any]:
+        asked.append((command, wait))
+        if command == "status":
+            raise RuntimeError("boom")  # a bug in a handler is an answer, not a crash
+        return {"ok": True, "message": f"did {command}"}
+
+    path = tmp_path / "c.sock"
+    control = ControlSocket(path, 0o600, handler)
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert ask(path, "scan", wait=True) == {"ok": True, "message": "did scan"}
+        assert asked == [("scan", True)]
+        answer = ask(path, "status")
+        assert answer["ok"] is False and "boom" in answer["error"]
+        assert "unknown command" in ask(path, "rm -rf")["error"]
+        with socket.socket(socket.AF_UNIX) as sock:  # not JSON at all
+            sock.connect(str(path))
+            sock.sendall(b"hello\n")
+            reply = json.loads(sock.makefile("rb").readline())
+        assert reply["ok"] is False and "bad request" in reply["error"]
+        assert asked == [("scan", True), ("status", False)]
+    finally:
+        control.close()
+    assert not path.exists()
+    with pytest.raises(ControlError, match="no tagd daemon answers"):
+        ask(path, "scan")
+    with pytest.raises(ControlError, match="shorter path"):
+        ControlSocket(tmp_path / ("x" * 120), 0o600, handler)
+
+
+def test_socket_path_follows_the_config_and_systemd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
+    settings = Settings()
+    assert socket_path(settings, tmp_path) == tmp_path / "tagd.sock"
+    monkeypatch.setenv("RUNTIME_DIRECTORY", "/run/tagd")
+    assert socket_path(settings, tmp_path) == Path("/run/tagd/tagd.sock")
+    assert socket_path(parse_settings({"daemon": {"control_socket": ""}}), tmp_path) is None
+    custom = parse_settings({"daemon": {"control_socket": "/srv/t.sock"}})
+    assert socket_path(custom, tmp_path) == Path("/srv/t.sock")
+    from tagd.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"daemon\.control_socket_mode"):
+        parse_settings({"daemon": {"control_socket_mode": 0o1777}})
+
+
+def test_waiting_requests_merge_into_few_jobs() -> None:
+    def req(source: str, roots: set[str] | None = None, trigger: str = "t") -> ScanRequest:
+        return ScanRequest(trigger, roots, source)
+
+    jobs = merge([req("library", {"/a"}), req("library", {"/b"}), req("deliver")])
+    assert [(j.source, j.roots) for j in jobs] == [("library", {"/a", "/b"})]
+    jobs = merge([req("tagme"), req("stash"), req("library", None), req("library", {"/a"})])
+    assert [(j.source, j.roots) for j in jobs] == [("library", None), ("stash", None)]
+    [only] = merge([req("deliver", trigger="retry"), req("deliver", trigger="control")])
+    assert (only.source, only.trigger) == ("deliver", "control+retry")
+
+
+def test_retry_timer_queues_a_delivery_only_when_writes_are_due(tmp_path: Path) -> None:
+    """The main loop's decision, on a real catalog (no thread runs: the queue is read)."""
+    import threading
+
+    from tagd.service.loop import RETRY_CHECK, Service
+    from tagd.service.notify import Notifier
+    from tagd.service.work import Generation, ScanWorker
+
+    catalog = Catalog(tmp_path / "catalog.db")
+    with catalog.transaction():
+        cid = catalog.ensure_content("fp", "image")
+        fid = catalog.add_file(str(tmp_path / "a.jpg"), "image", 1, 1, cid, None)
+        catalog.enqueue([fid], "stash")
+        catalog.outbox_failed(fid, "stash", "Stash down", 3600)
+
+    def decide(settings: Settings, now_offset: float = 0.0) -> list[str]:
+        service = Service(None, settings)
+        worker = ScanWorker(tmp_path / "catalog.db", Generation(settings, []), Notifier(),
+                            threading.Event())
+        service.worker, service._meta = worker, catalog
+        service._last_retry_check = time.monotonic() - RETRY_CHECK - 1 + now_offset
+        service._retry_due()
+        queued = []
+        while not worker.requests.empty():
+            r = worker.requests.get_nowait()
+            queued.append(f"{r.source}:{r.trigger}" if r else "stop")
+        return queued
+
+    on = parse_settings({"stash": {"enabled": True}})
+    assert decide(on) == []  # backing off for an hour
+    catalog.con.execute("UPDATE outbox SET due = ?", (time.time() - 1,))
+    assert decide(on) == ["deliver:retry"]
+    assert decide(on, now_offset=RETRY_CHECK) == []  # looked too recently
+    assert decide(parse_settings({"xmp": {"enabled": True}})) == []  # Stash off: not its sink
+    catalog.close()
+
+
+# ---------------------------------------------------------------- the daemon, end to end
+
+
+def plugin_task(state: Path, mode: str) -> dict[str, str]:
+    env = os.environ | {"TAGD_STATE_DIR": str(state), "TAGD_BIN": "/nonexistent/tagd"}
+    env.pop("TAGD_SOCKET", None)
+    done = subprocess.run(
+        [sys.executable, str(PLUGIN)],
+        input=json.dumps({"args": {"mode": mode}}),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_daemon_does_what_the_plugin_and_tagd_scan_ask(
+    tmp_path: Path, coco_photos: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = StashServer().start()
+    notify = NotifySocket(str(tmp_path / "notify.sock"))  # only for start_daemon's signature
+    lib = tmp_path / "lib"
+    marked, plain, later = coco_photos(3, dest=lib)
+    later_copy = later.read_bytes()
+    later.unlink()  # arrives after Stash went down
+    st = server.state
+    tagme = st.add_tag("tagd_TagMe")
+    st.add_image(f"/data/{marked.name}", [tagme])
+    st.add_image(f"/data/{plain.name}")
+    st.add_image(f"/data/{later.name}")
+    state = tmp_path / "state"
+    config = write_config(
+        tmp_path / "config.toml",
+        only_objects()
+        + f'[library]\nroots = ["{lib}"]\n'
+        + '[daemon]\nschedule = ""\nscan_on_start = false\nwatch = false\n'
+        + f'[stash]\nenabled = true\nurl = "{server.url}"\ntimeout = 2.0\nretries = 0\n'
+        + f'path_mappings = [{{ stash = "/data", local = "{lib}" }}]\n',
+    )
+    proc, log = start_daemon(tmp_path, state, config, notify, NOTIFY_SOCKET="")
+    try:
+        wait_until(lambda: "socket" in holder_notes(state), 60, "the control socket")
+        sock = Path(holder_notes(state)["socket"])
+        assert sock == state / "tagd.sock" and stat.S_IMODE(sock.stat().st_mode) == 0o666
+
+        # The plugin's "Tag files marked TagMe": the daemon lists, scans, writes.
+        answer = plugin_task(state, "tagme")
+        assert "error" not in answer, answer
+        assert "stash: 1 files to scan, 0 missing here" in answer["output"]
+        assert "1 analysed (0 failed)" in answer["output"]
+        tags = image_tags(server)
+        assert "tagd_Tagged" in tags[f"/data/{marked.name}"]
+        assert "tagd_TagMe" not in tags[f"/data/{marked.name}"]
+        assert tags[f"/data/{plain.name}"] == []
+
+        # `tagd scan --from-stash` while the daemon runs: asked, not refused.
+        env = os.environ | {"TAGD_STATE_DIR": str(state), "XDG_CONFIG_HOME": str(tmp_path)}
+        done = run_tagd("--config", config, "scan", "--from-stash", env=env)
+        assert done.returncode == 0, done.stderr
+        assert "tagd daemon: stash: 2 files to scan, 1 missing here" in done.stdout
+        assert "tagd_Tagged" in image_tags(server)[f"/data/{plain.name}"]
+
+        # Stash goes down; a library scan tags the new photo and keeps its write queued.
+        server.stop()
+        later.write_bytes(later_copy)
+        reply = ask(sock, "scan", wait=True, timeout=300)
+        assert reply["ok"] and "1 analysed" in reply["message"], reply
+        assert "queued for a retry" in reply["message"]
+        server.start()  # back, same port and state
+        reply = ask(sock, "deliver", wait=True, timeout=60)
+        assert reply["ok"] and "stash: 1 updated" in reply["message"], reply
+        assert "tagd_Tagged" in image_tags(server)[f"/data/{later.name}"]
+        assert ask(sock, "status")["state"] == "idle"
+    finally:
+        code, _ = stop(proc)
+        notify.close()
+        server.stop()
+    text = log.read_text()
+    assert code == 0, text
+    assert "control socket: tagme requested" in text
+    assert not (state / "tagd.sock").exists()
+    assert server.invalid == []
+
+
+def test_plugin_explains_an_unreachable_daemon(tmp_path: Path) -> None:
+    """A daemon holding the lock without a control socket: a clear error, no subprocess."""
+    state = tmp_path / "state"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import pathlib, time\n"
+            "from tagd.service.lock import InstanceLock\n"
+            f"lock = InstanceLock(pathlib.Path({str(state)!r}), 'tagd run')\n"
+            "lock.acquire(); print('locked', flush=True); time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        answer = plugin_task(state, "scan")
+        assert f"(pid {holder.pid}) runs but its control socket" in answer["error"]
+    finally:
+        holder.kill()
+        holder.wait()
+    wait_until(lambda: holder.poll() is not None, 5, "the lock holder to end")
