@@ -431,3 +431,130 @@ def test_scan_from_stash_needs_stash_enabled(
     code, _, err = cli("--config", config, "scan", "--from-stash")
     assert code == 2 and "[stash] enabled = true" in err
     assert server.requests == []
+
+
+# ---------------------------------------------------------------- the whole eval video folder
+
+
+@pytest.fixture(scope="module")
+def eval_videos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(library, catalog file) after a real scan, default analyzers, of a copy of
+    every file in ../shared/eval/video (a zero-byte one included)."""
+    if not VIDEOS.is_dir() or len(list(VIDEOS.iterdir())) < 4:
+        pytest.skip(f"{VIDEOS} is missing")
+    from tagd.cli.main import main
+
+    base = tmp_path_factory.mktemp("stash-videos")
+    lib = base / "videos"
+    lib.mkdir()
+    for video in sorted(VIDEOS.iterdir()):
+        shutil.copyfile(video, lib / video.name)  # never write to shared
+    config = write_config(base / "config.toml", "[xmp]\nenabled = false\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TAGD_STATE_DIR", str(base / "state"))
+        mp.delenv("TAGD_CONFIG", raising=False)
+        mp.setenv("XDG_CONFIG_HOME", str(base / "xdg"))
+        assert main(["--config", str(config), "scan", str(lib)]) == 1  # empty.mp4 fails
+    [catalog] = list((base / "state").rglob("catalog.db"))
+    return lib, catalog
+
+
+def expected_from_catalog(catalog: Catalog) -> dict[str, Any]:
+    """What Stash should hold per scene, read from the catalog: tag leaves (the
+    user's "person" makes tagd's "person (AI)"), workflow tag, markers."""
+
+    def leaf(name: str) -> str:
+        last = name.rsplit("|", 1)[-1]
+        return "person (AI)" if last == "person" else last
+
+    scenes: dict[str, list[str]] = {}
+    # A set: "AI|Objects|bird" and "AI|Concepts|Animals|bird" are one Stash tag,
+    # and one marker per tag and range.
+    markers = set()
+    rows = catalog.con.execute("SELECT path, content_id FROM files ORDER BY path").fetchall()
+    for path, cid in rows:
+        stash = "/data/" + Path(path).name
+        error = catalog.con.execute("SELECT error FROM contents WHERE id = ?", (cid,)).fetchone()
+        if error is None or error[0]:
+            scenes[stash] = ["tagd_Errored"]
+            continue
+        tags = catalog.tags(cid)
+        scenes[stash] = sorted({leaf(t.name) for t in tags} | {"tagd_Tagged"})
+        for t in tags:
+            for s in t.segments:
+                short = t.name.rsplit("|", 1)[-1]
+                markers.add((stash, leaf(t.name), short, round(s.start, 2), round(s.end, 2)))
+    return {"scenes": scenes, "markers": sorted(markers)}
+
+
+def test_eval_video_folder_into_stash_and_a_cut_at_every_request(
+    eval_videos: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Done-when of the Stash sink on real media: tagging ../shared/eval/video creates
+    the AI tags, scene tags and markers; a re-run creates nothing; a Stash that goes
+    away after any number of requests and comes back ends the same."""
+    lib, db = eval_videos
+
+    def stash_with_scenes() -> StashServer:
+        stash = StashServer().start()
+        stash.state.add_tag("person")  # a tag of the user's
+        for video in sorted(lib.iterdir()):
+            stash.state.add_scene(f"/data/{video.name}")
+        return stash
+
+    def fresh(where: Path) -> Catalog:
+        where.mkdir(parents=True)
+        shutil.copyfile(db, where / "catalog.db")
+        catalog = Catalog(where / "catalog.db")
+        with catalog.transaction():
+            catalog.enqueue([r[0] for r in catalog.con.execute("SELECT id FROM files")], SINK)
+        return catalog
+
+    reference = stash_with_scenes()
+    try:
+        catalog = fresh(tmp_path / "ref")
+        settings = settings_for(reference, lib, api_key="")
+        report = deliver_stash(catalog, settings)
+        assert report.failed == 0 and report.written == len(list(lib.iterdir())), report.errors
+        expected = expected_from_catalog(catalog)
+        state = snapshot(reference)
+        st = reference.state
+        assert state["scenes"] == expected["scenes"]
+        assert sum(len(tags) > 1 for tags in expected["scenes"].values()) >= 3  # real tags
+        got_markers = sorted(
+            (path, primary, title, round(start, 2), round(end, 2))
+            for path, primary, title, start, end in state["markers"]
+        )
+        assert got_markers == expected["markers"] and len(got_markers) >= 3
+        ai = st.tag_by_name("AI")
+        assert ai is not None
+        ours = [t for t in st.tags.values() if ai.id in t.parent_ids]
+        assert ours and all(t.ignore_auto_tag for t in ours)
+        total = len(reference.requests)
+        # A re-run: nothing created or changed.
+        before = len(mutations(reference))
+        catalog.enqueue([r[0] for r in catalog.con.execute("SELECT id FROM files")], SINK)
+        assert deliver_stash(catalog, settings).written == 0
+        assert len(mutations(reference)) == before and snapshot(reference) == state
+        catalog.close()
+    finally:
+        reference.stop()
+
+    for cut in range(1, total):
+        stash = stash_with_scenes()
+        try:
+            catalog = fresh(tmp_path / f"cut{cut}")
+            settings = settings_for(stash, lib, api_key="")
+            stash.drop_after = cut
+            deliver_stash(catalog, settings)
+            assert catalog.due(SINK, LATER), f"cut {cut}: work lost"
+            stash.stop()
+            stash.drop_after, stash.mode = None, "ok"
+            stash.start()
+            report = deliver_stash(catalog, settings, now=LATER)
+            assert report.failed == 0, report.errors
+            assert snapshot(stash) == state, f"cut after {cut} of {total} requests"
+            assert stash.invalid == []
+            catalog.close()
+        finally:
+            stash.stop()
