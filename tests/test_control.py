@@ -206,6 +206,8 @@ def test_daemon_does_what_the_plugin_and_tagd_scan_ask(
         assert reply["ok"] and "stash: 1 updated" in reply["message"], reply
         assert "tagd_Tagged" in image_tags(server)[f"/data/{later.name}"]
         assert ask(sock, "status")["state"] == "idle"
+        done = run_tagd("--config", config, "doctor", env=env)
+        assert f"control socket: {sock} (mode 666): answers, idle" in done.stdout, done.stdout
     finally:
         code, _ = stop(proc)
         notify.close()

@@ -362,6 +362,33 @@ def test_tagd_scan_writes_to_stash(
     assert code == 0 and "stash: 0 updated" in out  # nothing queued: nothing to do
 
 
+def test_doctor_checks_stash(
+    server: StashServer, cli: Any, state_dir: Path, tmp_path: Path
+) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+
+    def doctor(api_key: str) -> tuple[int, str]:
+        config = write_config(
+            tmp_path / "config.toml",
+            f'[library]\nroots = ["{lib}"]\n[stash]\nenabled = true\nurl = "{server.url}"\n'
+            f'api_key = "{api_key}"\nretries = 0\ntimeout = 2.0\n'
+            f'path_mappings = [{{ stash = "/data", local = "{lib}" }}]\n',
+        )
+        code, out, _ = cli("--config", config, "doctor")
+        return code, out
+
+    code, out = doctor("secret")
+    assert f"stash: {server.url}: Stash v0.28.0-test, API key accepted" in out, out
+    assert f"library root {lib} is /data in Stash" in out
+    code, out = doctor("wrong")
+    assert code == 1 and "PROBLEM: stash: " in out and "api_key" in out
+    server.stop()
+    code, out = doctor("secret")
+    assert code == 1 and "cannot reach Stash" in out
+    server.start()
+
+
 # ---------------------------------------------------------------- Stash as the source
 
 

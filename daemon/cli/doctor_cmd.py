@@ -9,6 +9,7 @@ import glob
 import os
 import platform
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def doctor(ctx: Context, args: argparse.Namespace) -> int:
     _engines(settings, r)
     _models(settings, r)
     _catalog(settings, r)
+    _stash(settings, r)
     if r.problems:
         r.line(f"{len(r.problems)} problem(s):")
         for p in r.problems:
@@ -226,6 +228,8 @@ def _catalog(settings: Settings, r: Report) -> None:
         r.problem(f"state dir {folder} is not writable by this user")
     held = holder(folder)
     r.line(f"  daemon: {f'{held[1]} running, pid {held[0]}' if held else 'not running'}")
+    if held and "run" in held[1]:
+        _control_socket(folder, r)
     path = folder / "catalog.db"
     if not path.exists():
         r.line(f"catalog: {path}: not created yet (the first scan creates it)")
@@ -260,6 +264,46 @@ def _catalog(settings: Settings, r: Report) -> None:
         r.problem(f"catalog {path} is damaged: {check}")
     if version > SCHEMA_VERSION:
         r.problem(f"catalog schema {version} is newer than this tagd; upgrade tagd")
+
+
+def _control_socket(folder: Path, r: Report) -> None:
+    from tagd.service.control import ControlError, ask
+    from tagd.service.lock import holder_notes
+
+    path = holder_notes(folder).get("socket")
+    if not path:
+        r.line("  control socket: off (daemon.control_socket = \"\")")
+        return
+    try:
+        answer = ask(Path(path), "status", timeout=5.0)
+    except ControlError as exc:
+        r.problem(f"the daemon's control socket does not answer: {exc}")
+        return
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    r.line(f"  control socket: {path} (mode {mode:o}): answers, {answer.get('message')}")
+
+
+def _stash(settings: Settings, r: Report) -> None:
+    """Reachable, which version, the API key accepted, and the library mapped."""
+    if not settings.stash.enabled:
+        r.line("stash: off")
+        return
+    from tagd.sinks.stash import make_client, stash_path
+    from tagd.sinks.stash_client import StashError
+
+    s = settings.stash
+    try:
+        version = make_client(settings).call("{ version { version } }")["version"]["version"]
+    except StashError as exc:
+        r.problem(f"stash: {s.url}: {exc}")
+        return
+    except (KeyError, TypeError):
+        r.problem(f"stash: {s.url} answered, but not like Stash (no version)")
+        return
+    r.line(f"stash: {s.url}: Stash {version}, API key accepted")
+    for root in settings.library.roots:
+        mapped = stash_path(os.path.abspath(root), s.path_mappings)
+        r.line(f"  library root {root} is {mapped} in Stash")
 
 
 def _existing_parent(path: Path) -> Path:
