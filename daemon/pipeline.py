@@ -9,9 +9,11 @@ loses at most the batch in flight and never leaves half of one behind.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import stat
+import statistics
 import threading
 import time
 from collections import deque
@@ -127,7 +129,9 @@ class Pipeline:
 
     def _derive(self, content_id: int, analyzer: str, media: Media | None = None) -> bool:
         """Tags from one analyzer's stored findings; True when they changed."""
-        media = media or self.catalog.media(content_id)
+        media = self.catalog.media_for(
+            media or self.catalog.media(content_id), content_id, analyzer
+        )
         found = self.catalog.detections(
             content_id, analyzer, with_vectors=analyzer in NEEDS_VECTORS
         )
@@ -306,6 +310,10 @@ class Pipeline:
                 for f in frame
             ]
             analyzer.save(self.catalog, cid, detections, per_frame)
+            if loaded.kind == "video" and analyzer.video_interval > 0:
+                self.catalog.set_analysis_interval(
+                    cid, analyzer.name, _picked_interval(analyzer, loaded)
+                )
         media = self.catalog.media(cid)  # once per file, not once per analyzer
         changed = [self._derive(cid, analyzer.name, media) for analyzer in self.analyzers]
         if any(changed):
@@ -336,6 +344,15 @@ def _frames_for(analyzer: Analyzer, loaded: Loaded) -> list[int]:
             picked.append(i)
             last = t if t is not None else last
     return picked
+
+
+def _picked_interval(analyzer: Analyzer, loaded: Loaded) -> float:
+    """Seconds between the frames `analyzer` looked at in a video (see _frames_for):
+    their typical spacing, at least the analyzer's own interval."""
+    times = [loaded.times[i] for i in _frames_for(analyzer, loaded)]
+    steps = [b - a for a, b in itertools.pairwise(t for t in times if t is not None)]
+    spacing = statistics.median(steps) if steps else 0.0
+    return round(max(spacing, analyzer.video_interval, loaded.interval or 0.0), 6)
 
 
 def _detection(f: Finding, t: float | None, scale: float) -> Detection:

@@ -88,6 +88,36 @@ def test_v1_catalog_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
         }
 
 
+def test_v7_catalog_learns_the_interval_ocr_read_its_videos_at(tmp_path: Path) -> None:
+    """Migration 8: videos read by OCR before the interval was recorded get the
+    one used then (10 s, or the sampling interval when that was longer)."""
+    path = tmp_path / "catalog.db"
+    con = connect(path)
+    con.execute("BEGIN")
+    for script in MIGRATIONS[:7]:
+        for statement in _statements(script):
+            con.execute(statement)
+    con.execute("PRAGMA user_version = 7")
+    con.executemany(
+        "INSERT INTO contents(id, fingerprint, kind, frame_interval) VALUES (?, ?, ?, ?)",
+        [(1, "a", "video", 2.0), (2, "b", "video", 30.0), (3, "c", "image", None)],
+    )
+    con.executemany(
+        "INSERT INTO analyses(content_id, analyzer, model_sha256, done_at) VALUES (?, ?, 's', 0)",
+        [(1, "ocr"), (1, "objects"), (2, "ocr"), (3, "ocr")],
+    )
+    con.execute("COMMIT")
+    con.close()
+    with Catalog(path) as catalog:
+        rows = catalog.con.execute(
+            "SELECT content_id, analyzer, frame_interval FROM analyses ORDER BY 1, 2"
+        ).fetchall()
+        assert rows == [(1, "objects", None), (1, "ocr", 10.0), (2, "ocr", 30.0), (3, "ocr", None)]
+        video = catalog.media(1)
+        assert catalog.media_for(video, 1, "ocr").interval == 10.0
+        assert catalog.media_for(video, 1, "objects").interval == 2.0
+
+
 def test_new_catalog_is_current(tmp_path: Path) -> None:
     with Catalog(tmp_path / "sub" / "catalog.db") as catalog:
         assert schema_version(catalog.con) == SCHEMA_VERSION

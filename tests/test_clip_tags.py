@@ -179,3 +179,26 @@ def test_prompt_sets_replace_and_extend():
     settings = ClipTagSettings(prompts={"beach": PromptSet(prompts=["sand"], parent="Mine")})
     sets = clip_tags.prompt_sets(settings)
     assert sets["beach"].prompts == ["sand"] and "mountains" in sets
+
+
+def test_video_tags_carry_time_ranges(
+    tmp_path: Path, state_dir: Path, clip_models: Path, cli
+):
+    """Every sampled frame of a video is scored: with threshold 0 each prompt set
+    holds in every frame, so each tag spans the whole clip."""
+    from conftest import VIDEOS
+
+    if not (VIDEOS / "chaplin.mp4").is_file():
+        pytest.skip(f"chaplin.mp4 missing from {VIDEOS}")
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copyfile(VIDEOS / "chaplin.mp4", folder / "chaplin.mp4")
+    loose = _config(tmp_path / "loose.toml", clip_models, "[tags.clip]\nthreshold = 0.0\n")
+    code, out, err = cli("--config", loose, "scan", folder)
+    assert code == 0 and "analysed 1 files" in out, out + err
+    rows = _db(state_dir, "SELECT name, segments FROM tags")
+    assert len(rows) > 5
+    (duration,) = _db(state_dir, "SELECT duration FROM contents")[0]
+    for name, segments in rows:
+        [[start, end, _score]] = json.loads(segments)
+        assert (start, end) == (0.0, pytest.approx(duration, abs=0.01)), name

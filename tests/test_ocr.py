@@ -98,6 +98,60 @@ def test_text_tag_and_studio_suggestions() -> None:
     assert {t.name for t in policy.derive("ocr", [_text("abbcd")], media)} == {"AI|Text"}
 
 
+def test_text_on_videos_gets_time_ranges_at_the_ocr_interval() -> None:
+    """OCR reads one frame per ocr.video_interval: a frame stands for that long."""
+    policy = TagPolicy(TagSettings(text=TextTagSettings(studios=["Acme Studios"])))
+
+    def line(t: float | None, text: str) -> Detection:
+        return Detection("text", 0.95, None, t=t, text=text)
+
+    found = [
+        line(0.0, "Hello there"),
+        line(10.0, "Hello again"),
+        line(20.0, "ACME STUDIOS"),
+        line(50.0, "late credits"),
+    ]
+    video = Media("video", 1920, 1080, duration=55.0, interval=10.0)
+    tags = {
+        t.name: [(s.start, s.end) for s in t.segments] for t in policy.derive("ocr", found, video)
+    }
+    assert tags == {
+        "AI|Text": [(0.0, 30.0), (50.0, 55.0)],
+        "AI|Studio|Acme Studios": [(20.0, 30.0)],
+    }
+    photo = policy.derive("ocr", [line(None, "Hello there")], Media("image", 10, 10))
+    assert [(t.name, t.segments) for t in photo] == [("AI|Text", ())]
+
+
+def test_pipeline_records_the_interval_ocr_read_a_video_at(
+    tmp_path: Path, state_dir: Path, cli
+) -> None:
+    from conftest import VIDEOS
+
+    from tagd.catalog.catalog import Catalog
+
+    if not (VIDEOS / "smpte-2997.mp4").is_file():
+        pytest.skip(f"smpte-2997.mp4 missing from {VIDEOS}")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    shutil.copyfile(VIDEOS / "smpte-2997.mp4", lib / "smpte.mp4")  # a timecode all along
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "[objects]\nenabled = false\n[concepts]\nenabled = false\n[faces]\nenabled = false\n"
+        "[duplicates]\nenabled = false\n[xmp]\nenabled = false\n[ocr]\nvideo_interval = 4.0\n"
+    )
+    code, out, err = cli("--config", config, "scan", lib)
+    assert code == 0, out + err
+    with Catalog(state_dir / "catalog.db") as catalog:
+        [(cid, interval, duration)] = catalog.con.execute(
+            "SELECT c.id, a.frame_interval, c.duration FROM analyses a "
+            "JOIN contents c ON c.id = a.content_id WHERE a.analyzer = 'ocr'"
+        ).fetchall()
+        assert interval == 4.0  # decode samples every 2 s; OCR read every other frame
+        [tag] = [t for t in catalog.tags(cid) if t.name == "AI|Text"]
+    assert [(s.start, s.end) for s in tag.segments] == [(0.0, pytest.approx(duration))]
+
+
 def test_tag_rules_are_checked() -> None:
     from tagd.config import ConfigError, parse_settings
 

@@ -286,6 +286,28 @@ class Catalog:
             (kind, width, height, duration, interval, content_id),
         )
 
+    def set_analysis_interval(
+        self, content_id: int, analyzer: str, interval: float | None
+    ) -> None:
+        """Record the spacing of the frames `analyzer` looked at (None: all of them)."""
+        self.con.execute(
+            "UPDATE analyses SET frame_interval = ? WHERE content_id = ? AND analyzer = ?",
+            (interval, content_id, analyzer),
+        )
+
+    def media_for(self, media: Media, content_id: int, analyzer: str) -> Media:
+        """`media` as `analyzer` saw it: a video's frame interval is its own when it
+        looked at fewer frames than were sampled."""
+        if media.kind != "video":
+            return media
+        row = self.con.execute(
+            "SELECT frame_interval FROM analyses WHERE content_id = ? AND analyzer = ?",
+            (content_id, analyzer),
+        ).fetchone()
+        if row is None or row[0] is None:
+            return media
+        return dataclasses.replace(media, interval=float(row[0]))
+
     def media(self, content_id: int) -> Media:
         row = self.con.execute(
             "SELECT kind, width, height, duration, frame_interval FROM contents WHERE id = ?",

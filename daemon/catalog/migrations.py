@@ -156,6 +156,22 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (object, studio_id)
     ) WITHOUT ROWID;
     """,
+    # 8: the seconds between the video frames an analyzer looked at, when it
+    # looks at fewer than were sampled (OCR reads one every ocr.video_interval):
+    # its time ranges need that spacing as it was then. NULL = every sampled
+    # frame (contents.frame_interval).
+    # Videos read by OCR before this was recorded were read every 10 s (the
+    # default ocr.video_interval) or every sampled frame when those were further
+    # apart.
+    """
+    ALTER TABLE analyses ADD COLUMN frame_interval REAL;
+    UPDATE analyses SET frame_interval = (
+        SELECT MAX(10.0, COALESCE(c.frame_interval, 0.0)) FROM contents c
+        WHERE c.id = analyses.content_id
+    )
+    WHERE analyzer = 'ocr'
+      AND content_id IN (SELECT id FROM contents WHERE kind = 'video');
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

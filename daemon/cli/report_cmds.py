@@ -74,7 +74,9 @@ def tags(ctx: Context, args: argparse.Namespace) -> int:
     record = next(iter(ctx.catalog.records(ctx.analyzer_shas(), [path])))
     print(f"{path}: {record.status}" + (f": {record.error}" if record.error else ""))
     for tag in ctx.catalog.tags(found.content_id):
-        print(f"  {tag.name}  {tag.score:.2f}  (from {tag.source})")
+        ranges = ", ".join(f"{s.start:.1f}-{s.end:.1f}s" for s in tag.segments)
+        where = f" at {ranges}" if ranges else ""  # videos: where the tag holds
+        print(f"  {tag.name}  {tag.score:.2f}  (from {tag.source}){where}")
     for d in ctx.catalog.detections(found.content_id):
         at = f" at {d.t:.1f}s" if d.t is not None else ""
         box = ", ".join(f"{v:.0f}" for v in d.box or ())  # whole-image findings have none

@@ -166,18 +166,28 @@ def passing(
 
 def derive(policy: Any, detections: Sequence[Detection], media: Media) -> list[Tag]:
     settings: ClipTagSettings = policy.settings.clip
-    vectors: dict[str, list[np.ndarray]] = {}
+    rows: dict[str, list[Detection]] = {}
     for d in detections:
         if d.vector is not None:
-            vectors.setdefault(d.label, []).append(d.vector)
-    tags: dict[str, float] = {}
-    for model_name, rows in vectors.items():
+            rows.setdefault(d.label, []).append(d)
+    hits: dict[str, dict[float, float]] = {}  # tag -> frame time -> best score
+    for model_name, found in rows.items():
         encoder = ENCODERS.get(model_name)
         if encoder is None:
             # Only possible outside the pipeline (which builds the analyzer first).
             log.warning("clip: model %r is not built; its embeddings give no tags", model_name)
             continue
-        names, probs = frame_scores(encoder, settings, np.stack(rows))
-        for path, score in passing(policy.settings.root, settings, names, probs).items():
-            tags[path] = max(score, tags.get(path, 0.0))
-    return sorted((Tag(p, round(s, 4), SOURCE) for p, s in tags.items()), key=lambda t: t.name)
+        names, probs = frame_scores(encoder, settings, np.stack([d.vector for d in found]))
+        for i, d in enumerate(found):
+            frame = passing(policy.settings.root, settings, names, probs[i : i + 1])
+            t = round(d.t or 0.0, 6)
+            for path, score in frame.items():
+                by_time = hits.setdefault(path, {})
+                by_time[t] = max(score, by_time.get(t, 0.0))
+    if media.kind == "video":
+        # Where in the video each prompt set holds, by the [tags.video] rules.
+        from tagd.policy.segments import ranged_tags
+
+        return ranged_tags(policy, hits, media, detections, SOURCE)
+    tags = [Tag(path, round(max(by_time.values()), 4), SOURCE) for path, by_time in hits.items()]
+    return sorted(tags, key=lambda t: t.name)

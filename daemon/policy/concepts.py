@@ -247,7 +247,7 @@ def concept_video_tags(
     policy: TagPolicy, detections: Sequence[Detection], media: Media
 ) -> list[Tag]:
     """Concept tags of a video with their time ranges, by the [tags.video] rules."""
-    from tagd.policy.segments import SegmentRules, frame_interval, merge_hits
+    from tagd.policy.segments import ranged_tags
 
     settings = policy.settings
     frames: dict[float, list[Detection]] = defaultdict(list)
@@ -260,18 +260,7 @@ def concept_video_tags(
         ).items():
             path = _tag_path(settings.root, settings.concepts, name)
             hits[path][t] = max(min(score, 1.0), hits[path].get(t, 0.0))
-    video = settings.video
-    rules = SegmentRules(video.max_gap, video.min_segment, video.min_total, video.min_fraction)
-    interval = frame_interval(media, detections)
-    extent = media.duration if media.duration is not None else max(frames, default=0) + interval
-    tags = []
-    for path, by_time in hits.items():
-        segments = merge_hits(by_time.items(), interval, rules, media.duration, extent)
-        if segments:
-            tags.append(
-                Tag(path, round(max(s.score for s in segments), 4), SOURCE, tuple(segments))
-            )
-    return sorted(tags, key=lambda t: t.name)
+    return ranged_tags(policy, hits, media, detections, SOURCE)
 
 
 def derive(policy: TagPolicy, detections: Sequence[Detection], media: Media) -> list[Tag]:

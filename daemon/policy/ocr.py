@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from tagd.policy.tags import TagPolicy
 
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
+SOURCE = "ocr"
 SHORT_NAME = 4  # names shorter than this (letters) must match a whole word exactly
 
 
@@ -53,7 +54,6 @@ def name_score(name: str, text: str) -> float:
 
 def text_tags(policy: TagPolicy, detections: Sequence[Detection], media: Media) -> list[Tag]:
     rules = policy.settings.text
-    root = policy.settings.root
     lines = [
         d
         for d in detections
@@ -61,18 +61,39 @@ def text_tags(policy: TagPolicy, detections: Sequence[Detection], media: Media) 
     ]
     if not lines:
         return []
-    tags = [Tag(f"{root}|{rules.name.strip()}", round(max(d.score for d in lines), 4), "ocr")]
-    # Names are matched against every confident line, and against all of them
-    # joined in reading order per frame (a name split over two lines).
-    texts = [d.text or "" for d in lines]
-    by_frame: dict[float | None, list[str]] = {}
+    by_frame: dict[float, list[Detection]] = {}
     for d in lines:
-        by_frame.setdefault(d.t, []).append(d.text or "")
-    texts += [" ".join(parts) for parts in by_frame.values() if len(parts) > 1]
+        by_frame.setdefault(round(d.t or 0.0, 6), []).append(d)
+    if media.kind == "video":
+        # Where in the video the text (and each studio's name) shows, by the
+        # [tags.video] rules: Stash markers, and no tag for one misread frame.
+        from tagd.policy.segments import ranged_tags
+
+        hits: dict[str, dict[float, float]] = {}
+        for t, frame in by_frame.items():
+            for name, score in _frame_tags(policy, frame).items():
+                hits.setdefault(name, {})[t] = score
+        return ranged_tags(policy, hits, media, detections, SOURCE)
+    found: dict[str, float] = {}
+    for frame in by_frame.values():
+        for name, score in _frame_tags(policy, frame).items():
+            found[name] = max(score, found.get(name, 0.0))
+    return sorted((Tag(n, s, SOURCE) for n, s in found.items()), key=lambda t: t.name)
+
+
+def _frame_tags(policy: TagPolicy, lines: Sequence[Detection]) -> dict[str, float]:
+    """{tag: score} for one photo or frame's confident lines: `AI|Text` and the
+    studios whose name appears in a line, or in all lines joined in reading order
+    (a name split over two lines)."""
+    rules = policy.settings.text
+    root = policy.settings.root
+    tags = {f"{root}|{rules.name.strip()}": round(max(d.score for d in lines), 4)}
+    texts = [d.text or "" for d in lines]
+    if len(texts) > 1:
+        texts.append(" ".join(texts))
     parent = [p for p in rules.studio_parent.split("|") if p]
     for studio in rules.studios:
         score = max(name_score(studio, t) for t in texts)
         if score >= rules.studio_threshold:
-            name = "|".join([root, *parent, studio.strip()])
-            tags.append(Tag(name, round(score / 100, 4), "ocr"))
-    return sorted(tags, key=lambda t: t.name)
+            tags["|".join([root, *parent, studio.strip()])] = round(score / 100, 4)
+    return tags

@@ -176,3 +176,28 @@ def video_tags(
             best = max(s.score for s in segments)
             tags.append(Tag(name, best, source, tuple(segments)))
     return sorted(tags, key=lambda t: t.name)
+
+
+def ranged_tags(
+    policy: TagPolicy,
+    hits: dict[str, dict[float, float]],
+    media: Media,
+    detections: Sequence[Detection],
+    source: str,
+) -> list[Tag]:
+    """Tags with time ranges from per-frame hits ({tag: {time: score}}) by the
+    [tags.video] rules, for tag rules without per-label overrides (concepts,
+    text, CLIP prompts)."""
+    video = policy.settings.video
+    rules = SegmentRules(video.max_gap, video.min_segment, video.min_total, video.min_fraction)
+    interval = frame_interval(media, detections)
+    extent = media.duration
+    if extent is None:
+        extent = max((d.t or 0.0 for d in detections), default=0.0) + interval
+    tags = []
+    for name, by_time in hits.items():
+        segments = merge_hits(by_time.items(), interval, rules, media.duration, extent)
+        if segments:
+            best = round(max(s.score for s in segments), 4)
+            tags.append(Tag(name, best, source, tuple(segments)))
+    return sorted(tags, key=lambda t: t.name)

@@ -18,12 +18,18 @@ from tagd.config import TagGroupSettings, TagSettings
 from tagd.policy import clip_tags, concepts, nsfw, ocr, people
 from tagd.policy.segments import video_tags
 
+# Raised when a rule's code derives something else from the same findings (2:
+# time ranges for text and CLIP tags of videos), so catalogs re-derive their
+# tags and rewrite sidecars and Stash once after an upgrade.
+RULES_VERSION = 2
+
 
 class TagPolicy:
     def __init__(self, settings: TagSettings) -> None:
         self.settings = settings
+        rules = {"version": RULES_VERSION, "settings": asdict(settings)}
         self.fingerprint = hashlib.sha256(
-            json.dumps(asdict(settings), sort_keys=True).encode()
+            json.dumps(rules, sort_keys=True).encode()
         ).hexdigest()[:16]
 
     def tag_name(self, group: TagGroupSettings, label: str) -> str | None:
