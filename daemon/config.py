@@ -307,6 +307,8 @@ class StashSettings:
     path_mappings: list[PathMapping] = field(default_factory=list)
     # `tagd scan --from-stash`: scenes/images asked for per request.
     page_size: int = field(default=100, metadata=_range(1, 1000))
+    # `tagd run`: when to look for <prefix>_TagMe files in Stash (like daemon.schedule).
+    tagme_schedule: str = "15m"
 
 
 @dataclass(frozen=True)
@@ -582,10 +584,14 @@ def _semantic_problems(settings: Settings) -> list[str]:
                 problems.append(
                     f"library.{key}: {ext!r}: write extensions lower-case without a dot"
                 )
-    try:
-        parse_schedule(settings.daemon.schedule)
-    except ValueError as exc:
-        problems.append(f"daemon.schedule = {settings.daemon.schedule!r}: {exc}")
+    for key, text_value in (
+        ("daemon.schedule", settings.daemon.schedule),
+        ("stash.tagme_schedule", settings.stash.tagme_schedule),
+    ):
+        try:
+            parse_schedule(text_value)
+        except ValueError as exc:
+            problems.append(f"{key} = {text_value!r}: {exc}")
     if settings.ocr.max_side % 32:
         problems.append(f"ocr.max_side = {settings.ocr.max_side}: must be a multiple of 32")
     text = settings.tags.text

@@ -170,6 +170,7 @@ def test_daemon_does_what_the_plugin_and_tagd_scan_ask(
         + f'[library]\nroots = ["{lib}"]\n'
         + '[daemon]\nschedule = ""\nscan_on_start = false\nwatch = false\n'
         + f'[stash]\nenabled = true\nurl = "{server.url}"\ntimeout = 2.0\nretries = 0\n'
+        + 'tagme_schedule = ""\n'  # only when asked, in this test
         + f'path_mappings = [{{ stash = "/data", local = "{lib}" }}]\n',
     )
     proc, log = start_daemon(tmp_path, state, config, notify, NOTIFY_SOCKET="")
@@ -242,3 +243,39 @@ def test_plugin_explains_an_unreachable_daemon(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     wait_until(lambda: holder.poll() is not None, 5, "the lock holder to end")
+
+
+def test_daemon_picks_up_files_marked_tagme_in_stash(
+    tmp_path: Path, coco_photos: Any
+) -> None:
+    """[stash] tagme_schedule: mark a file in Stash, the daemon tags it unasked."""
+    server = StashServer().start()
+    notify = NotifySocket(str(tmp_path / "notify.sock"))
+    lib = tmp_path / "lib"
+    [photo] = coco_photos(1, dest=lib)
+    st = server.state
+    image = st.add_image(f"/data/{photo.name}")
+    state = tmp_path / "state"
+    config = write_config(
+        tmp_path / "config.toml",
+        only_objects()
+        + '[daemon]\nschedule = ""\nscan_on_start = false\nwatch = false\nlog_level = "debug"\n'
+        + f'[stash]\nenabled = true\nurl = "{server.url}"\ntimeout = 2.0\nretries = 0\n'
+        + 'tagme_schedule = "1s"\n'
+        + f'path_mappings = [{{ stash = "/data", local = "{lib}" }}]\n',
+    )
+    proc, log = start_daemon(tmp_path, state, config, notify, NOTIFY_SOCKET="")
+    try:
+        wait_until(lambda: "nothing to scan" in log.read_text(), 30, "a TagMe look")
+        assert st.images[image].tag_ids == []  # nothing marked: nothing done
+        st.images[image].tag_ids.append(st.add_tag("tagd_TagMe"))
+        wait_until(
+            lambda: "tagd_Tagged" in image_tags(server)[f"/data/{photo.name}"], 30, "TagMe done"
+        )
+        assert "tagd_TagMe" not in image_tags(server)[f"/data/{photo.name}"]
+    finally:
+        code, _ = stop(proc)
+        notify.close()
+        server.stop()
+    assert code == 0, log.read_text()
+    assert server.invalid == []

@@ -317,7 +317,7 @@ def test_images_and_errored_files(server: StashServer, tmp_path: Path) -> None:
         ]
         catalog.enqueue(ids, SINK)
     server.state.add_image("/data/p/good.jpg")
-    server.state.add_image("/data/p/bad.jpg")
+    server.state.add_image("/data/p/bad.jpg", [server.state.add_tag("tagd_TagMe")])
     base = settings_for(server, Path("/srv"))
     report = deliver_stash(catalog, base)
     assert report.failed == 0, report.errors

@@ -82,6 +82,7 @@ class Service:
         self.lock = InstanceLock(self.state_dir, "tagd run")
         self.worker: ScanWorker | None = None
         self.schedule: Schedule | None = None
+        self.tagme: Schedule | None = None  # Stash's TagMe files, [stash] tagme_schedule
         self.watcher: Watcher | None = None
         self.control: ControlSocket | None = None
         self._last_retry_check = 0.0
@@ -116,6 +117,8 @@ class Service:
             self.worker.start()
             self.schedule = Schedule(lambda: self._request("schedule"))
             self.schedule.start(settings.daemon.schedule)
+            self.tagme = Schedule(lambda: self._request("stash tagme schedule", source="tagme"))
+            self.tagme.start(_tagme_schedule(settings))
             self._start_watcher(settings)
             self._start_control(settings)
             self._service = {
@@ -183,9 +186,11 @@ class Service:
         self.lock.note(f"socket={path}")
         log.info("control socket %s", path)
 
-    def _request(self, trigger: str, roots: set[str] | None = None) -> None:
+    def _request(
+        self, trigger: str, roots: set[str] | None = None, source: str = "library"
+    ) -> None:
         if self.worker is not None and not self.stop.is_set():
-            self.worker.request(trigger, roots)
+            self.worker.request(trigger, roots, source)
 
     def command(self, command: str, wait: bool) -> dict[str, object]:
         """A control-socket command (runs on the socket's thread)."""
@@ -358,6 +363,8 @@ class Service:
                 for model in analyzer.models:
                     model.unload()
         self.schedule.set(settings.daemon.schedule)
+        if self.tagme is not None:
+            self.tagme.set(_tagme_schedule(settings))
         if self.watcher is not None:
             self.watcher.stop()
         self._start_watcher(settings)
@@ -380,8 +387,9 @@ class Service:
         self.notifier.stopping("stopping: finishing the batch in flight")
         # Leave a second of the budget for writing the sidecars already due.
         self.worker.finish(deadline=started + max(0.5, timeout - 1.0))
-        if self.schedule is not None:
-            self.schedule.shutdown()
+        for schedule in (self.schedule, self.tagme):
+            if schedule is not None:
+                schedule.shutdown()
         if self.watcher is not None:
             self.watcher.stop()
         if self.control is not None:
@@ -403,6 +411,12 @@ class Service:
             os._exit(0)
         self._save_service()
         log.info("stopped after %.1f s", time.monotonic() - started)
+
+
+def _tagme_schedule(settings: Settings) -> str:
+    """[stash] tagme_schedule while Stash and workflow tags are on, else none."""
+    stash = settings.stash
+    return stash.tagme_schedule if stash.enabled and stash.workflow_prefix else ""
 
 
 def run_service(config_path: str | None, settings: Settings) -> int:

@@ -255,7 +255,9 @@ class ScanWorker(threading.Thread):
         head = f"stash: {len(listed.local)} files to scan, {len(listed.missing)} missing here"
         if listed.no_tagme_tag:
             head = f"stash: no tag {settings.stash.workflow_prefix}_TagMe in Stash: nothing to scan"
-        log.info("%s", head)
+        # The TagMe schedule asks every few minutes: "nothing marked" is not news.
+        quiet = not listed.local and not listed.missing
+        log.log(logging.DEBUG if quiet else logging.INFO, "%s", head)
         request.summary[:] = [head]
         if listed.local:
             job = ScanRequest(request.trigger, set(listed.local), request.source)

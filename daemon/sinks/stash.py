@@ -200,8 +200,11 @@ class StashWriter:
             log.warning("stash: %s: could not be analysed: %s", path, error)
             if not prefix:
                 return False
-            errored = self.tags.plain(f"{prefix}_Errored")
-            return self._bulk(obj, "ADD", {"tag_ids": {errored} - obj.tag_ids})
+            # Done with it, if not well: Errored replaces TagMe (the log says why).
+            errored = {self.tags.plain(f"{prefix}_Errored")} - obj.tag_ids
+            tagme = {self.tags.plain(f"{prefix}_TagMe")} & obj.tag_ids
+            changed = self._bulk(obj, "ADD", {"tag_ids": errored})
+            return self._bulk(obj, "REMOVE", {"tag_ids": tagme}) or changed
         tags = [t for t in self.catalog.tags(content_id or 0) if t.name.startswith(self.root)]
         routed = route(tags, self.settings)  # people/studio tags out when those are on
         plan = Plan()
