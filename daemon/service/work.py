@@ -260,7 +260,7 @@ class ScanWorker(threading.Thread):
         log.log(logging.DEBUG if quiet else logging.INFO, "%s", head)
         request.summary[:] = [head]
         if listed.local:
-            job = ScanRequest(request.trigger, set(listed.local), request.source)
+            job = ScanRequest(request.trigger, set(listed.local), request.source, request.force)
             self.scan(job, generation, from_stash=listed.local)
             request.summary += job.summary
 
@@ -319,7 +319,7 @@ class ScanWorker(threading.Thread):
                 log.warning("%s: %s", path, reason)
             if not self.stop.is_set():
                 after_scan(catalog, settings)  # people: cluster the new faces
-        written = self.deliver(settings, stats=stats)
+        written = self.deliver(settings, stats=stats, force=request.force)
         stats.stopped = self.stop.is_set()
         stats.end = time.time()
         record_scan(catalog, stats)
