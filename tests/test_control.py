@@ -202,6 +202,9 @@ def test_daemon_does_what_the_plugin_and_tagd_scan_ask(
         reply = ask(sock, "scan", wait=True, timeout=300)
         assert reply["ok"] and "1 analysed" in reply["message"], reply
         assert "queued for a retry" in reply["message"]
+        done = run_tagd("--config", config, "status", env=env)
+        assert "(stash 1: 1 waiting for a retry, next at " in done.stdout, done.stdout
+        assert f"stash {later}" in done.stdout and "cannot reach Stash" in done.stdout
         server.start()  # back, same port and state
         reply = ask(sock, "deliver", wait=True, timeout=60)
         assert reply["ok"] and "stash: 1 updated" in reply["message"], reply
@@ -269,10 +272,12 @@ def test_daemon_picks_up_files_marked_tagme_in_stash(
         wait_until(lambda: "nothing to scan" in log.read_text(), 30, "a TagMe look")
         assert st.images[image].tag_ids == []  # nothing marked: nothing done
         st.images[image].tag_ids.append(st.add_tag("tagd_TagMe"))
-        wait_until(
-            lambda: "tagd_Tagged" in image_tags(server)[f"/data/{photo.name}"], 30, "TagMe done"
-        )
-        assert "tagd_TagMe" not in image_tags(server)[f"/data/{photo.name}"]
+
+        def done() -> bool:  # Tagged is added, then TagMe removed: two requests
+            tags = image_tags(server)[f"/data/{photo.name}"]
+            return "tagd_Tagged" in tags and "tagd_TagMe" not in tags
+
+        wait_until(done, 30, "TagMe swapped for Tagged")
     finally:
         code, _ = stop(proc)
         notify.close()

@@ -224,7 +224,7 @@ def test_run_schedules_watches_reloads_and_stops_cleanly(
         assert "schedule: 3s; next scan: " in out and "(in " in out
         assert "watching: 1 folder(s)" in out
         assert "last scan: " in out and "throughput: " in out
-        assert "queue: 0 files to analyse, 0 sidecar writes" in out
+        assert "queue: 0 files to analyse, 0 writes" in out
 
         # SIGHUP with a broken config: reported, and the daemon goes on with the old one.
         config.write_text(config.read_text() + "[objects]\nmin_score = 7\n")

@@ -553,6 +553,13 @@ class Catalog:
         ).fetchone()
         return int(row[0]) if row else 0
 
+    def outbox_by_sink(self) -> dict[str, tuple[int, int, float | None]]:
+        """Per sink: (queued writes, those that failed before, when the next is due)."""
+        rows = self.con.execute(
+            "SELECT sink, COUNT(*), COUNT(last_error), MIN(due) FROM outbox GROUP BY sink"
+        )
+        return {r[0]: (int(r[1]), int(r[2]), r[3]) for r in rows}
+
     def outbox_errors(self) -> list[tuple[str, str, int, str]]:
         rows = self.con.execute(
             "SELECT f.path, o.sink, o.attempts, o.last_error FROM outbox o "

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from collections import Counter
 
+from tagd.catalog.catalog import Catalog
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
 from tagd.service.stats import status_lines
+
+MAX_FAILED_WRITES = 20  # lines; the rest is counted
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -44,7 +48,7 @@ def status(ctx: Context, args: argparse.Namespace) -> int:
         f"detections: {counts['detections']}; tags: {counts['tags']}; "
         f"queued writes: {counts['outbox']}"
     )
-    print(f"queue: {by_state['pending']} files to analyse, {counts['outbox']} sidecar writes")
+    print(f"queue: {by_state['pending']} files to analyse, {_writes(ctx.catalog)}")
     for line in status_lines(ctx.catalog, ctx.state_dir):
         print(line)
     errors = [r for r in records if r.status == "error"]
@@ -55,9 +59,26 @@ def status(ctx: Context, args: argparse.Namespace) -> int:
     failed_writes = ctx.catalog.outbox_errors()
     if failed_writes:
         print("writes waiting for a retry:")
-        for path, sink, attempts, error in failed_writes:
+        # Stash down for a day means every file waits: the first ones say why.
+        for path, sink, attempts, error in failed_writes[:MAX_FAILED_WRITES]:
             print(f"  {sink} {path} (attempt {attempts}): {error}")
+        if len(failed_writes) > MAX_FAILED_WRITES:
+            print(f"  ... and {len(failed_writes) - MAX_FAILED_WRITES} more")
     return EXIT_FAILURES if errors or failed_writes else EXIT_OK
+
+
+def _writes(catalog: Catalog) -> str:
+    """'3 writes (xmp 1, stash 2: 2 waiting for a retry, next at 12:03)'."""
+    by_sink = catalog.outbox_by_sink()
+    total = sum(n for n, _, _ in by_sink.values())
+    parts = []
+    for sink, (queued, failed, due) in sorted(by_sink.items()):
+        part = f"{sink} {queued}"
+        if failed:
+            when = time.strftime("%H:%M", time.localtime(due)) if due else "now"
+            part += f": {failed} waiting for a retry, next at {when}"
+        parts.append(part)
+    return f"{total} writes" + (f" ({'; '.join(parts)})" if parts else "")
 
 
 def tags(ctx: Context, args: argparse.Namespace) -> int:
