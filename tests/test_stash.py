@@ -124,6 +124,20 @@ def snapshot(server: StashServer) -> dict[str, Any]:
     }
 
 
+def cut_and_resume(stash: StashServer, catalog: Catalog, settings: Settings, cut: int) -> None:
+    """Deliver with the server going away after `cut` answers, then start it again
+    (same port, same state) and deliver what stayed queued."""
+    stash.drop_after = cut
+    deliver_stash(catalog, settings)
+    assert catalog.due(SINK, LATER), f"cut {cut}: work lost"
+    stash.stop()
+    stash.drop_after, stash.mode = None, "ok"
+    stash.start()
+    report = deliver_stash(catalog, settings, now=LATER)
+    assert report.failed == 0, report.errors
+    assert stash.invalid == []
+
+
 def mutations(server: StashServer) -> list[str]:
     return [q for q in server.requests if q.lstrip().startswith("mutation")]
 
@@ -286,16 +300,8 @@ def test_interrupted_runs_end_like_an_undisturbed_one(
             populate(stash)
             catalog = fresh_catalog(scanned, tmp_path / f"cut{cut}")
             settings = settings_for(stash, lib, api_key="")
-            stash.drop_after = cut  # the server goes away after `cut` answers
-            deliver_stash(catalog, settings)
-            assert catalog.due(SINK, LATER), f"cut {cut}: work lost"
-            stash.stop()
-            stash.drop_after, stash.mode = None, "ok"
-            stash.start()  # same port, same state
-            report = deliver_stash(catalog, settings, now=LATER)
-            assert report.failed == 0, report.errors
+            cut_and_resume(stash, catalog, settings, cut)
             assert snapshot(stash) == expected, f"cut after {cut} requests"
-            assert stash.invalid == []
             catalog.close()
         finally:
             stash.stop()
@@ -572,16 +578,8 @@ def test_eval_video_folder_into_stash_and_a_cut_at_every_request(
         try:
             catalog = fresh(tmp_path / f"cut{cut}")
             settings = settings_for(stash, lib, api_key="")
-            stash.drop_after = cut
-            deliver_stash(catalog, settings)
-            assert catalog.due(SINK, LATER), f"cut {cut}: work lost"
-            stash.stop()
-            stash.drop_after, stash.mode = None, "ok"
-            stash.start()
-            report = deliver_stash(catalog, settings, now=LATER)
-            assert report.failed == 0, report.errors
+            cut_and_resume(stash, catalog, settings, cut)
             assert snapshot(stash) == state, f"cut after {cut} of {total} requests"
-            assert stash.invalid == []
             catalog.close()
         finally:
             stash.stop()
