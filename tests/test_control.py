@@ -15,19 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, run_tagd, write_config
+from conftest import run_tagd, write_config
 from stash_server import StashServer
 from test_service import NotifySocket, start_daemon, stop, wait_until
 from test_stash import image_tags, only_objects
+from test_stash_plugin import run_task
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings, parse_settings
 from tagd.service.control import ControlError, ControlSocket, ask, socket_path
 from tagd.service.lock import holder_notes
 from tagd.service.work import ScanRequest, merge
-
-PLUGIN = REPO / "plugins" / "tagd" / "tagd_task.py"
-
 
 # ---------------------------------------------------------------- protocol
 
@@ -135,18 +133,8 @@ def test_retry_timer_queues_a_delivery_only_when_writes_are_due(tmp_path: Path) 
 
 
 def plugin_task(state: Path, mode: str) -> dict[str, str]:
-    env = os.environ | {"TAGD_STATE_DIR": str(state), "TAGD_BIN": "/nonexistent/tagd"}
-    env.pop("TAGD_SOCKET", None)
-    done = subprocess.run(
-        [sys.executable, str(PLUGIN)],
-        input=json.dumps({"args": {"mode": mode}}),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=True,
-    )
-    return json.loads(done.stdout)
+    """The Stash plugin's task; a tagd it could run instead does not exist."""
+    return run_task(state.parent, mode, "/nonexistent/tagd", state=state)
 
 
 def test_daemon_does_what_the_plugin_and_tagd_scan_ask(

@@ -26,19 +26,23 @@ def fake_tagd(tmp_path: Path, code: int = 0) -> tuple[Path, Path]:
     return script, record
 
 
-def run_task(tmp_path: Path, mode: str, tagd: Path) -> dict[str, str]:
+def run_task(
+    tmp_path: Path, mode: str, tagd: Path | str, state: Path | None = None
+) -> dict[str, str]:
+    """The plugin as Stash runs it: JSON on stdin, JSON on stdout."""
     stdin = {
         "server_connection": {"Scheme": "http", "Port": 9999, "SessionCookie": None},
         "args": {"mode": mode},
     }
-    env = {**os.environ, "TAGD_BIN": str(tagd), "TAGD_STATE_DIR": str(tmp_path / "state")}
+    env = {**os.environ, "TAGD_BIN": str(tagd), "TAGD_STATE_DIR": str(state or tmp_path / "state")}
+    env.pop("TAGD_SOCKET", None)
     done = subprocess.run(
         [sys.executable, str(PLUGIN / "tagd_task.py")],
         input=json.dumps(stdin),
         capture_output=True,
         text=True,
         env=env,
-        timeout=60,
+        timeout=300,
         check=True,
     )
     return json.loads(done.stdout)
