@@ -341,6 +341,28 @@ def test_images_and_errored_files(server: StashServer, tmp_path: Path) -> None:
     assert os.path.exists(tmp_path / "c.db")
 
 
+def test_a_stop_ends_the_delivery_between_files(server: StashServer, tmp_path: Path) -> None:
+    """The daemon's stop is asked between files: what is left stays queued."""
+    catalog = Catalog(tmp_path / "c.db")
+    with catalog.transaction():
+        ids = []
+        for name in ("a", "b", "c"):
+            cid = catalog.ensure_content(f"fp-{name}", "image")
+            ids.append(catalog.add_file(f"/srv/p/{name}.jpg", "image", 1, 1, cid, None))
+            server.state.add_image(f"/data/p/{name}.jpg")
+        catalog.enqueue(ids, SINK)
+    asked: list[int] = []
+
+    def deadline() -> float | None:
+        asked.append(1)
+        return time.monotonic() if len(asked) > 1 else None  # stop after the first file
+
+    report = deliver_stash(catalog, settings_for(server, Path("/srv")), deadline=deadline)
+    assert (report.written, report.left) == (1, 2)
+    assert len(catalog.due(SINK, time.time())) == 2
+    catalog.close()
+
+
 def test_tagd_scan_writes_to_stash(
     server: StashServer,
     cli: Any,

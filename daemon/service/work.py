@@ -350,7 +350,7 @@ class ScanWorker(threading.Thread):
         if settings.xmp.enabled:
             self._set_activity("writing")
             delivered = deliver_xmp(
-                catalog, settings, now=now, deadline=self._write_deadline()
+                catalog, settings, now=now, deadline=self._write_deadline
             )
             if stats is not None:
                 stats.written, stats.write_failed = delivered.written, delivered.failed
@@ -365,7 +365,10 @@ class ScanWorker(threading.Thread):
             from tagd.sinks import stash
 
             self._set_activity("writing")
-            delivered_stash = stash.deliver_stash(catalog, settings, now=now)
+            # A stop ends it between two files: the rest stays queued.
+            delivered_stash = stash.deliver_stash(
+                catalog, settings, now=now, deadline=self._stop_now
+            )
             line = stash.summary(delivered_stash)
             lines.append(line)
             if not retry or delivered_stash.written or delivered_stash.failed:
@@ -377,13 +380,16 @@ class ScanWorker(threading.Thread):
     def _write_deadline(self) -> float | None:
         return self.stop_deadline if self.stop.is_set() else None
 
+    def _stop_now(self) -> float | None:
+        return time.monotonic() if self.stop.is_set() else None
+
     def _flush(self) -> None:
         """On stop: write the sidecars that are due, within the stop deadline."""
         settings = self.generation.settings
         if not settings.xmp.enabled or self._catalog is None:
             return
         self._set_activity("writing")
-        report = deliver_xmp(self._catalog, settings, deadline=self._write_deadline())
+        report = deliver_xmp(self._catalog, settings, deadline=self._write_deadline)
         if report.written or report.left:
             log.info(
                 "stopping: %d sidecars written, %d left queued for the next start",

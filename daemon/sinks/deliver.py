@@ -32,6 +32,17 @@ class DeliveryReport:
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 
+# When a delivery must stop (time.monotonic()), asked between files; None: no limit yet.
+Deadline = Callable[[], float | None]
+
+
+def past(deadline: Deadline | None) -> bool:
+    if deadline is None:
+        return False
+    until = deadline()
+    return until is not None and time.monotonic() >= until
+
+
 def backoff(attempts: int) -> float:
     return min(MAX_BACKOFF, 30.0 * 2**attempts)
 
@@ -105,18 +116,19 @@ def deliver_xmp(
     dry_run: bool = False,
     on_change: Callable[[XmpChange], None] | None = None,
     now: float | None = None,
-    deadline: float | None = None,
+    deadline: Deadline | None = None,
 ) -> DeliveryReport:
     """Write due sidecars. With dry_run, report the changes and keep them queued.
 
-    With a `deadline` (time.monotonic()), stop between files once it passed;
+    With a `deadline` (asked between files: the time.monotonic() to stop by, or
+    None for no limit yet, so a stop requested mid-run is seen), stop once it passed;
     what is left stays queued (`report.left`) for the next run.
     """
     report = DeliveryReport()
     root = settings.tags.root
     due = catalog.due("xmp", time.time() if now is None else now, limit=10**9)
     for index, (file_id, path, content_id) in enumerate(due):
-        if deadline is not None and time.monotonic() >= deadline:
+        if past(deadline):
             report.left = len(due) - index
             break
         if content_id is None:

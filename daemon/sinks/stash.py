@@ -25,7 +25,7 @@ from typing import Any
 
 from tagd.catalog.catalog import Catalog, Tag
 from tagd.config import PathMapping, Settings
-from tagd.sinks.deliver import DeliveryReport, backoff
+from tagd.sinks.deliver import Deadline, DeliveryReport, backoff, past
 from tagd.sinks.stash_client import StashClient, StashError, StashUnavailable
 from tagd.sinks.stash_fields import PerformerResolver, StudioResolver, plan_studio, route
 from tagd.sinks.stash_tags import TagResolver
@@ -138,7 +138,7 @@ def deliver_stash(
     *,
     client: StashClient | None = None,
     now: float | None = None,
-    deadline: float | None = None,
+    deadline: Deadline | None = None,
 ) -> DeliveryReport:
     """Write due files to Stash; failures stay queued with backoff."""
     report = DeliveryReport()
@@ -146,7 +146,7 @@ def deliver_stash(
     writer = StashWriter(catalog, settings, client)
     due = catalog.due(SINK, time.time() if now is None else now, limit=10**9)
     for index, (file_id, path, content_id) in enumerate(due):
-        if deadline is not None and time.monotonic() >= deadline:
+        if past(deadline):
             report.left = len(due) - index
             break
         try:
