@@ -71,3 +71,49 @@ def test_task_reports_a_failed_scan(tmp_path: Path) -> None:
     tagd, _ = fake_tagd(tmp_path, code=2)
     assert run_task(tmp_path, "tagme", tagd) == {"error": "tagd exited 2: boom"}
     assert "error" in run_task(tmp_path, "nonsense", tagd)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the plugin as another user")
+def test_a_socket_stash_may_not_use_is_reported_not_bypassed(tmp_path: Path) -> None:
+    """Stash runs as another user than the daemon: a socket it may not connect to is
+    explained (and no second tagd is started to compete for the state directory)."""
+    import shutil
+    import tempfile
+
+    from tagd.service.control import ControlSocket
+
+    python = shutil.which("python3", path="/usr/bin:/usr/local/bin")
+    if python is None:
+        pytest.skip("no system python3 for an unprivileged user")
+    # A folder the other user can traverse (pytest's tmp is root-only).
+    shared = Path(tempfile.mkdtemp(prefix="tagd-plugin-"))
+    try:
+        shared.chmod(0o755)
+        plugin = shared / "tagd_task.py"
+        shutil.copyfile(PLUGIN / "tagd_task.py", plugin)
+        plugin.chmod(0o644)
+        control = ControlSocket(shared / "tagd.sock", 0o600, lambda c, w: {"ok": True})
+        try:
+            done = subprocess.run(
+                [python, str(plugin)],
+                input=json.dumps({"args": {"mode": "tagme"}}),
+                capture_output=True,
+                text=True,
+                env={
+                    "PATH": "/usr/bin:/bin",
+                    "TAGD_SOCKET": str(shared / "tagd.sock"),
+                    "TAGD_STATE_DIR": str(shared / "state"),
+                    "TAGD_BIN": "/nonexistent/tagd",
+                    "HOME": str(shared),
+                },
+                user=65534,
+                group=65534,
+                timeout=60,
+                check=True,
+            )
+        finally:
+            control.close()
+        error = json.loads(done.stdout)["error"]
+        assert "Permission denied" in error and "daemon.control_socket_mode" in error, error
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

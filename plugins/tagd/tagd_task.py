@@ -75,6 +75,10 @@ def socket_candidates(text: str | None, state: Path) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+class Unreachable(Exception):
+    """A daemon's socket exists at that path, but this user may not connect."""
+
+
 def ask_daemon(path: Path, command: str) -> dict[str, Any] | None:
     """The daemon's answer to `command` (waiting until the work is done), or None
     when nothing listens at `path`."""
@@ -88,6 +92,11 @@ def ask_daemon(path: Path, command: str) -> dict[str, Any] | None:
                 line = answer.readline()
     except (FileNotFoundError, ConnectionRefusedError):
         return None
+    except PermissionError as exc:
+        raise Unreachable(
+            f"tagd daemon at {path}: {exc.strerror}: let Stash's user connect "
+            "(daemon.control_socket_mode) or set TAGD_SOCKET"
+        ) from None
     except OSError as exc:
         return {"error": f"tagd daemon at {path}: {exc}"}
     try:
@@ -112,10 +121,19 @@ def run_task(mode: str) -> dict[str, Any]:
     text = lock_text(state)
     # A running daemon owns the catalog: it does the work (a second tagd could
     # not take the state-dir lock anyway).
+    refused: list[str] = []
     for path in socket_candidates(text, state):
-        answer = ask_daemon(path, COMMANDS[mode])
+        try:
+            answer = ask_daemon(path, COMMANDS[mode])
+        except Unreachable as exc:  # maybe another candidate lets us in
+            refused.append(str(exc))
+            continue
         if answer is not None:
             return answer
+    if refused:
+        # A daemon listens, but not for Stash's user: running a second tagd
+        # would only compete with it for the state directory.
+        return {"error": refused[0]}
     pid = daemon_pid(text)
     if pid is not None:
         return {
