@@ -157,7 +157,7 @@ def test_daemon_does_what_the_plugin_and_tagd_scan_ask(
         only_objects()
         + f'[library]\nroots = ["{lib}"]\n'
         + '[daemon]\nschedule = ""\nscan_on_start = false\nwatch = false\n'
-        + f'[stash]\nenabled = true\nurl = "{server.url}"\ntimeout = 2.0\nretries = 0\n'
+        + f'[stash]\nenabled = true\nurl = "{server.url}"\ntimeout = 10.0\nretries = 0\n'
         + 'tagme_schedule = ""\n'  # only when asked, in this test
         + f'path_mappings = [{{ stash = "/data", local = "{lib}" }}]\n',
     )
@@ -251,7 +251,7 @@ def test_daemon_picks_up_files_marked_tagme_in_stash(
         tmp_path / "config.toml",
         only_objects()
         + '[daemon]\nschedule = ""\nscan_on_start = false\nwatch = false\nlog_level = "debug"\n'
-        + f'[stash]\nenabled = true\nurl = "{server.url}"\ntimeout = 2.0\nretries = 0\n'
+        + f'[stash]\nenabled = true\nurl = "{server.url}"\ntimeout = 10.0\nretries = 0\n'
         + 'tagme_schedule = "1s"\n'
         + f'path_mappings = [{{ stash = "/data", local = "{lib}" }}]\n',
     )

@@ -81,7 +81,7 @@ def settings_for(server: StashServer, lib: Path, **stash: Any) -> Settings:
         enabled=True,
         url=server.url,
         api_key="secret",
-        timeout=0.5,
+        timeout=5.0,  # generous: a loaded CI machine; the slow-server test sets its own
         retries=0,
         path_mappings=[PathMapping(stash="/data", local=str(lib))],
     )
@@ -146,7 +146,7 @@ def mutations(server: StashServer) -> list[str]:
 
 
 def test_client_errors_are_typed(server: StashServer) -> None:
-    client = StashClient(server.url, "secret", timeout=0.3, retries=0)
+    client = StashClient(server.url, "secret", timeout=5.0, retries=0)
     assert client.call("{ version { version } }")["version"]["version"].startswith("v")
     with pytest.raises(StashError, match="api_key"):
         StashClient(server.url, "wrong", retries=0).call("{ version { version } }")
@@ -157,10 +157,10 @@ def test_client_errors_are_typed(server: StashServer) -> None:
         server.mode = mode
         with pytest.raises(error):
             client.call("{ version { version } }")
-    server.mode = "slow"
+    server.mode = "slow"  # sleeps 1 s before answering
     start = time.monotonic()
     with pytest.raises(StashUnavailable, match="did not answer"):
-        client.call("{ version { version } }")
+        StashClient(server.url, "secret", timeout=0.3, retries=0).call("{ version { version } }")
     assert time.monotonic() - start < 1.0
     server.mode = "ok"
     port = server.port
@@ -259,7 +259,8 @@ def test_failures_keep_the_work_queued(
     if mode != "missing":
         populate(server)  # "missing": Stash has not scanned the file yet
     catalog = fresh_catalog(scanned, tmp_path)
-    settings = settings_for(server, lib)
+    # "slow": the server sleeps 1 s, past this timeout.
+    settings = settings_for(server, lib, **({"timeout": 0.5} if mode == "slow" else {}))
     if mode == "down":
         server.stop()
     elif mode != "missing":
@@ -380,7 +381,7 @@ def test_tagd_scan_writes_to_stash(
         tmp_path / "config.toml",
         only_objects()
         + f'[stash]\nenabled = true\nurl = "{server.url}"\napi_key = "secret"\n'
-        + f'timeout = 2.0\npath_mappings = [{{ stash = "/data", local = "{lib}" }}]\n',
+        + f'timeout = 10.0\npath_mappings = [{{ stash = "/data", local = "{lib}" }}]\n',
     )
     code, out, err = cli("--config", config, "scan", lib)
     assert code == 0, err
@@ -400,7 +401,7 @@ def test_doctor_checks_stash(
         config = write_config(
             tmp_path / "config.toml",
             f'[library]\nroots = ["{lib}"]\n[stash]\nenabled = true\nurl = "{server.url}"\n'
-            f'api_key = "{api_key}"\nretries = 0\ntimeout = 2.0\n'
+            f'api_key = "{api_key}"\nretries = 0\ntimeout = 10.0\n'
             f'path_mappings = [{{ stash = "/data", local = "{lib}" }}]\n',
         )
         code, out, _ = cli("--config", config, "doctor")

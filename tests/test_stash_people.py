@@ -47,7 +47,7 @@ def settings_for(server: StashServer, performers: bool = True, studio: bool = Tr
         enabled=True,
         url=server.url,
         api_key=server.api_key,
-        timeout=0.5,
+        timeout=5.0,  # generous: a loaded CI machine
         retries=0,
         performers=performers,
         studio=studio,
