@@ -305,7 +305,7 @@ class StashSettings:
     studio: bool = False
     workflow_prefix: str = "tagd"
     path_mappings: list[PathMapping] = field(default_factory=list)
-    # `tagd scan --from-stash`: scenes/images asked for per request.
+    # Scenes/images per request when listing them (--from-stash, many files to write).
     page_size: int = field(default=100, metadata=_range(1, 1000))
     # `tagd run`: when to look for <prefix>_TagMe files in Stash (like daemon.schedule).
     tagme_schedule: str = "15m"

@@ -67,6 +67,11 @@ class SceneRow:
     kind: str = "scene"  # scene | image
     performer_ids: list[str] = field(default_factory=list)
     studio_id: str | None = None
+    more_paths: list[str] = field(default_factory=list)  # a scene with several files
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.path, *self.more_paths]
 
 
 @dataclass
@@ -252,14 +257,17 @@ class StashState:
 
     def scene_view(self, s: SceneRow) -> dict[str, Any]:
         typename = "VideoFile" if s.kind == "scene" else "ImageFile"
-        file = {"__typename": typename, "id": s.id, "path": s.path, "basename": Path(s.path).name}
+        files = [
+            {"__typename": typename, "id": f"{s.id}.{i}", "path": p, "basename": Path(p).name}
+            for i, p in enumerate(s.paths)
+        ]
         view: dict[str, Any] = {
             "id": s.id,
             "title": None,
             "organized": False,
             "tags": [self.tag_view(self.tags[t]) for t in s.tag_ids if t in self.tags],
-            "files": [file],
-            "visual_files": [file],
+            "files": files,
+            "visual_files": files,
             "performers": lambda *_: [
                 self.performer_view(self.performers[p]) for p in s.performer_ids
             ],
@@ -298,7 +306,7 @@ def _objects_filter(rows: list[SceneRow], flt: dict[str, Any] | None) -> list[Sc
     flt = flt or {}
     out = rows
     if "path" in flt:
-        out = [r for r in out if _string_match(r.path, flt["path"])]
+        out = [r for r in out if any(_string_match(p, flt["path"]) for p in r.paths)]
     if "tags" in flt:
         ids = set(flt["tags"]["value"] or [])
         if flt["tags"]["modifier"] not in ("INCLUDES", "INCLUDES_ALL"):

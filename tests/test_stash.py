@@ -606,3 +606,92 @@ def test_eval_video_folder_into_stash_and_a_cut_at_every_request(
             catalog.close()
         finally:
             stash.stop()
+
+
+# ---------------------------------------------------------------- finding many files
+
+
+def ops(server: StashServer, name: str) -> int:
+    """How many requests ran the named operation (`query NAME`)."""
+    return sum(1 for q in server.requests if f"query {name}" in q)
+
+
+def test_many_due_files_are_found_by_listing_stash(tmp_path: Path) -> None:
+    """More files due than pages to list: Stash is listed, not asked once per file;
+    the end state equals asking per file."""
+    from test_stash_people import catalog_with
+
+    from tagd.catalog.catalog import Tag
+
+    names = [f"p{i}.jpg" for i in range(6)]
+    files = {n: [Tag(f"AI|Objects|{'dog' if i % 2 else 'cat'}", 0.9, "objects")]
+             for i, n in enumerate(names)}
+    states = {}
+    for page_size in (2, 1):  # 3 pages < 6 files: list; 6 pages: ask per file
+        stash = StashServer().start()
+        try:
+            for n in names:
+                stash.state.add_image(f"/data/{n}")
+            catalog = catalog_with(tmp_path / f"c{page_size}.db", files)
+            settings = settings_for(stash, Path("/srv"), api_key="", page_size=page_size)
+            report = deliver_stash(catalog, settings)
+            assert (report.written, report.failed) == (6, 0), report.errors
+            listed, found = ops(stash, "ListImages"), ops(stash, "FindImage")
+            assert (listed, found) == ((3, 0) if page_size == 2 else (0, 6))
+            states[page_size] = image_tags(stash)
+            assert stash.invalid == []
+            catalog.close()
+        finally:
+            stash.stop()
+    assert states[2] == states[1]
+    assert states[2]["/data/p1.jpg"] == ["dog", "tagd_Tagged"]
+
+
+def test_a_scene_with_two_files_is_seen_fresh_for_the_second(tmp_path: Path) -> None:
+    """Listed once, written for its first file: the second file asks Stash again, so
+    the marker made for the first is not made twice."""
+    from test_stash_people import catalog_with
+
+    from tagd.catalog.catalog import Segment, Tag
+
+    stash = StashServer().start()
+    try:
+        scene = stash.state.add_scene("/data/a.mp4")
+        stash.state.scenes[scene].more_paths.append("/data/b.mp4")
+        stash.state.add_scene("/data/c.mp4")
+        person = [Tag("AI|Objects|person", 0.9, "objects", (Segment(0.0, 5.0, 0.9),))]
+        catalog = catalog_with(
+            tmp_path / "c.db", {"a.mp4": person, "b.mp4": person, "c.mp4": person}
+        )
+        settings = settings_for(stash, Path("/srv"), api_key="", page_size=1)
+        report = deliver_stash(catalog, settings)
+        assert report.failed == 0, report.errors
+        assert ops(stash, "ListScenes") == 2 and ops(stash, "FindScene") == 1
+        markers = [m for m in stash.state.markers.values() if m.scene_id == scene]
+        assert len(markers) == 1 and len(stash.state.markers) == 2
+        assert stash.invalid == []
+        catalog.close()
+    finally:
+        stash.stop()
+
+
+def test_stash_down_while_listing_keeps_everything_queued(tmp_path: Path) -> None:
+    from test_stash_people import catalog_with
+
+    stash = StashServer().start()
+    try:
+        for n in ("a", "b", "c"):
+            stash.state.add_image(f"/data/{n}.jpg")
+        catalog = catalog_with(tmp_path / "c.db", {f"{n}.jpg": [] for n in "abc"})
+        settings = settings_for(stash, Path("/srv"), api_key="", page_size=1)
+        stash.stop()
+        report = deliver_stash(catalog, settings)
+        assert (report.failed, report.left, report.written) == (1, 2, 0)
+        [(_, _, attempts, error)] = catalog.outbox_errors()
+        assert attempts == 1 and "cannot reach Stash" in error
+        assert catalog.due(SINK, time.time()) == []  # all backing off together
+        stash.start()
+        assert deliver_stash(catalog, settings, now=LATER).written == 3
+        catalog.close()
+    finally:
+        stash.stop()

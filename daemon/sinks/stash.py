@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,37 +29,11 @@ from tagd.config import PathMapping, Settings
 from tagd.sinks.deliver import Deadline, DeliveryReport, backoff, past
 from tagd.sinks.stash_client import StashClient, StashError, StashUnavailable
 from tagd.sinks.stash_fields import PerformerResolver, StudioResolver, plan_studio, route
+from tagd.sinks.stash_lookup import StashLookup, StashObject
 from tagd.sinks.stash_tags import TagResolver
 
 SINK = "stash"
 log = logging.getLogger(__name__)
-
-# `@fields` becomes `performers { id }` / `studio { id }` when those options are
-# on: off, tagd asks Stash exactly what it did before they existed.
-FIND_SCENE = """
-query FindScene($path: String!) {
-  findScenes(scene_filter: {path: {value: $path, modifier: EQUALS}}, filter: {per_page: 10}) {
-    scenes {
-      id
-      files { path }
-      tags { id }@fields
-      scene_markers { id seconds end_seconds primary_tag { id } }
-    }
-  }
-}
-"""
-
-FIND_IMAGE = """
-query FindImage($path: String!) {
-  findImages(image_filter: {path: {value: $path, modifier: EQUALS}}, filter: {per_page: 10}) {
-    images {
-      id
-      visual_files { ... on ImageFile { path } ... on VideoFile { path } }
-      tags { id }@fields
-    }
-  }
-}
-"""
 
 # Bulk update field -> the catalog table (and column) recording tagd's own ids.
 RECORDS = {
@@ -81,10 +56,6 @@ mutation M($input: SceneMarkerUpdateInput!) { sceneMarkerUpdate(input: $input) {
 DESTROY_MARKER = "mutation M($id: ID!) { sceneMarkerDestroy(id: $id) }"
 
 
-class NotInStash(StashError):
-    """Stash has not scanned this file (yet): retried later with backoff."""
-
-
 @dataclass
 class Plan:
     """One object's writes, by bulk update field ("tag_ids", "performer_ids",
@@ -97,20 +68,6 @@ class Plan:
     forget: dict[str, set[str]] = field(default_factory=dict)
     # Plain fields (studio_id) sent with that mode's update.
     extra: dict[str, dict[str, Any]] = field(default_factory=lambda: {"ADD": {}, "REMOVE": {}})
-
-
-@dataclass(frozen=True)
-class StashObject:
-    kind: str  # scene | image
-    id: str
-    tag_ids: frozenset[str]
-    markers: tuple[dict[str, Any], ...] = ()
-    performer_ids: frozenset[str] = frozenset()  # asked for only with [stash] performers
-    studio_id: str | None = None  # asked for only with [stash] studio
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind}:{self.id}"
 
 
 def make_client(settings: Settings) -> StashClient:
@@ -145,23 +102,27 @@ def deliver_stash(
     client = client or make_client(settings)
     writer = StashWriter(catalog, settings, client)
     due = catalog.due(SINK, time.time() if now is None else now, limit=10**9)
+    try:
+        writer.lookup.prepare(Counter(writer.kind(file_id) for file_id, _, _ in due))
+    except StashUnavailable as exc:
+        _stash_down(catalog, due, exc, report)
+        return report
+    except StashError as exc:  # the list failed: ask per file instead
+        log.warning("stash: cannot list Stash's scenes and images: %s", exc)
     for index, (file_id, path, content_id) in enumerate(due):
         if past(deadline):
             report.left = len(due) - index
             break
         try:
             changed = writer.write(file_id, path, content_id)
+        except StashUnavailable as exc:
+            _stash_down(catalog, due[index:], exc, report)
+            break
         except StashError as exc:
             report.failed += 1
             report.errors.append((path, str(exc)))
             attempts = catalog.outbox_attempts(file_id, SINK)
             catalog.outbox_failed(file_id, SINK, str(exc), backoff(attempts))
-            if isinstance(exc, StashUnavailable):
-                # Down or overloaded: the others wait as long as this one, untried.
-                rest = [f for f, _, _ in due[index + 1 :]]
-                catalog.outbox_defer(rest, SINK, time.time() + backoff(attempts))
-                report.left = len(rest)
-                break
             continue
         catalog.outbox_done(file_id, SINK)
         if changed:
@@ -169,6 +130,22 @@ def deliver_stash(
         else:
             report.unchanged += 1
     return report
+
+
+def _stash_down(
+    catalog: Catalog, due: list[tuple[int, str, int]], exc: StashError, report: DeliveryReport
+) -> None:
+    """Stash is down or overloaded: the first file records the failure and backs
+    off; the others wait as long, untried."""
+    if not due:
+        return
+    (file_id, path, _), rest = due[0], due[1:]
+    attempts = catalog.outbox_attempts(file_id, SINK)
+    catalog.outbox_failed(file_id, SINK, str(exc), backoff(attempts))
+    catalog.outbox_defer([f for f, _, _ in rest], SINK, time.time() + backoff(attempts))
+    report.failed += 1
+    report.errors.append((path, str(exc)))
+    report.left += len(rest)
 
 
 class StashWriter:
@@ -180,20 +157,13 @@ class StashWriter:
         self.performers = PerformerResolver(client)
         self.studios = StudioResolver(client)
         self.root = settings.tags.root + "|"
-        fields = [
-            ("\n      performers { id }", settings.stash.performers),
-            ("\n      studio { id }", settings.stash.studio),
-        ]
-        extra = "".join(text for text, on in fields if on)
-        self.queries = {
-            "scene": FIND_SCENE.replace("@fields", extra),
-            "image": FIND_IMAGE.replace("@fields", extra),
-        }
+        self.lookup = StashLookup(client, settings)
 
     def write(self, file_id: int, path: str, content_id: int | None) -> bool:
         """Bring one file's Stash object up to date; True when something changed."""
-        kind = self._kind(file_id)
-        obj = self.find(kind, stash_path(path, self.settings.stash.path_mappings))
+        kind = self.kind(file_id)
+        obj = self.lookup.find(kind, stash_path(path, self.settings.stash.path_mappings))
+        self.lookup.written(obj)  # a second file of this scene must see it fresh
         error = self._error(content_id)
         prefix = self.settings.stash.workflow_prefix
         if error is not None:
@@ -220,7 +190,7 @@ class StashWriter:
 
     # ------------------------------------------------------------ lookups
 
-    def _kind(self, file_id: int) -> str:
+    def kind(self, file_id: int) -> str:
         row = self.catalog.con.execute("SELECT kind FROM files WHERE id = ?", (file_id,)).fetchone()
         return "scene" if row and row[0] == "video" else "image"
 
@@ -231,26 +201,6 @@ class StashWriter:
             "SELECT error FROM contents WHERE id = ?", (content_id,)
         ).fetchone()
         return row[0] if row else None
-
-    def find(self, kind: str, path: str) -> StashObject:
-        if kind == "scene":
-            found = self.client.call(self.queries[kind], {"path": path})["findScenes"]["scenes"]
-        else:
-            found = self.client.call(self.queries[kind], {"path": path})["findImages"]["images"]
-        for item in found:
-            files = item.get("files") or item.get("visual_files") or []
-            # EQUALS is SQL LIKE in Stash: check the path really is this one.
-            if any(f.get("path") == path for f in files):
-                studio = item.get("studio")
-                return StashObject(
-                    kind,
-                    str(item["id"]),
-                    frozenset(str(t["id"]) for t in item["tags"]),
-                    tuple(item.get("scene_markers") or ()),
-                    frozenset(str(p["id"]) for p in item.get("performers") or ()),
-                    str(studio["id"]) if studio else None,
-                )
-        raise NotInStash(f"no {kind} in Stash with path {path} (not scanned by Stash yet?)")
 
     # ------------------------------------------------------------ tags, performers, studio
 
