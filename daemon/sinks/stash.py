@@ -9,6 +9,10 @@ moves the markers tagd made when the ranges changed. Opt-in, named people
 become performers and the best studio found in the text the studio, by the
 same rules (stash_fields.py); one bulk update adds all, one removes all.
 
+Files are planned in batches (their objects found through stash_lookup.py),
+then objects that get the same change share one bulk update, so a first
+delivery costs about one update per distinct tag set, not one per file.
+
 Every write is idempotent, and what tagd records is recorded before the
 write that could be lost (or found again by matching), so a Stash that goes
 away halfway ends, once it is back, in the same state as an undisturbed run.
@@ -18,6 +22,7 @@ exponential backoff (and the rest of this run waits for the next one).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -33,6 +38,9 @@ from tagd.sinks.stash_lookup import StashLookup, StashObject
 from tagd.sinks.stash_tags import TagResolver
 
 SINK = "stash"
+# Files planned before their writes go out together: objects that get the same
+# change share one bulk update (a first delivery: one per distinct tag set).
+BATCH = 500
 log = logging.getLogger(__name__)
 
 # Bulk update field -> the catalog table (and column) recording tagd's own ids.
@@ -68,6 +76,33 @@ class Plan:
     forget: dict[str, set[str]] = field(default_factory=dict)
     # Plain fields (studio_id) sent with that mode's update.
     extra: dict[str, dict[str, Any]] = field(default_factory=lambda: {"ADD": {}, "REMOVE": {}})
+
+    def fields(self, mode: str) -> dict[str, Any]:
+        """The bulk update's fields for `mode` (no ids): {} when nothing changes."""
+        ids = self.add if mode == "ADD" else self.remove
+        out: dict[str, Any] = {
+            name: {"ids": sorted(values), "mode": mode} for name, values in ids.items() if values
+        }
+        out.update(self.extra[mode])
+        return out
+
+
+@dataclass
+class Pending:
+    """One due file: its Stash object and what to write there."""
+
+    item: tuple[int, str, int | None]  # file id, path, content id
+    obj: StashObject
+    plan: Plan
+    markers: list[Tag] | None = None  # scenes: the tags whose ranges become markers
+
+
+@dataclass
+class Applied:
+    """A batch's outcome per object key."""
+
+    changed: set[str] = field(default_factory=set)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def make_client(settings: Settings) -> StashClient:
@@ -109,27 +144,52 @@ def deliver_stash(
         return report
     except StashError as exc:  # the list failed: ask per file instead
         log.warning("stash: cannot list Stash's scenes and images: %s", exc)
-    for index, (file_id, path, content_id) in enumerate(due):
-        if past(deadline):
-            report.left = len(due) - index
-            break
+    index = 0
+    while index < len(due) and not past(deadline):
+        batch: list[Pending] = []
+        while index < len(due) and len(batch) < BATCH and not past(deadline):
+            file_id, path, content_id = due[index]
+            try:
+                pending = writer.prepare(file_id, path, content_id)
+            except StashUnavailable as exc:
+                _stash_down(catalog, [p.item for p in batch] + due[index:], exc, report)
+                return report
+            except StashError as exc:
+                _failed(catalog, file_id, path, exc, report)
+                index += 1
+                continue
+            if any(p.obj.key == pending.obj.key for p in batch):
+                break  # a second file of one scene: planned again after this batch
+            batch.append(pending)
+            index += 1
         try:
-            changed = writer.write(file_id, path, content_id)
+            result = writer.apply(batch)
         except StashUnavailable as exc:
-            _stash_down(catalog, due[index:], exc, report)
-            break
-        except StashError as exc:
-            report.failed += 1
-            report.errors.append((path, str(exc)))
-            attempts = catalog.outbox_attempts(file_id, SINK)
-            catalog.outbox_failed(file_id, SINK, str(exc), backoff(attempts))
-            continue
-        catalog.outbox_done(file_id, SINK)
-        if changed:
-            report.written += 1
-        else:
-            report.unchanged += 1
+            _stash_down(catalog, [p.item for p in batch] + due[index:], exc, report)
+            return report
+        for pending in batch:
+            file_id, path, _ = pending.item
+            error = result.failed.get(pending.obj.key)
+            if error is not None:
+                _failed(catalog, file_id, path, error, report)
+                continue
+            catalog.outbox_done(file_id, SINK)
+            if pending.obj.key in result.changed:
+                report.written += 1
+            else:
+                report.unchanged += 1
+    report.left += len(due) - index
     return report
+
+
+def _failed(
+    catalog: Catalog, file_id: int, path: str, exc: StashError | str, report: DeliveryReport
+) -> None:
+    """One file could not be written (not in Stash yet, a rejected update): it backs off."""
+    report.failed += 1
+    report.errors.append((path, str(exc)))
+    attempts = catalog.outbox_attempts(file_id, SINK)
+    catalog.outbox_failed(file_id, SINK, str(exc), backoff(attempts))
 
 
 def _stash_down(
@@ -159,34 +219,62 @@ class StashWriter:
         self.root = settings.tags.root + "|"
         self.lookup = StashLookup(client, settings)
 
-    def write(self, file_id: int, path: str, content_id: int | None) -> bool:
-        """Bring one file's Stash object up to date; True when something changed."""
-        kind = self.kind(file_id)
-        obj = self.lookup.find(kind, stash_path(path, self.settings.stash.path_mappings))
+    def prepare(self, file_id: int, path: str, content_id: int | None) -> Pending:
+        """Find one file's Stash object and plan its writes (nothing written yet)."""
+        where = stash_path(path, self.settings.stash.path_mappings)
+        obj = self.lookup.find(self.kind(file_id), where)
         self.lookup.written(obj)  # a second file of this scene must see it fresh
+        item = (file_id, path, content_id)
+        plan = Plan()
         error = self._error(content_id)
         prefix = self.settings.stash.workflow_prefix
         if error is not None:
             log.warning("stash: %s: could not be analysed: %s", path, error)
-            if not prefix:
-                return False
-            # Done with it, if not well: Errored replaces TagMe (the log says why).
-            errored = {self.tags.plain(f"{prefix}_Errored")} - obj.tag_ids
-            tagme = {self.tags.plain(f"{prefix}_TagMe")} & obj.tag_ids
-            changed = self._bulk(obj, "ADD", {"tag_ids": errored})
-            return self._bulk(obj, "REMOVE", {"tag_ids": tagme}) or changed
+            if prefix:
+                # Done with it, if not well: Errored replaces TagMe (the log says why).
+                plan.add["tag_ids"] = {self.tags.plain(f"{prefix}_Errored")} - obj.tag_ids
+                plan.remove["tag_ids"] = {self.tags.plain(f"{prefix}_TagMe")} & obj.tag_ids
+            return Pending(item, obj, plan)
         tags = [t for t in self.catalog.tags(content_id or 0) if t.name.startswith(self.root)]
         routed = route(tags, self.settings)  # people/studio tags out when those are on
-        plan = Plan()
         self._plan_tags(plan, obj, {self.tags.child(_leaf(t)) for t in routed.tags}, prefix)
         if self.settings.stash.performers:
             self._plan_performers(plan, obj, routed.people)
         if self.settings.stash.studio:
             self._plan_studio(plan, obj, routed.studio)
-        changed = self._apply(obj, plan)
-        if obj.kind == "scene" and self.settings.stash.markers:
-            changed |= self._sync_markers(obj, routed.tags)
-        return changed
+        scene_markers = obj.kind == "scene" and self.settings.stash.markers
+        return Pending(item, obj, plan, routed.tags if scene_markers else None)
+
+    def apply(self, batch: list[Pending]) -> Applied:
+        """Send a batch's plans: objects with the same change share one bulk update.
+
+        Recorded before the ADD updates: a lost answer must not turn tagd's
+        tag, performer or studio into one that looks like the user's; forgotten
+        only once Stash no longer has them (after the REMOVE updates)."""
+        result = Applied()
+        self._records(batch, forget=False)
+        for mode in ("ADD", "REMOVE"):
+            groups: dict[str, list[Pending]] = {}
+            for pending in batch:
+                fields = pending.plan.fields(mode)
+                if fields and pending.obj.key not in result.failed:
+                    key = json.dumps([pending.obj.kind, fields], sort_keys=True)
+                    groups.setdefault(key, []).append(pending)
+            for members in groups.values():
+                self._bulk(members, mode, result)
+        done = [p for p in batch if p.obj.key not in result.failed]
+        self._records(done, forget=True)
+        for pending in done:
+            if pending.markers is None:
+                continue
+            try:
+                if self._sync_markers(pending.obj, pending.markers):
+                    result.changed.add(pending.obj.key)
+            except StashUnavailable:
+                raise
+            except StashError as exc:
+                result.failed[pending.obj.key] = str(exc)
+        return result
 
     # ------------------------------------------------------------ lookups
 
@@ -247,50 +335,40 @@ class StashWriter:
             # Setting goes with the ADD update, clearing with the REMOVE one.
             plan.extra["ADD" if change.studio_id else "REMOVE"]["studio_id"] = change.studio_id
 
-    def _apply(self, obj: StashObject, plan: Plan) -> bool:
-        # Recorded before the ADD: a lost answer must not turn tagd's tag,
-        # performer or studio into one that looks like the user's.
+    def _records(self, batch: list[Pending], forget: bool) -> None:
         with self.catalog.transaction() as con:
-            for ids_field, ids in plan.record.items():
-                table, column = RECORDS[ids_field]
-                con.executemany(
-                    f"INSERT OR IGNORE INTO {table}(object, {column}) VALUES (?, ?)",
-                    [(obj.key, i) for i in sorted(ids)],
-                )
-        changed = self._bulk(obj, "ADD", plan.add, plan.extra["ADD"])
-        changed |= self._bulk(obj, "REMOVE", plan.remove, plan.extra["REMOVE"])
-        # Forgotten only once Stash no longer has them (or never had them).
-        with self.catalog.transaction() as con:
-            for ids_field, ids in plan.forget.items():
-                table, column = RECORDS[ids_field]
-                con.executemany(
-                    f"DELETE FROM {table} WHERE object = ? AND {column} = ?",
-                    [(obj.key, i) for i in sorted(ids)],
-                )
-        return changed
+            for pending in batch:
+                plan = pending.plan
+                for ids_field, ids in (plan.forget if forget else plan.record).items():
+                    table, column = RECORDS[ids_field]
+                    sql = (
+                        f"DELETE FROM {table} WHERE object = ? AND {column} = ?"
+                        if forget
+                        else f"INSERT OR IGNORE INTO {table}(object, {column}) VALUES (?, ?)"
+                    )
+                    con.executemany(sql, [(pending.obj.key, i) for i in sorted(ids)])
 
     def _recorded(self, ids_field: str, key: str) -> set[str]:
         table, column = RECORDS[ids_field]
         rows = self.catalog.con.execute(f"SELECT {column} FROM {table} WHERE object = ?", (key,))
         return {r[0] for r in rows}
 
-    def _bulk(
-        self,
-        obj: StashObject,
-        mode: str,
-        ids: dict[str, set[str]],
-        extra: dict[str, Any] | None = None,
-    ) -> bool:
-        """One bulk*Update: every ids field in `mode`, plus plain fields (studio_id)."""
-        payload: dict[str, Any] = {"ids": [obj.id]}
-        for ids_field, values in ids.items():
-            if values:
-                payload[ids_field] = {"ids": sorted(values), "mode": mode}
-        payload.update(extra or {})
-        if len(payload) == 1:
-            return False
-        self.client.call(BULK[obj.kind], {"input": payload})
-        return True
+    def _bulk(self, members: list[Pending], mode: str, result: Applied) -> None:
+        """One bulk*Update for objects of one kind that get the same change."""
+        kind = members[0].obj.kind
+        payload = {"ids": [m.obj.id for m in members], **members[0].plan.fields(mode)}
+        try:
+            self.client.call(BULK[kind], {"input": payload})
+        except StashUnavailable:
+            raise
+        except StashError as exc:
+            if len(members) == 1:
+                result.failed[members[0].obj.key] = str(exc)
+                return
+            for member in members:  # find the one Stash refuses; the others go through
+                self._bulk([member], mode, result)
+            return
+        result.changed.update(m.obj.key for m in members)
 
     # ------------------------------------------------------------ markers
 
