@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,31 @@ def test_fetch_without_source_says_what_to_do(tmp_path: Path, monkeypatch, capsy
     out = capsys.readouterr().out
     assert code == 1
     assert "MISSING  yolox" in out and "--source DIR" in out
+
+
+def test_fetch_skips_what_is_installed_and_verified(
+    yolox_models: Path, tmp_path: Path, monkeypatch, capsys
+):
+    """`make scan` fetches before every scan: installed models are only verified;
+    a damaged file or --force converts again."""
+    models = tmp_path / "models"
+    shutil.copytree(yolox_models, models, ignore=shutil.ignore_patterns("cache"))
+    monkeypatch.setenv("TAGD_STATE_DIR", str(tmp_path / "state"))
+    config = tmp_path / "c.toml"
+    config.write_text(f'[runtime]\nmodels_dir = "{models}"\n')
+    fetch = ["--config", str(config), "models", "fetch", "--only", "yolox",
+             "--source", str(SHARED / "models")]  # fmt: skip
+    assert main(fetch) == 0
+    assert "ok       yolox: installed, 2 model(s) verified" in capsys.readouterr().out
+    with (models / "yolox_nano.onnx").open("r+b") as f:  # damaged
+        f.seek(1000)
+        f.write(b"\0\0\0\0")
+    assert main(fetch) == 0
+    out = capsys.readouterr().out
+    assert "installed" not in out and "ok       yolox-nano (fp32)" in out
+    verified_path(load_manifest(models)["yolox-nano"], models)
+    assert main([*fetch, "--force"]) == 0
+    assert "ok       yolox-nano (fp32)" in capsys.readouterr().out
 
 
 def test_runtime_engine_picks_the_twin_of_the_default():

