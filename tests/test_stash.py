@@ -635,8 +635,10 @@ def test_many_due_files_are_found_by_listing_stash(tmp_path: Path) -> None:
                 stash.state.add_image(f"/data/{n}")
             catalog = catalog_with(tmp_path / f"c{page_size}.db", files)
             settings = settings_for(stash, Path("/srv"), api_key="", page_size=page_size)
-            report = deliver_stash(catalog, settings)
+            told: list[tuple[int, int]] = []
+            report = deliver_stash(catalog, settings, progress=lambda *p, t=told: t.append(p))
             assert (report.written, report.failed) == (6, 0), report.errors
+            assert told == [(i, 6) for i in range(6)]
             listed, found = ops(stash, "ListImages"), ops(stash, "FindImage")
             assert (listed, found) == ((3, 0) if page_size == 2 else (0, 6))
             states[page_size] = image_tags(stash)

@@ -209,8 +209,10 @@ def test_deliver_embeds_for_listed_formats_and_a_rescan_sees_no_change(tmp_path:
             assert known is not None and known.content_id is not None
             catalog.replace_tags(known.content_id, "objects", [Tag(TAGS[1], 0.9, "objects")])
         settings = parse_settings({"xmp": {"embed": ["jpeg"]}})
-        report = deliver_xmp(catalog, settings)
+        told: list[tuple[int, int]] = []
+        report = deliver_xmp(catalog, settings, progress=lambda *p: told.append(p))
         assert report.written == 2 and report.failed == 0, report.errors
+        assert told == [(0, 2), (1, 2)]  # between files: the daemon's watchdog heartbeat
         assert as_list(exif_keys(jpeg)["HierarchicalSubject"]) == [TAGS[1]]
         assert not sidecar_path(jpeg).exists() and sidecar_path(png).exists()
         # tagd's own rewrite must not turn the photo into new, unanalysed content.

@@ -112,7 +112,7 @@ def status_lines(catalog: Catalog, state_dir: Path, now: float | None = None) ->
     if held and "run" in held[1]:
         doing = activity.get("state", "starting")
         progress = activity.get("progress")
-        if doing == "analysing" and progress:
+        if doing in ("analysing", "writing") and progress:
             doing += f" {progress[0]}/{progress[1]} files"
         lines.append(
             f"daemon: running (pid {held[0]}) since {_when(service.get('started'), now)}; "

@@ -130,6 +130,7 @@ class ScanWorker(threading.Thread):
         self.idle_status = "idle"
         self.scans = 0
         self._catalog: Catalog | None = None
+        self._last_progress = 0.0
 
     # ------------------------------------------------------------ main thread side
 
@@ -350,7 +351,7 @@ class ScanWorker(threading.Thread):
         if settings.xmp.enabled:
             self._set_activity("writing")
             delivered = deliver_xmp(
-                catalog, settings, now=now, deadline=self._write_deadline
+                catalog, settings, now=now, deadline=self._write_deadline, progress=self._writing
             )
             if stats is not None:
                 stats.written, stats.write_failed = delivered.written, delivered.failed
@@ -367,7 +368,7 @@ class ScanWorker(threading.Thread):
             self._set_activity("writing")
             # A stop ends it between two files: the rest stays queued.
             delivered_stash = stash.deliver_stash(
-                catalog, settings, now=now, deadline=self._stop_now
+                catalog, settings, now=now, deadline=self._stop_now, progress=self._writing
             )
             line = stash.summary(delivered_stash)
             lines.append(line)
@@ -376,6 +377,15 @@ class ScanWorker(threading.Thread):
             for path, reason in delivered_stash.errors[:MAX_LOGGED]:
                 log.warning("stash %s: %s", path, reason)
         return lines
+
+    def _writing(self, done: int, total: int) -> None:
+        """Delivery progress: the watchdog sees a long delivery (a first one to Stash,
+        100,000 sidecars) is alive, and `tagd status` how far it is."""
+        now = time.monotonic()
+        self.heartbeat = now
+        if now - self._last_progress >= PROGRESS_EVERY:
+            self._last_progress = now
+            self._set_activity("writing", [done, total])
 
     def _write_deadline(self) -> float | None:
         return self.stop_deadline if self.stop.is_set() else None
@@ -426,7 +436,9 @@ class ScanWorker(threading.Thread):
             self.notifier.status(f"analysing: {progress[0]}/{progress[1]} files")
         elif state == "idle":
             self.notifier.status(self.idle_status)
-        elif state in ("indexing", "writing"):
+        elif state == "writing" and progress:
+            self.notifier.status(f"writing: {progress[0]}/{progress[1]} files")
+        elif state in ("indexing", "writing", "listing"):
             self.notifier.status(f"{state}…")
         if self._catalog is not None:
             try:

@@ -34,6 +34,8 @@ class DeliveryReport:
 
 # When a delivery must stop (time.monotonic()), asked between files; None: no limit yet.
 Deadline = Callable[[], float | None]
+# Told (files handled, files due) between files: a long delivery shows it is alive.
+Progress = Callable[[int, int], None]
 
 
 def past(deadline: Deadline | None) -> bool:
@@ -117,6 +119,7 @@ def deliver_xmp(
     on_change: Callable[[XmpChange], None] | None = None,
     now: float | None = None,
     deadline: Deadline | None = None,
+    progress: Progress | None = None,
 ) -> DeliveryReport:
     """Write due sidecars. With dry_run, report the changes and keep them queued.
 
@@ -128,6 +131,8 @@ def deliver_xmp(
     root = settings.tags.root
     due = catalog.due("xmp", time.time() if now is None else now, limit=10**9)
     for index, (file_id, path, content_id) in enumerate(due):
+        if progress is not None:
+            progress(index, len(due))
         if past(deadline):
             report.left = len(due) - index
             break

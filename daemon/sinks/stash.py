@@ -31,7 +31,7 @@ from typing import Any
 
 from tagd.catalog.catalog import Catalog, Tag
 from tagd.config import PathMapping, Settings
-from tagd.sinks.deliver import Deadline, DeliveryReport, backoff, past
+from tagd.sinks.deliver import Deadline, DeliveryReport, Progress, backoff, past
 from tagd.sinks.stash_client import StashClient, StashError, StashUnavailable
 from tagd.sinks.stash_fields import PerformerResolver, StudioResolver, plan_studio, route
 from tagd.sinks.stash_lookup import StashLookup, StashObject
@@ -131,6 +131,7 @@ def deliver_stash(
     client: StashClient | None = None,
     now: float | None = None,
     deadline: Deadline | None = None,
+    progress: Progress | None = None,
 ) -> DeliveryReport:
     """Write due files to Stash; failures stay queued with backoff."""
     report = DeliveryReport()
@@ -148,6 +149,8 @@ def deliver_stash(
     while index < len(due) and not past(deadline):
         batch: list[Pending] = []
         while index < len(due) and len(batch) < BATCH and not past(deadline):
+            if progress is not None:
+                progress(index, len(due))
             file_id, path, content_id = due[index]
             try:
                 pending = writer.prepare(file_id, path, content_id)
