@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -21,13 +22,26 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tagd.media.sniff import describe, sniff
 
-try:  # HEIC/HEIF support is optional: without it those files get a clear error.
-    import pillow_heif
+_heif: bool | None = None  # pillow-heif registered with Pillow; None: not tried yet
+_heif_lock = threading.Lock()
 
-    pillow_heif.register_heif_opener()
-    HEIF_OK = True
-except ImportError:  # pragma: no cover - depends on the platform's wheels
-    HEIF_OK = False
+
+def _heif_ready() -> bool:
+    """Register pillow-heif on the first HEIC/HEIF file, not at import: its codecs
+    (libheif, x265) cost a few MB in every tagd whose library has none. Optional:
+    without it those files get a clear error."""
+    global _heif
+    with _heif_lock:  # decode workers may meet their first HEIC together
+        if _heif is None:
+            try:
+                import pillow_heif
+
+                pillow_heif.register_heif_opener()
+                _heif = True
+            except ImportError:  # pragma: no cover - depends on the platform's wheels
+                _heif = False
+        return _heif
+
 
 # Our own max_pixels guard replaces Pillow's, which would warn or raise first.
 Image.MAX_IMAGE_PIXELS = None
@@ -69,6 +83,8 @@ class Header:
 
 def read_header(data: bytes) -> Header:
     fmt = sniff(data[:32])
+    if fmt == "heif" and not _heif_ready():
+        raise DecodeError("HEIC/HEIF image but pillow-heif is not installed")
     try:
         with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
@@ -118,7 +134,7 @@ def decode_image(
 
 
 def _decode_with_pillow(data: bytes, header: Header) -> np.ndarray:
-    if header.format == "heif" and not HEIF_OK:
+    if header.format == "heif" and not _heif_ready():
         raise DecodeError("HEIC/HEIF image but pillow-heif is not installed")
     try:
         with Image.open(io.BytesIO(data)) as im:
