@@ -124,12 +124,9 @@ def _run_from_stash(ctx: Context, args: argparse.Namespace) -> int:
     except StashError as exc:
         print(f"tagd: cannot list files from Stash: {exc}", file=sys.stderr)
         return EXIT_FAILURES
-    if listed.no_tagme_tag:
-        print(f"stash: no tag {ctx.settings.stash.workflow_prefix}_TagMe in Stash: nothing to scan")
-        return EXIT_OK
     for path in listed.missing[:MAX_LISTED]:
         print(f"  warning: {path}: in Stash, missing here (path_mappings?)", file=sys.stderr)
-    print(f"stash: {len(listed.local)} files to scan, {len(listed.missing)} missing here")
+    print(listed.summary())
     if not listed.local:
         return EXIT_OK
     with instance_lock(ctx.state_dir, "tagd scan"):

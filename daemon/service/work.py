@@ -253,9 +253,7 @@ class ScanWorker(threading.Thread):
             return
         for path in listed.missing[:MAX_LOGGED]:
             log.warning("%s: in Stash, missing here (path_mappings?)", path)
-        head = f"stash: {len(listed.local)} files to scan, {len(listed.missing)} missing here"
-        if listed.no_tagme_tag:
-            head = f"stash: no tag {settings.stash.workflow_prefix}_TagMe in Stash: nothing to scan"
+        head = listed.summary()
         # The TagMe schedule asks every few minutes: "nothing marked" is not news.
         quiet = not listed.local and not listed.missing
         log.log(logging.DEBUG if quiet else logging.INFO, "%s", head)

@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tagd.catalog.catalog import Catalog, Tag
-from tagd.config import PathMapping, Settings
+from tagd.config import Settings
 from tagd.sinks.deliver import Deadline, DeliveryReport, Progress, backoff, past
 from tagd.sinks.stash_client import StashClient, StashError, StashUnavailable
 from tagd.sinks.stash_fields import PerformerResolver, StudioResolver, plan_studio, route
-from tagd.sinks.stash_lookup import StashLookup, StashObject
+from tagd.sinks.stash_lookup import StashLookup, StashObject, stash_path
 from tagd.sinks.stash_tags import TagResolver
 
 SINK = "stash"
@@ -108,20 +108,6 @@ class Applied:
 def make_client(settings: Settings) -> StashClient:
     s = settings.stash
     return StashClient(s.url, s.api_key, timeout=s.timeout, retries=s.retries)
-
-
-def stash_path(local: str, mappings: list[PathMapping]) -> str:
-    """The path Stash knows `local` by (longest matching local prefix wins)."""
-    best: PathMapping | None = None
-    for m in mappings:
-        root = m.local.rstrip("/")
-        if (local == root or local.startswith(root + "/")) and (
-            best is None or len(root) > len(best.local.rstrip("/"))
-        ):
-            best = m
-    if best is None:
-        return local
-    return best.stash.rstrip("/") + local[len(best.local.rstrip("/")) :]
 
 
 def deliver_stash(
@@ -221,6 +207,7 @@ class StashWriter:
         self.studios = StudioResolver(client)
         self.root = settings.tags.root + "|"
         self.lookup = StashLookup(client, settings)
+        self._kinds: dict[int, str] = {}  # file id -> scene | image
 
     def prepare(self, file_id: int, path: str, content_id: int | None) -> Pending:
         """Find one file's Stash object and plan its writes (nothing written yet)."""
@@ -282,8 +269,13 @@ class StashWriter:
     # ------------------------------------------------------------ lookups
 
     def kind(self, file_id: int) -> str:
-        row = self.catalog.con.execute("SELECT kind FROM files WHERE id = ?", (file_id,)).fetchone()
-        return "scene" if row and row[0] == "video" else "image"
+        """Scene or image: asked when sizing the lookup and again when planning."""
+        if file_id not in self._kinds:
+            row = self.catalog.con.execute(
+                "SELECT kind FROM files WHERE id = ?", (file_id,)
+            ).fetchone()
+            self._kinds[file_id] = "scene" if row and row[0] == "video" else "image"
+        return self._kinds[file_id]
 
     def _error(self, content_id: int | None) -> str | None:
         if content_id is None:

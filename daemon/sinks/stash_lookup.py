@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from tagd.config import Settings
+from tagd.config import PathMapping, Settings
 from tagd.sinks.stash_client import StashClient, StashError
 
 # What tagd reads of a scene or image; `@fields` becomes `performers { id }` /
@@ -76,6 +76,29 @@ RESULT = {
     "scene": ("findScenes", "scenes", "files"),
     "image": ("findImages", "images", "visual_files"),
 }
+
+
+def stash_path(local: str, mappings: list[PathMapping]) -> str:
+    """The path Stash knows `local` by."""
+    return _remap(local, [(m.local, m.stash) for m in mappings])
+
+
+def local_path(stash: str, mappings: list[PathMapping]) -> str:
+    """The local path of Stash's `stash` path."""
+    return _remap(stash, [(m.stash, m.local) for m in mappings])
+
+
+def _remap(path: str, pairs: list[tuple[str, str]]) -> str:
+    """`path` with its longest matching (from) prefix replaced by `to`; unchanged
+    when none matches. Prefixes match whole folders: /srv is not /srvother."""
+    best: tuple[str, str] | None = None
+    for src, dest in pairs:
+        root = src.rstrip("/")
+        if (path == root or path.startswith(root + "/")) and (
+            best is None or len(root) > len(best[0])
+        ):
+            best = (root, dest.rstrip("/"))
+    return path if best is None else best[1] + path[len(best[0]) :]
 
 
 class NotInStash(StashError):

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tagd.catalog.catalog import Catalog
-from tagd.config import PathMapping, Settings
+from tagd.config import Settings
 from tagd.sinks.stash_client import StashClient
+from tagd.sinks.stash_lookup import local_path
 from tagd.sinks.stash_tags import FIND_TAGS
 
 SCENES = """
@@ -46,21 +47,13 @@ class StashFiles:
 
     local: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
-    no_tagme_tag: bool = False
+    no_tagme_tag: str | None = None  # the TagMe tag Stash does not have (nothing to do)
 
-
-def local_path(stash: str, mappings: list[PathMapping]) -> str:
-    """The local path of Stash's `stash` path (longest matching Stash prefix wins)."""
-    best: PathMapping | None = None
-    for m in mappings:
-        root = m.stash.rstrip("/")
-        if (stash == root or stash.startswith(root + "/")) and (
-            best is None or len(root) > len(best.stash.rstrip("/"))
-        ):
-            best = m
-    if best is None:
-        return stash
-    return best.local.rstrip("/") + stash[len(best.stash.rstrip("/")) :]
+    def summary(self) -> str:
+        """One line for `tagd scan` and the daemon's log."""
+        if self.no_tagme_tag:
+            return f"stash: no tag {self.no_tagme_tag} in Stash: nothing to scan"
+        return f"stash: {len(self.local)} files to scan, {len(self.missing)} missing here"
 
 
 def tag_id(client: StashClient, name: str) -> str | None:
@@ -101,9 +94,10 @@ def files_from_stash(client: StashClient, settings: Settings, tagme_only: bool) 
     out = StashFiles()
     tags: list[str] | None = None
     if tagme_only:
-        found = tag_id(client, f"{s.workflow_prefix}_TagMe") if s.workflow_prefix else None
+        name = f"{s.workflow_prefix}_TagMe"
+        found = tag_id(client, name) if s.workflow_prefix else None
         if found is None:
-            out.no_tagme_tag = True
+            out.no_tagme_tag = name if s.workflow_prefix else "TagMe (workflow_prefix is empty)"
             return out
         tags = [found]
     seen: set[str] = set()
