@@ -33,7 +33,6 @@ import contextlib
 import hashlib
 import os
 import signal
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,6 +51,7 @@ from tagd.sinks.xmp import (
     _copy_metadata,
     _fsync_dir,
     plan_packet,
+    refuse_read_only,
 )
 
 __all__ = ["EMBED_FORMATS", "KILL_ENV", "embedded_format", "recover", "sync_embedded"]
@@ -100,7 +100,8 @@ def sync_embedded(
     update = plan_packet(label, _packet(label, original), tags, root=root, faces=faces, dims=dims)
     if update.data is None or dry_run:
         return update.change
-    _refuse_read_only(label, path)
+    # The file itself, and its folder (the temp file and backup are created there).
+    refuse_read_only(f"cannot embed XMP in {label}", [("folder", path.parent), ("file", path)])
     try:
         _embed(path, label, original, update, preserve_mtime)
     except OSError as exc:
@@ -273,15 +274,3 @@ def _write_synced(dest: Path, data: bytes, ref: os.stat_result) -> None:
         raise
 
 
-def _refuse_read_only(label: Path, path: Path) -> None:
-    """Honour write bits even as root, as for sidecars: the file itself, and its folder
-    (the temp file and backup are created there)."""
-    for what, target in (("folder", path.parent), ("file", path)):
-        try:
-            mode = os.stat(target).st_mode
-        except OSError as exc:
-            raise XmpWriteError(f"cannot embed XMP in {label}: {_cause(exc)}") from exc
-        if not mode & 0o222:
-            raise XmpWriteError(
-                f"cannot embed XMP in {label}: {what} is read-only (mode {stat.S_IMODE(mode):o})"
-            )

@@ -483,7 +483,8 @@ def _write(sidecar: Path, media: Path, original: bytes | None, update: PacketUpd
     assert data is not None
     # Replace the file a symlink points at, not the link itself.
     dest = Path(os.path.realpath(sidecar))
-    _refuse_read_only(sidecar, dest, original is not None)
+    targets = [("folder", dest.parent)] + ([("sidecar", dest)] if original is not None else [])
+    refuse_read_only(f"cannot write XMP sidecar {sidecar}", targets)
     try:
         # New sidecars take their owner from the media file, so a daemon running as
         # root does not leave files the photo's owner cannot edit.
@@ -502,26 +503,21 @@ def _write(sidecar: Path, media: Path, original: bytes | None, update: PacketUpd
         raise XmpWriteError(f"cannot write XMP sidecar {sidecar}: {_cause(exc)}") from exc
 
 
-def _refuse_read_only(sidecar: Path, dest: Path, exists: bool) -> None:
+def refuse_read_only(action: str, targets: list[tuple[str, Path]]) -> None:
     """Honour write bits even when running as root, which the kernel would not.
 
-    A folder or sidecar with no write bit for anyone was made read-only on
-    purpose (an archive, a shared library); root bypassing that is damage. The
-    folder counts even for an existing sidecar: the atomic write creates a
-    temporary file in it.
+    A folder or file with no write bit for anyone was made read-only on purpose
+    (an archive, a shared library); root bypassing that is damage. The folder
+    counts even for an existing file: an atomic write creates a temporary file
+    in it. `action` starts the error ("cannot write XMP sidecar X").
     """
-    for what, path in (("folder", dest.parent), ("sidecar", dest)):
-        if what == "sidecar" and not exists:
-            continue
+    for what, path in targets:
         try:
             mode = os.stat(path).st_mode
         except OSError as exc:
-            raise XmpWriteError(f"cannot write XMP sidecar {sidecar}: {_cause(exc)}") from exc
+            raise XmpWriteError(f"{action}: {_cause(exc)}") from exc
         if not mode & 0o222:
-            raise XmpWriteError(
-                f"cannot write XMP sidecar {sidecar}: {what} is read-only "
-                f"(mode {stat.S_IMODE(mode):o})"
-            )
+            raise XmpWriteError(f"{action}: {what} is read-only (mode {stat.S_IMODE(mode):o})")
 
 
 def _atomic_replace(
