@@ -611,6 +611,15 @@ class Catalog:
         ).fetchone()
         return IndexedFile(*row) if row else None
 
+    def files_starting_with(self, prefix: str) -> list[tuple[str, int | None]]:
+        """(path, content id) of the files whose path starts with `prefix` (a range
+        scan on the path index: sibling files of one name, such as IMG_1.jpg/.mov)."""
+        rows = self.con.execute(
+            "SELECT path, content_id FROM files WHERE path >= ? AND path < ? ORDER BY path",
+            (prefix, prefix + "\U0010ffff"),
+        )
+        return [(r[0], r[1]) for r in rows]
+
     def counts(self) -> dict[str, int]:
         one = self.con.execute
         return {

@@ -162,7 +162,7 @@ def _scan(ctx: Context, args: argparse.Namespace, roots: list[str]) -> int:
     pipeline.rederive_if_policy_changed()
     analysed = _analyse(pipeline)
     _cluster(ctx)
-    delivered = _deliver(ctx, args.dry_run) if settings.xmp.enabled else None
+    delivered = _deliver(ctx, args.dry_run, roots) if settings.xmp.enabled else None
     if settings.stash.enabled and not args.dry_run:
         from tagd.sinks import stash
 
@@ -191,7 +191,7 @@ def _cluster(ctx: Context) -> None:
             f"({report.created} new people); {report.waiting} waiting: see `tagd people list`"
         )
 
-def _deliver(ctx: Context, dry_run: bool) -> DeliveryReport:
+def _deliver(ctx: Context, dry_run: bool, roots: list[str]) -> DeliveryReport:
     def show(change: XmpChange) -> None:
         if dry_run:
             print(f"would update {change.sidecar}")
@@ -204,7 +204,10 @@ def _deliver(ctx: Context, dry_run: bool) -> DeliveryReport:
             for region in change.regions_removed:
                 print(f"  - face region {region}")
 
-    return deliver_xmp(ctx.catalog, ctx.settings, dry_run=dry_run, on_change=show)
+    # The paths this scan was given count as library roots for its writes.
+    return deliver_xmp(
+        ctx.catalog, ctx.settings, dry_run=dry_run, on_change=show, roots=roots
+    )
 
 
 def _print_index(r: IndexReport) -> None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
 from tagd.sinks.embed import embedded_format, sync_embedded
-from tagd.sinks.xmp import FaceRegion, XmpChange, XmpWriteError, sync_sidecar
+from tagd.sinks.xmp import FaceRegion, XmpChange, XmpWriteError, sidecar_path, sync_sidecar
 from tagd.sinks.xmp_regions import face_region
 
 MAX_BACKOFF = 6 * 3600.0
@@ -65,31 +65,78 @@ def _faces(
     return regions, (media.width, media.height)
 
 
+def _wanted(catalog: Catalog, content_id: int, root: str) -> set[str]:
+    return {t.name for t in catalog.tags(content_id) if t.name.startswith(root + "|")}
+
+
+def sharing_sidecar(catalog: Catalog, path: Path, settings: Settings) -> list[tuple[Path, int]]:
+    """The files whose XMP goes to the same sidecar as `path`'s, with their content ids.
+
+    With ``xmp.sidecar = "stem"``, IMG_0001.jpg and IMG_0001.mov (RAW + JPEG, HEIC +
+    JPEG) both name IMG_0001.xmp; that sidecar holds the tags of all of them, as
+    Lightroom does for RAW + JPEG, instead of the last writer's only. A member whose
+    XMP is embedded in the file itself does not use the sidecar.
+    """
+    naming = settings.xmp.sidecar
+    sidecar = sidecar_path(path, naming)
+    if naming != "stem":
+        return []
+    members = []
+    for other, content_id in catalog.files_starting_with(str(path.with_suffix("")) + "."):
+        other_path = Path(other)
+        if content_id is None or other_path.parent != path.parent:
+            continue
+        if sidecar_path(other_path, naming) != sidecar:
+            continue
+        if embedded_format(other_path, settings.xmp.embed):
+            continue
+        members.append((other_path, content_id))
+    return members
+
+
+def library_roots(settings: Settings, extra: Sequence[str] = ()) -> list[str]:
+    """Where tagd may write: library.roots, the local side of the Stash path mappings
+    (files Stash lists are scanned there) and `extra` (paths given to `tagd scan`)."""
+    mapped = [m.local for m in settings.stash.path_mappings] if settings.stash.enabled else []
+    return [*settings.library.roots, *mapped, *extra]
+
+
 def _sync(
+    catalog: Catalog,
     path: Path,
-    wanted: list[str],
+    content_id: int,
     settings: Settings,
     dry_run: bool,
-    faces: list[FaceRegion],
-    dims: tuple[int, int] | None,
+    roots: list[str],
 ) -> tuple[XmpChange, bool]:
     """Embedded XMP for the formats in xmp.embed (the sidecar, if any, is then left
     alone), a sidecar for everything else; the flag says which (True: embedded)."""
     root = settings.tags.root
+    mode = settings.xmp.faces
     if embedded_format(path, settings.xmp.embed):
+        faces, dims = _faces(catalog, content_id, mode)
         change = sync_embedded(
             path,
-            wanted,
+            sorted(_wanted(catalog, content_id, root)),
             root=root,
             dry_run=dry_run,
             faces=faces,
             dims=dims,
             preserve_mtime=settings.xmp.preserve_mtime,
+            roots=roots,
         )
         return change, True
+    members = sharing_sidecar(catalog, path, settings) or [(path, content_id)]
+    wanted = set().union(*(_wanted(catalog, c, root) for _, c in members))
+    # Face areas are relative to one picture: the largest image of the group gives
+    # them (RAW + JPEG show the same scene; a video has none).
+    faces, dims = max(
+        (_faces(catalog, c, mode) for _, c in members),
+        key=lambda found: found[1][0] * found[1][1] if found[1] else -1,
+    )
     change = sync_sidecar(
-        path, wanted, root=root, naming=settings.xmp.sidecar, dry_run=dry_run,
-        faces=faces, dims=dims,
+        path, sorted(wanted), root=root, naming=settings.xmp.sidecar, dry_run=dry_run,
+        faces=faces, dims=dims, roots=roots,
     )
     return change, False
 
@@ -120,15 +167,19 @@ def deliver_xmp(
     now: float | None = None,
     deadline: Deadline | None = None,
     progress: Progress | None = None,
+    roots: Sequence[str] = (),
 ) -> DeliveryReport:
     """Write due sidecars. With dry_run, report the changes and keep them queued.
+
+    Writes stay inside the library (:func:`library_roots`, plus `roots`: the paths
+    a `tagd scan PATH` was given); a file leading outside is reported, not written.
 
     With a `deadline` (asked between files: the time.monotonic() to stop by, or
     None for no limit yet, so a stop requested mid-run is seen), stop once it passed;
     what is left stays queued (`report.left`) for the next run.
     """
     report = DeliveryReport()
-    root = settings.tags.root
+    anchors = library_roots(settings, roots)
     due = catalog.due("xmp", time.time() if now is None else now, limit=10**9)
     for index, (file_id, path, content_id) in enumerate(due):
         if progress is not None:
@@ -141,11 +192,8 @@ def deliver_xmp(
             if not dry_run:
                 catalog.outbox_done(file_id, "xmp")
             continue
-        names = [t.name for t in catalog.tags(content_id)]
-        wanted = [n for n in names if n.startswith(root + "|")]
         try:
-            faces, dims = _faces(catalog, content_id, settings.xmp.faces)
-            change, embedded = _sync(Path(path), wanted, settings, dry_run, faces, dims)
+            change, embedded = _sync(catalog, Path(path), content_id, settings, dry_run, anchors)
         except XmpWriteError as exc:
             report.failed += 1
             report.errors.append((path, str(exc)))

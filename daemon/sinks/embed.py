@@ -41,6 +41,7 @@ import numpy as np
 import pyexiv2
 
 from tagd.media.sniff import sniff
+from tagd.sinks.confined import OutsideLibrary, anchors_for, resolve
 from tagd.sinks.xmp import (
     _PYEXIV2_LOCK,
     FaceRegion,
@@ -85,12 +86,16 @@ def sync_embedded(
     faces: Sequence[FaceRegion] | None = None,
     dims: tuple[int, int] | None = None,
     preserve_mtime: bool = True,
+    roots: Sequence[str | os.PathLike[str]] | None = None,
 ) -> XmpChange:
     """Make the XMP inside `media` hold exactly `tags` (and `faces`) as tagd's part,
-    like :func:`tagd.sinks.xmp.sync_sidecar` does for a sidecar."""
+    like :func:`tagd.sinks.xmp.sync_sidecar` does for a sidecar.
+
+    A photo that resolves outside `roots` (the library roots; None: its own folder),
+    a link to a file elsewhere, is refused: tagd never rewrites a file there."""
     label = Path(media)
     # Write the file a symlink points at, not the link; leftovers sit next to it.
-    path = Path(os.path.realpath(media))
+    path = _confined(label, roots)
     if not dry_run:
         recover(path)
     original = _read(path, label)
@@ -107,6 +112,14 @@ def sync_embedded(
     except OSError as exc:
         raise XmpWriteError(f"cannot embed XMP in {label}: {_cause(exc)}") from exc
     return update.change
+
+
+def _confined(media: Path, roots: Sequence[str | os.PathLike[str]] | None) -> Path:
+    """The real file behind `media`, when it lies inside the library."""
+    try:
+        return resolve(media, anchors_for(media, roots))[1]
+    except OutsideLibrary as exc:
+        raise XmpWriteError(f"refusing to embed XMP: {exc}") from exc
 
 
 def recover(media: Path) -> None:
@@ -260,7 +273,8 @@ def _current_hash(path: Path) -> str | None:
 
 def _write_synced(dest: Path, data: bytes, ref: os.stat_result) -> None:
     # O_EXCL: recover() removed our leftovers, so an existing file is someone else's.
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(dest, flags, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
             # Owner and mode of the photo, so root does not leave files its owner can't edit.

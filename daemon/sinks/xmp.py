@@ -38,15 +38,21 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import stat
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyexiv2
 
+from tagd.sinks.confined import (
+    Folder,
+    OutsideLibrary,
+    anchors_for,
+    confined_target,
+    new_file_owner,
+)
 from tagd.sinks.xmp_regions import (
     OWNED_REGIONS,
     REGIONS,
@@ -194,6 +200,7 @@ def sync_sidecar(
     dry_run: bool = False,
     faces: Sequence[FaceRegion] | None = None,
     dims: tuple[int, int] | None = None,
+    roots: Sequence[str | os.PathLike[str]] | None = None,
 ) -> XmpChange:
     """Make the sidecar's tagd-owned keywords equal `tags` (hierarchical paths with '|',
     every one starting with root + '|').
@@ -201,13 +208,17 @@ def sync_sidecar(
     With `faces` (None: leave regions and PersonInImage alone), tagd's face regions
     become exactly these and PersonInImage names their named people; `dims` is the
     upright image's (width, height) for ``mwg-rs:AppliedToDimensions``.
+
+    The sidecar is read and written only inside `roots` (the library roots; None:
+    the media file's folder): see :mod:`tagd.sinks.confined`.
     """
     sidecar = sidecar_path(Path(media), naming)
-    original = _read_existing(sidecar)
-    update = plan_packet(sidecar, original, tags, root=root, faces=faces, dims=dims)
-    if update.data is None or dry_run:
-        return update.change
-    _write(sidecar, Path(media), original, update)
+    with _open_sidecar(sidecar, anchors_for(Path(media), roots)) as (folder, name):
+        original = _read_existing(sidecar, folder, name)
+        update = plan_packet(sidecar, original, tags, root=root, faces=faces, dims=dims)
+        if update.data is None or dry_run:
+            return update.change
+        _write(sidecar, Path(media), folder, name, original, update)
     return update.change
 
 
@@ -469,98 +480,136 @@ def _cause(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _read_existing(sidecar: Path) -> bytes | None:
+@contextlib.contextmanager
+def _open_sidecar(sidecar: Path, anchors: Sequence[Path]) -> Iterator[tuple[Folder, str]]:
     try:
-        return sidecar.read_bytes()
-    except FileNotFoundError:
-        return None
+        with confined_target(sidecar, anchors) as target:
+            yield target
+    except OutsideLibrary as exc:
+        raise XmpWriteError(f"refusing to write XMP sidecar: {exc}") from exc
+    except OSError as exc:
+        raise XmpWriteError(f"cannot open the folder of {sidecar}: {_cause(exc)}") from exc
+
+
+def _read_existing(sidecar: Path, folder: Folder, name: str) -> bytes | None:
+    try:
+        return folder.read(name)
+    except OutsideLibrary as exc:
+        raise XmpWriteError(f"refusing to read XMP sidecar: {exc}") from exc
     except OSError as exc:
         raise XmpWriteError(f"cannot read XMP sidecar {sidecar}: {_cause(exc)}") from exc
 
 
-def _write(sidecar: Path, media: Path, original: bytes | None, update: PacketUpdate) -> None:
+def _write(
+    sidecar: Path,
+    media: Path,
+    folder: Folder,
+    name: str,
+    original: bytes | None,
+    update: PacketUpdate,
+) -> None:
     data = update.data
     assert data is not None
-    # Replace the file a symlink points at, not the link itself.
-    dest = Path(os.path.realpath(sidecar))
-    targets = [("folder", dest.parent)] + ([("sidecar", dest)] if original is not None else [])
-    refuse_read_only(f"cannot write XMP sidecar {sidecar}", targets)
+    action = f"cannot write XMP sidecar {sidecar}"
     try:
-        # New sidecars take their owner from the media file, so a daemon running as
-        # root does not leave files the photo's owner cannot edit.
-        ref = os.stat(dest if original is not None else media)
-    except OSError:
-        ref = None
-    try:
-        _atomic_replace(
-            dest,
-            data,
-            ref,
-            keep_mode=original is not None,
-            verify=update.verify,
-        )
+        folder_st = folder.stat()
+        existing = folder.lstat(name) if original is not None else None
     except OSError as exc:
-        raise XmpWriteError(f"cannot write XMP sidecar {sidecar}: {_cause(exc)}") from exc
+        raise XmpWriteError(f"{action}: {_cause(exc)}") from exc
+    targets: list[tuple[str, Path | os.stat_result]] = [("folder", folder_st)]
+    refuse_read_only(action, targets + ([("sidecar", existing)] if existing else []))
+    if existing is not None:
+        # The sidecar was theirs already: it keeps its owner and mode.
+        owner, mode = (existing.st_uid, existing.st_gid), stat.S_IMODE(existing.st_mode)
+    else:
+        owner, mode = new_file_owner(_stat_or_none(media), folder_st), None
+    try:
+        _atomic_replace(folder, name, data, owner, mode, update.verify)
+    except OSError as exc:
+        raise XmpWriteError(f"{action}: {_cause(exc)}") from exc
 
 
-def refuse_read_only(action: str, targets: list[tuple[str, Path]]) -> None:
+def _stat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def refuse_read_only(action: str, targets: Sequence[tuple[str, Path | os.stat_result]]) -> None:
     """Honour write bits even when running as root, which the kernel would not.
 
     A folder or file with no write bit for anyone was made read-only on purpose
     (an archive, a shared library); root bypassing that is damage. The folder
     counts even for an existing file: an atomic write creates a temporary file
-    in it. `action` starts the error ("cannot write XMP sidecar X").
+    in it. `action` starts the error ("cannot write XMP sidecar X"); a target is a
+    path or what stat() said of it.
     """
-    for what, path in targets:
+    for what, target in targets:
         try:
-            mode = os.stat(path).st_mode
+            mode = target.st_mode if isinstance(target, os.stat_result) else os.stat(target).st_mode
         except OSError as exc:
             raise XmpWriteError(f"{action}: {_cause(exc)}") from exc
         if not mode & 0o222:
             raise XmpWriteError(f"{action}: {what} is read-only (mode {stat.S_IMODE(mode):o})")
 
 
+def temp_name(name: str) -> str:
+    """The one temporary name tagd writes `name` through: fixed, so a write killed
+    half-way leaves a file the next write of the same sidecar finds and removes."""
+    return f".{name}.tagd-tmp"
+
+
 def _atomic_replace(
-    dest: Path,
+    folder: Folder,
+    name: str,
     data: bytes,
-    ref: os.stat_result | None,
-    *,
-    keep_mode: bool,
+    owner: tuple[int, int],
+    mode: int | None,
     verify: Callable[[bytes], None],
 ) -> None:
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
-    # O_EXCL: never follow or reuse someone else's file; 0o666 lets the umask decide
-    # the mode of new sidecars like any other file the user creates.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    tmp = temp_name(name)
+    # A leftover of a killed write (unlink never follows a link; a folder fails here
+    # and again in create, which then reports it).
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+        folder.unlink(tmp)
+    # O_EXCL | O_NOFOLLOW: never follow or reuse someone else's file; 0o666 lets the
+    # umask decide the mode of new sidecars like any other file the user creates.
+    fd = folder.create(tmp, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
-            _copy_metadata(fh.fileno(), ref, keep_mode)
+            _set_owner(fh.fileno(), owner, mode)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         # Verify what is on disk, not what is in memory.
-        verify(tmp.read_bytes())
-        os.replace(tmp, dest)
+        written = folder.read(tmp)
+        verify(written or b"")
+        folder.replace(tmp, name)
     except BaseException:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            folder.unlink(tmp)
         raise
-    _fsync_dir(dest.parent)
+    folder.fsync()
+
+
+def _set_owner(fd: int, owner: tuple[int, int], mode: int | None) -> None:
+    st = os.fstat(fd)
+    if (st.st_uid, st.st_gid) != owner:
+        # Only root (or a group member for gid) may do this; best effort otherwise.
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, *owner)
+    # After chown, which may clear set-id bits. Filesystems without Unix modes
+    # (vfat, some SMB mounts) refuse this; a sidecar there is still worth writing.
+    if mode is not None:
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, mode)
 
 
 def _copy_metadata(fd: int, ref: os.stat_result | None, keep_mode: bool) -> None:
-    if ref is None:
-        return
-    st = os.fstat(fd)
-    if (st.st_uid, st.st_gid) != (ref.st_uid, ref.st_gid):
-        # Only root (or a group member for gid) may do this; best effort otherwise.
-        with contextlib.suppress(PermissionError):
-            os.fchown(fd, ref.st_uid, ref.st_gid)
-    # After chown, which may clear set-id bits. Filesystems without Unix modes
-    # (vfat, some SMB mounts) refuse this; a sidecar there is still worth writing.
-    if keep_mode:
-        with contextlib.suppress(PermissionError):
-            os.fchmod(fd, stat.S_IMODE(ref.st_mode))
+    """Owner (and with keep_mode, mode) of `ref` onto the open file `fd`."""
+    if ref is not None:
+        _set_owner(fd, (ref.st_uid, ref.st_gid), stat.S_IMODE(ref.st_mode) if keep_mode else None)
 
 
 def _fsync_dir(directory: Path) -> None:
