@@ -249,3 +249,19 @@ def test_a_path_given_to_scan_counts_as_a_library_root(
     code, out, err = cli("--config", config, "scan", elsewhere)
     assert code == 0, out + err
     assert (elsewhere / (photo.name + ".xmp")).is_file()
+
+
+def test_a_new_sidecar_is_as_readable_as_its_photo(farm: dict[str, Path]) -> None:
+    """A service's umask (0027) must not hide sidecars from the photo's readers."""
+    library, photo = farm["library"], farm["photo"]
+    os.chmod(photo, 0o644)
+    old = os.umask(0o027)
+    try:
+        sync_sidecar(photo, TAGS, roots=[library])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((library / "a.jpg.xmp").stat().st_mode) == 0o644
+    os.chmod(photo, 0o755)  # no execute bits for a sidecar, whatever the photo has
+    (library / "a.jpg.xmp").unlink()
+    sync_sidecar(photo, TAGS, roots=[library])
+    assert stat.S_IMODE((library / "a.jpg.xmp").stat().st_mode) == 0o644

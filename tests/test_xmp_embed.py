@@ -218,3 +218,16 @@ def test_deliver_embeds_for_listed_formats_and_a_rescan_sees_no_change(tmp_path:
         # tagd's own rewrite must not turn the photo into new, unanalysed content.
         again = index_root(catalog, walker, str(library), ["xmp"])
         assert (again.new, again.changed, again.moved) == (0, 0, 0)
+
+
+def test_jpeg_xmp_beyond_one_segment_is_refused_untouched(tmp_path: Path) -> None:
+    # ~300 bytes of XMP per tag: far beyond the 65,502 bytes of the standard JPEG segment.
+    many = [f"AI|Objects|{'long name ' * 4}{i}" for i in range(400)]
+    photo = make_image(tmp_path / "photo.jpg")
+    data = photo.read_bytes()
+    with pytest.raises(XmpWriteError, match=r"photo\.jpg: the XMP packet is .* at most 65,502"):
+        sync_embedded(photo, many)
+    assert photo.read_bytes() == data and leftovers(tmp_path) == []
+    png = make_image(tmp_path / "photo.png")  # a PNG chunk has room for it
+    assert sorted(sync_embedded(png, many).added) == sorted(many)
+    assert len(as_list(exif_keys(png)["HierarchicalSubject"])) == 400

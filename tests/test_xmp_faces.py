@@ -142,3 +142,41 @@ def test_faces_key_is_validated() -> None:
     assert parse_settings({"xmp": {"faces": "all"}}).xmp.faces == "all"
     with pytest.raises(ConfigError, match=r"xmp\.faces"):
         parse_settings({"xmp": {"faces": "some"}})
+
+
+DIMS_ONLY = """<x:xmpmeta xmlns:x='adobe:ns:meta/'>
+ <rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'>
+  <rdf:Description rdf:about=''
+    xmlns:mwg-rs='http://www.metadataworkinggroup.com/schemas/regions/'
+    xmlns:stDim='http://ns.adobe.com/xap/1.0/sType/Dimensions#'
+    xmlns:xmp='http://ns.adobe.com/xap/1.0/'>
+   <mwg-rs:Regions rdf:parseType='Resource'>
+    <mwg-rs:AppliedToDimensions stDim:w='640' stDim:h='480' stDim:unit='pixel'/>
+    <xmp:Label>kept</xmp:Label>
+   </mwg-rs:Regions>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+"""
+
+
+def test_stale_dimensions_without_regions_are_replaced_in_place(photo: Path) -> None:
+    """A region tree that holds no region but old dimensions: tagd's faces are measured
+    against the photo, so its dimensions replace the old ones where they were."""
+    w, h = dims(photo)
+    sidecar = sidecar_path(photo)
+    sidecar.write_text(DIMS_ONLY, encoding="utf-8")
+    faces = [face_region("Alice", (w * 0.1, h * 0.2, w * 0.3, h * 0.5), w, h)]
+    sync_sidecar(photo, ["AI|People|Alice"], faces=faces, dims=(w, h))
+    regions = exif(sidecar, "-XMP:all")["RegionInfo"]
+    assert regions["AppliedToDimensions"] == {"W": w, "H": h, "Unit": "pixel"}
+    assert [r["Name"] for r in regions["RegionList"]] == ["Alice"]
+    text = sidecar.read_text(encoding="utf-8")
+    # Same place (before the other field), and that field untouched.
+    assert text.index("<mwg-rs:AppliedToDimensions") < text.index("<xmp:Label>kept</xmp:Label>")
+    assert text.startswith(DIMS_ONLY[: DIMS_ONLY.index("    <mwg-rs:AppliedToDimensions")])
+    # tagd's region gone again: so are the list and the dimensions, not the other field.
+    sync_sidecar(photo, [], faces=[], dims=(w, h))
+    text = sidecar.read_text(encoding="utf-8")
+    assert "RegionList" not in text and "AppliedToDimensions" not in text
+    assert "   <mwg-rs:Regions rdf:parseType='Resource'>\n    <xmp:Label>kept</xmp:Label>" in text

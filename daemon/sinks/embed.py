@@ -14,8 +14,11 @@ process dies:
 1. read the original bytes and hash its decoded pixels;
 2. write a backup ``.NAME.tagd-backup`` next to it (complete before it gets that
    name, fsynced);
-3. build the new bytes with pyexiv2 into ``.NAME.tagd-tmp``, fsync;
-4. verify the temp file: tagd's XMP reads back, pixels hash the same;
+3. build the new bytes into ``.NAME.tagd-tmp``, fsync: only the bytes that hold
+   the XMP change (:mod:`tagd.sinks.xmp_container` and one module per format);
+4. verify the temp file: it parses as the same format, every other segment or
+   chunk is byte-identical and in the same order, tagd's XMP reads back, pixels
+   hash the same;
 5. copy the original's times onto it (``preserve_mtime``), ``os.replace``, fsync
    the folder;
 6. remove the backup.
@@ -38,12 +41,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyexiv2
 
 from tagd.media.sniff import sniff
 from tagd.sinks.confined import OutsideLibrary, anchors_for, resolve
 from tagd.sinks.xmp import (
-    _PYEXIV2_LOCK,
     FaceRegion,
     PacketUpdate,
     XmpChange,
@@ -54,10 +55,17 @@ from tagd.sinks.xmp import (
     plan_packet,
     refuse_read_only,
 )
+from tagd.sinks.xmp_container import Container, ContainerError
+from tagd.sinks.xmp_jpeg import JPEG
+from tagd.sinks.xmp_png import PNG
+from tagd.sinks.xmp_tiff import TIFF
+from tagd.sinks.xmp_webp import WEBP
 
 __all__ = ["EMBED_FORMATS", "KILL_ENV", "embedded_format", "recover", "sync_embedded"]
 
-EMBED_FORMATS = frozenset({"jpeg", "tiff", "png", "webp"})
+# By sniffed format: the code that finds and replaces the XMP in that container.
+_CONTAINERS: dict[str, Container] = {"jpeg": JPEG, "tiff": TIFF, "png": PNG, "webp": WEBP}
+EMBED_FORMATS = frozenset(_CONTAINERS)
 KILL_ENV = "TAGD_TEST_KILL_AFTER_STEP"
 
 # Enough for every signature media.sniff knows (WebP's is at offset 8).
@@ -100,15 +108,17 @@ def sync_embedded(
         recover(path)
     original = _read(path, label)
     fmt = sniff(original[:_HEAD])
-    if fmt not in EMBED_FORMATS:
+    if fmt not in _CONTAINERS:
         raise XmpWriteError(f"cannot embed XMP in {label}: unsupported format {fmt}")
-    update = plan_packet(label, _packet(label, original), tags, root=root, faces=faces, dims=dims)
+    container = _CONTAINERS[fmt]
+    packet = _packet(label, container, original)
+    update = plan_packet(label, packet, tags, root=root, faces=faces, dims=dims)
     if update.data is None or dry_run:
         return update.change
     # The file itself, and its folder (the temp file and backup are created there).
     refuse_read_only(f"cannot embed XMP in {label}", [("folder", path.parent), ("file", path)])
     try:
-        _embed(path, label, original, update, preserve_mtime)
+        _embed(path, label, container, original, update, preserve_mtime)
     except OSError as exc:
         raise XmpWriteError(f"cannot embed XMP in {label}: {_cause(exc)}") from exc
     return update.change
@@ -150,7 +160,12 @@ def recover(media: Path) -> None:
 
 
 def _embed(
-    path: Path, label: Path, original: bytes, update: PacketUpdate, preserve_mtime: bool
+    path: Path,
+    label: Path,
+    container: Container,
+    original: bytes,
+    update: PacketUpdate,
+    preserve_mtime: bool,
 ) -> None:
     assert update.data is not None
     ref = os.stat(path)
@@ -165,9 +180,9 @@ def _embed(
     _step(2)
     tmp = _temp_path(path)
     try:
-        _write_synced(tmp, _with_packet(label, original, update.data), ref)
+        _write_synced(tmp, _with_packet(label, container, original, update.data), ref)
         _step(3)
-        _verify(label, tmp.read_bytes(), original, pixels, update)  # what is on disk
+        _verify(label, container, tmp.read_bytes(), original, pixels, update)  # what is on disk
         _step(4)
         if preserve_mtime:
             os.utime(tmp, ns=(ref.st_atime_ns, ref.st_mtime_ns))
@@ -185,23 +200,28 @@ def _embed(
     _fsync_dir(path.parent)
 
 
-def _with_packet(label: Path, original: bytes, packet: bytes) -> bytes:
+def _with_packet(label: Path, container: Container, original: bytes, packet: bytes) -> bytes:
     try:
-        with _PYEXIV2_LOCK:
-            img = pyexiv2.ImageData(original)
-            try:
-                img.modify_raw_xmp(packet.decode("utf-8"))
-                return img.get_bytes()
-            finally:
-                img.close()
-    except (RuntimeError, ValueError) as exc:
+        return container.write(original, packet)
+    except ContainerError as exc:
         raise XmpWriteError(f"cannot embed XMP in {label}: {exc}") from exc
 
 
-def _verify(label: Path, data: bytes, original: bytes, pixels: str, update: PacketUpdate) -> None:
+def _verify(
+    label: Path,
+    container: Container,
+    data: bytes,
+    original: bytes,
+    pixels: str,
+    update: PacketUpdate,
+) -> None:
     if sniff(data[:_HEAD]) != sniff(original[:_HEAD]):
         raise XmpWriteError(f"verification of {label} failed: the file format changed")
-    packet = _packet(label, data)
+    try:
+        container.check(original, data)
+        packet = container.read(data)
+    except ContainerError as exc:
+        raise XmpWriteError(f"verification of {label} failed: {exc}") from exc
     if packet is None:
         raise XmpWriteError(f"verification of {label} failed: no XMP in the written file")
     update.verify(packet)
@@ -237,18 +257,14 @@ def _read(path: Path, label: Path) -> bytes:
         raise XmpWriteError(f"cannot read {label}: {_cause(exc)}") from exc
 
 
-def _packet(label: Path, data: bytes) -> bytes | None:
+def _packet(label: Path, container: Container, data: bytes) -> bytes | None:
     """The file's XMP packet, or None when it has none."""
     try:
-        with _PYEXIV2_LOCK:
-            img = pyexiv2.ImageData(data)
-            try:
-                raw = img.read_raw_xmp()
-            finally:
-                img.close()
-    except (RuntimeError, ValueError) as exc:
-        raise XmpWriteError(f"cannot read the XMP of {label}: {exc}") from exc
-    return raw.encode("utf-8") if raw.strip() else None
+        packet = container.read(data)
+    except ContainerError as exc:
+        raise XmpWriteError(f"cannot embed XMP in {label}: {exc}") from exc
+    # Only padding is no packet: tagd then plans a new one.
+    return packet if packet is not None and packet.strip() else None
 
 
 def _pixel_hash(data: bytes) -> str | None:

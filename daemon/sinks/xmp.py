@@ -4,9 +4,9 @@ Every tag is a hierarchical path such as ``AI|Objects|dog`` (all under one root,
 ``AI`` by default) and is written three ways, so that digiKam, darktable,
 Lightroom and plain keyword readers all see it:
 
-* the leaf ``dog`` into ``Xmp.dc.subject`` (bag),
-* ``AI|Objects|dog`` into ``Xmp.lr.hierarchicalSubject`` (bag),
-* ``AI/Objects/dog`` into ``Xmp.digiKam.TagsList`` (seq).
+* the leaf ``dog`` into ``dc:subject`` (bag),
+* ``AI|Objects|dog`` into ``lr:hierarchicalSubject`` (bag),
+* ``AI/Objects/dog`` into ``digiKam:TagsList`` (seq).
 
 Ownership rules (merge, never clobber):
 
@@ -14,7 +14,7 @@ Ownership rules (merge, never clobber):
   every ``TagsList`` entry that starts with ``root/``; the root is tagd's
   namespace, so entries under it are replaced freely.
 * Flat ``dc:subject`` keywords have no namespace, so tagd owns only those it
-  added itself.  Those are recorded in the private bag ``Xmp.tagd.Keywords``
+  added itself.  Those are recorded in the private bag ``tagd:Keywords``
   (namespace ``http://ns.tagd.local/1.0/``).  A keyword that was already there
   when tagd first wanted it belongs to a person (or another tool) and is never
   recorded, hence never removed.  Matching is exact (case-sensitive).
@@ -22,14 +22,19 @@ Ownership rules (merge, never clobber):
   dropped, so a person typing the same word later is not mistaken for tagd.
 * Faces (optional, ``faces=``): MWG regions in ``mwg-rs:Regions`` and names in
   ``Iptc4xmpExt:PersonInImage``; see :mod:`tagd.sinks.xmp_regions`.  tagd owns
-  the regions recorded in ``Xmp.tagd.Regions`` and the names recorded in
-  ``Xmp.tagd.People`` (names already there are a person's, as for keywords).
+  the regions recorded in ``tagd:Regions`` and the names recorded in
+  ``tagd:People`` (names already there are a person's, as for keywords).
 * Everything else in the sidecar (ratings, labels, descriptions, other
-  regions, other namespaces, people's keywords and their order) is kept as is.
+  regions, other namespaces, people's keywords and their order) is kept byte
+  for byte: the packet is never re-serialised, only tagd's properties are
+  spliced (:mod:`tagd.sinks.xmp_packet`, :mod:`tagd.sinks.xmp_splice`).  Any
+  well-formed XMP is accepted; malformed XML is refused and left alone.
 
 Writes are skipped when nothing differs (so re-runs leave bytes and mtime
 alone), and otherwise atomic: temp file in the same directory, fsync, re-read
-and verified with pyexiv2, then ``os.replace``.
+and verified (tagd's properties hold the target; every byte outside them is
+unchanged; Exiv2, where it can read the packet, sees the same other
+properties), then ``os.replace``.
 """
 
 from __future__ import annotations
@@ -37,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -53,6 +57,7 @@ from tagd.sinks.confined import (
     confined_target,
     new_file_owner,
 )
+from tagd.sinks.xmp_packet import TAGD, Name, Packet, PacketError, canonical, parse, texts
 from tagd.sinks.xmp_regions import (
     OWNED_REGIONS,
     REGIONS,
@@ -60,7 +65,10 @@ from tagd.sinks.xmp_regions import (
     Regions,
     plan_regions,
     read_regions,
+    region_item_bytes,
+    write_regions,
 )
+from tagd.sinks.xmp_splice import Splice, SpliceError, set_array, skeleton
 
 __all__ = [
     "TAGD_NS_PREFIX",
@@ -74,38 +82,35 @@ __all__ = [
     "sync_sidecar",
 ]
 
-TAGD_NS_URI = "http://ns.tagd.local/1.0/"
+TAGD_NS_URI = TAGD
 TAGD_NS_PREFIX = "tagd"
 
-_SUBJECT = "Xmp.dc.subject"
-_HIER = "Xmp.lr.hierarchicalSubject"
-_TAGSLIST = "Xmp.digiKam.TagsList"
-_OWNED = "Xmp.tagd.Keywords"
-_PERSONS = "Xmp.iptcExt.PersonInImage"
-_OWNED_PEOPLE = "Xmp.tagd.People"
-_OUR_KEYS = (_SUBJECT, _HIER, _TAGSLIST, _OWNED, _PERSONS, _OWNED_PEOPLE)
-
-# pyexiv2's modify_xmp always creates rdf:Seq arrays; these must be rdf:Bag, so the
-# serialised packet is patched (element names as Exiv2 writes them).
-# Element names are regex fragments: Exiv2 keeps the prefix a packet already uses for
-# the IPTC extension namespace (exiftool writes Iptc4xmpExt, Exiv2 alone iptcExt).
-_PERSON_ELEMENT = b"(?:iptcExt|Iptc4xmpExt):PersonInImage"
-_BAG_ELEMENTS = (
-    b"dc:subject",
-    b"lr:hierarchicalSubject",
-    b"tagd:Keywords",
-    _PERSON_ELEMENT,
-    b"tagd:People",
-    b"tagd:Regions",
+_SUBJECT: Name = ("http://purl.org/dc/elements/1.1/", "subject")
+_HIER: Name = ("http://ns.adobe.com/lightroom/1.0/", "hierarchicalSubject")
+_TAGSLIST: Name = ("http://www.digikam.org/ns/1.0/", "TagsList")
+_OWNED: Name = (TAGD, "Keywords")
+_PERSONS: Name = ("http://iptc.org/std/Iptc4xmpExt/2008-02-29/", "PersonInImage")
+_OWNED_PEOPLE: Name = (TAGD, "People")
+# In _Keywords field order, each with the array type a new property gets.
+_ARRAYS: tuple[tuple[Name, str], ...] = (
+    (_SUBJECT, "Bag"),
+    (_HIER, "Bag"),
+    (_TAGSLIST, "Seq"),
+    (_OWNED, "Bag"),
+    (_PERSONS, "Bag"),
+    (_OWNED_PEOPLE, "Bag"),
 )
-_ELEMENTS = {
-    _SUBJECT: b"dc:subject",
-    _HIER: b"lr:hierarchicalSubject",
-    _TAGSLIST: b"digiKam:TagsList",
-    _OWNED: b"tagd:Keywords",
-    _PERSONS: _PERSON_ELEMENT,
-    _OWNED_PEOPLE: b"tagd:People",
-}
+_OURS = frozenset({name for name, _ in _ARRAYS} | {REGIONS, OWNED_REGIONS})
+
+# The same properties as Exiv2 names them, for its independent reading.
+_EXIV2_OURS = (
+    "Xmp.dc.subject",
+    "Xmp.lr.hierarchicalSubject",
+    "Xmp.digiKam.TagsList",
+    "Xmp.iptcExt.PersonInImage",
+    "Xmp.tagd.",
+    "Xmp.mwg-rs.Regions",
+)
 
 # digiKam's TagsList separates levels with '/', so a '/' inside a tag name would
 # invent a level; DIVISION SLASH looks the same to people and is not a separator.
@@ -117,8 +122,8 @@ _XMP_MIME = "application/rdf+xml"
 _EMPTY_PACKET = (
     b"<?xpacket begin='\xef\xbb\xbf' id='W5M0MpCehiHzreSzNTczkc9d'?>\n"
     b"<x:xmpmeta xmlns:x='adobe:ns:meta/'>\n"
-    b"<rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'>\n"
-    b"</rdf:RDF>\n"
+    b" <rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'>\n"
+    b" </rdf:RDF>\n"
     b"</x:xmpmeta>\n"
     b"<?xpacket end='w'?>\n"
 )
@@ -129,6 +134,9 @@ _PYEXIV2_LOCK = threading.Lock()
 
 with _PYEXIV2_LOCK:
     pyexiv2.registerNs(TAGD_NS_URI, TAGD_NS_PREFIX)
+    # Exiv2 only gives a second opinion (see _compare_exiv2); a packet it cannot read
+    # is handled there, so its warnings on stderr would be noise in the log.
+    pyexiv2.set_log_level(4)
 
 
 class XmpWriteError(Exception):
@@ -172,12 +180,11 @@ class _Keywords:
     persons: tuple[str, ...] = ()
     owned_people: tuple[str, ...] = ()
 
-    def as_xmp(self) -> dict[str, list[str] | None]:
-        # None makes pyexiv2 delete the property instead of writing an empty array.
-        values = (
+    def arrays(self) -> tuple[tuple[str, ...], ...]:
+        """The values in _ARRAYS order."""
+        return (
             self.subject, self.hier, self.tagslist, self.owned, self.persons, self.owned_people
         )
-        return {key: (list(v) if v else None) for key, v in zip(_OUR_KEYS, values, strict=True)}
 
 
 def sidecar_path(media: Path, naming: str = "ext") -> Path:
@@ -245,23 +252,26 @@ def plan_packet(
     file in messages.  Shared by sidecars and embedded XMP."""
     wanted = _validate_tags(tags, root)
     if packet is None and not wanted and not faces:
-        return PacketUpdate(XmpChange(label, (), ()), None, lambda data: None)
-    props = _parse(label, _EMPTY_PACKET if packet is None else packet)
-    current = _keywords_from(props)
-    regions = read_regions(props, _as_list(props.get(OWNED_REGIONS)))
+        return PacketUpdate(XmpChange(label, (), ()), None, _nothing)
+    parsed = _parse(label, _EMPTY_PACKET if packet is None else packet)
+    current = _keywords_from(parsed)
+    regions = read_regions(parsed, _texts(parsed, OWNED_REGIONS))
     names = None if faces is None else frozenset(f.name for f in faces if f.name)
     target = _plan(current, wanted, root, names)
     target_regions = regions if faces is None else plan_regions(regions, faces, dims)
     change = _describe(label, current, target, wanted, root, regions, target_regions)
     if target == current and target_regions == regions:
-        return PacketUpdate(change, None, lambda data: None)
-    base = _EMPTY_PACKET if packet is None else packet
-    data = _render(label, base, current, target, regions, target_regions)
+        return PacketUpdate(change, None, _nothing)
+    data, kept = _render(label, parsed, current, target, regions, target_regions)
 
     def verify(written: bytes) -> None:
-        _verify(label, written, props, target, target_regions)
+        _verify(label, written, parsed, data, kept, target, target_regions)
 
     return PacketUpdate(change, data, verify)
+
+
+def _nothing(_written: bytes) -> None:
+    """The verification of a plan that writes nothing."""
 
 
 # --- planning -------------------------------------------------------------------------
@@ -282,19 +292,12 @@ def _validate_tags(tags: Sequence[str], root: str) -> frozenset[str]:
     return frozenset(tags)
 
 
-def _as_list(value: object) -> tuple[str, ...]:
-    # A tool may have written a single keyword as plain text instead of an array.
-    if isinstance(value, list):
-        return tuple(str(v) for v in value)
-    if isinstance(value, str):
-        return (value,) if value else ()
-    if isinstance(value, dict):
-        return tuple(str(v) for v in value.values())
-    return ()
+def _texts(packet: Packet, name: Name) -> tuple[str, ...]:
+    return tuple(value for value, _ in texts(packet, name))
 
 
-def _keywords_from(props: dict[str, object]) -> _Keywords:
-    return _Keywords(*(_as_list(props.get(key)) for key in _OUR_KEYS))
+def _keywords_from(packet: Packet) -> _Keywords:
+    return _Keywords(*(_texts(packet, name) for name, _ in _ARRAYS))
 
 
 def _tagslist_entry(tag: str) -> str:
@@ -364,109 +367,121 @@ def _describe(
     return XmpChange(sidecar, added, removed, repaired, regions_added, regions_removed)
 
 
-# --- pyexiv2 --------------------------------------------------------------------------
+# --- writing and verifying ------------------------------------------------------------
 
 
-def _parse(sidecar: Path, data: bytes) -> dict[str, object]:
+def _parse(label: Path, data: bytes) -> Packet:
     try:
-        with _PYEXIV2_LOCK:
-            img = pyexiv2.ImageData(data)
-            try:
-                mime = img.get_mime_type()
-                props = img.read_xmp()
-            finally:
-                img.close()
-    except (RuntimeError, ValueError) as exc:  # pyexiv2 reports Exiv2 errors as RuntimeError
-        raise XmpWriteError(f"cannot parse XMP sidecar {sidecar}: {exc}") from exc
-    if mime != _XMP_MIME:
-        # Exiv2 happily opens a JPEG too; writing it back would not be a sidecar.
-        raise XmpWriteError(f"{sidecar} is not an XMP sidecar (detected {mime})")
-    return props
+        return parse(data)
+    except PacketError as exc:
+        raise XmpWriteError(
+            f"cannot parse the XMP of {label}: {exc}; tagd needs well-formed UTF-8 XML"
+            " with an rdf:RDF element and leaves the file as it is"
+        ) from exc
 
 
 def _render(
-    sidecar: Path,
-    base: bytes,
+    label: Path,
+    packet: Packet,
     current: _Keywords,
     target: _Keywords,
     regions: Regions,
     target_regions: Regions,
-) -> bytes:
-    old, new = current.as_xmp(), target.as_xmp()
-    # Only touch what differs: pyexiv2 re-creates modified properties at the end.
-    changes: dict[str, object] = {key: value for key, value in new.items() if value != old[key]}
-    if target_regions.owned != regions.owned:
-        changes[OWNED_REGIONS] = list(target_regions.owned) or None
-    rewrite_regions = (target_regions.head, target_regions.items) != (regions.head, regions.items)
+) -> tuple[bytes, dict[Name, list[bytes]]]:
+    """The new packet, and for each property edited the bytes of the entries it kept."""
+    splice = Splice(packet)
+    kept: dict[Name, list[bytes]] = {}
     try:
-        with _PYEXIV2_LOCK:
-            img = pyexiv2.ImageData(base)
-            try:
-                if rewrite_regions:
-                    # Deleting a struct key leaves its fields, so every key goes, deepest
-                    # first, before the new tree is written parent before child.
-                    img.modify_xmp({key: None for key, _ in reversed(regions.keys())})
-                    img.modify_xmp(dict(target_regions.keys()))
-                img.modify_xmp(changes)
-                data = img.get_bytes()
-            finally:
-                img.close()
-    except (RuntimeError, ValueError) as exc:
-        raise XmpWriteError(f"cannot encode XMP sidecar {sidecar}: {exc}") from exc
-    emptied = [_ELEMENTS[k] for k, value in changes.items() if value is None and k in _ELEMENTS]
-    return _drop_elements(_bagify(data), emptied)
-
-
-def _drop_elements(data: bytes, names: Sequence[bytes]) -> bytes:
-    """Remove array properties that must go away.
-
-    pyexiv2 2.16 ignores a deletion of dc:subject (other keys delete fine), so
-    the leftover element is cut from the packet; _verify re-reads the result.
-    """
-    for name in names:
-        pattern = re.compile(rb"\n?[ \t]*<" + name + rb">.*?</" + name + rb">", re.DOTALL)
-        data = pattern.sub(b"", data)
-    return data
-
-
-def _ours(key: str) -> bool:
-    return key in _OUR_KEYS or key == OWNED_REGIONS or key.startswith(REGIONS)
-
-
-def _bagify(data: bytes) -> bytes:
-    for name in _BAG_ELEMENTS:
-        pattern = re.compile(
-            rb"(<" + name + rb">\s*<rdf:)Seq(>.*?</rdf:)Seq(>\s*</" + name + rb">)", re.DOTALL
-        )
-        data = pattern.sub(rb"\1Bag\2Bag\3", data)
-    return data
+        for (name, kind), old, new in zip(_ARRAYS, current.arrays(), target.arrays(), strict=True):
+            if old != new:
+                kept[name] = set_array(splice, name, kind, new)
+        if target_regions.owned != regions.owned:
+            kept[OWNED_REGIONS] = set_array(splice, OWNED_REGIONS, "Bag", target_regions.owned)
+        if (target_regions.head, target_regions.items) != (regions.head, regions.items):
+            kept[REGIONS] = write_regions(splice, regions, target_regions)
+        return splice.result(), kept
+    except SpliceError as exc:
+        raise XmpWriteError(
+            f"cannot update the XMP of {label}: {exc}; the file is left as it is"
+        ) from exc
 
 
 def _verify(
-    sidecar: Path,
+    label: Path,
+    written: bytes,
+    before: Packet,
     data: bytes,
-    props_before: dict[str, object],
+    kept: dict[Name, list[bytes]],
     target: _Keywords,
     target_regions: Regions,
 ) -> None:
-    props = _parse(sidecar, data)
-    if _keywords_from(props) != target:
-        raise XmpWriteError(f"verification of {sidecar} failed: keywords did not round-trip")
-    regions = read_regions(props, _as_list(props.get(OWNED_REGIONS)))
-    if regions != target_regions:
-        raise XmpWriteError(f"verification of {sidecar} failed: face regions did not round-trip")
-    others_before = {k: v for k, v in props_before.items() if not _ours(k)}
-    others_after = {k: v for k, v in props.items() if not _ours(k)}
-    if others_after != others_before:
-        raise XmpWriteError(f"verification of {sidecar} failed: other XMP properties changed")
-    bags = (
-        target.subject, target.hier, target.owned, target.persons, target.owned_people,
-        target_regions.owned,
-    )
-    for name, values in zip(_BAG_ELEMENTS, bags, strict=True):
-        if values and not re.search(rb"<" + name + rb">\s*<rdf:Bag>", data):
-            what = name.decode().rsplit(":", 1)[-1]
-            raise XmpWriteError(f"verification of {sidecar} failed: {what} is no bag")
+    # Sidecars and containers alike store the packet as given, so it must come back
+    # byte for byte; the checks below then prove that what was planned is right.
+    if written != data:
+        raise XmpWriteError(f"verification of {label} failed: the XMP read back differs")
+    after = _parse(label, written)
+    if _keywords_from(after) != target:
+        raise XmpWriteError(f"verification of {label} failed: keywords did not round-trip")
+    if read_regions(after, _texts(after, OWNED_REGIONS)) != target_regions:
+        raise XmpWriteError(f"verification of {label} failed: face regions did not round-trip")
+    _verify_bytes(label, before, after, kept)
+    _compare_exiv2(label, before.data, written)
+
+
+def _verify_bytes(
+    label: Path, before: Packet, after: Packet, kept: dict[Name, list[bytes]]
+) -> None:
+    """Every byte outside tagd's properties is as it was, and so is every entry tagd
+    kept inside them."""
+    if skeleton(after, _OURS) != skeleton(before, _OURS):
+        raise XmpWriteError(
+            f"verification of {label} failed: bytes outside tagd's properties changed"
+        )
+    for name in sorted(_OURS):
+        if name in kept:
+            same = _item_bytes(after, name)[: len(kept[name])] == kept[name]
+        else:
+            same = _prop_bytes(after, name) == _prop_bytes(before, name)
+        if not same:
+            raise XmpWriteError(
+                f"verification of {label} failed: {canonical(name)} entries tagd keeps changed"
+            )
+
+
+def _item_bytes(packet: Packet, name: Name) -> list[bytes]:
+    if name == REGIONS:
+        return region_item_bytes(packet)
+    return [packet.raw(li) for _, li in texts(packet, name) if li is not None]
+
+
+def _prop_bytes(packet: Packet, name: Name) -> list[bytes]:
+    return [packet.raw(prop.item) for prop in packet.props(name)]
+
+
+def _compare_exiv2(label: Path, before: bytes, after: bytes) -> None:
+    """Exiv2, an independent reader, must see the other properties unchanged.  It
+    fails on some valid XMP (and its global namespace registry can make it fail on a
+    packet it read before), so only two readings that disagree count."""
+    old = _exiv2_others(before)
+    new = None if old is None else _exiv2_others(after)
+    if new is not None and new != old:
+        raise XmpWriteError(f"verification of {label} failed: other XMP properties changed")
+
+
+def _exiv2_others(data: bytes) -> dict[str, object] | None:
+    """The properties that are not tagd's, as Exiv2 reads them (None: it cannot)."""
+    try:
+        with _PYEXIV2_LOCK:
+            img = pyexiv2.ImageData(data)
+            try:
+                if img.get_mime_type() != _XMP_MIME:
+                    return None
+                props = img.read_xmp()
+            finally:
+                img.close()
+    except (RuntimeError, ValueError):  # pyexiv2 reports Exiv2 errors as RuntimeError
+        return None
+    return {k: v for k, v in props.items() if not k.startswith(_EXIV2_OURS)}
 
 
 # --- file handling --------------------------------------------------------------------
@@ -522,7 +537,11 @@ def _write(
         # The sidecar was theirs already: it keeps its owner and mode.
         owner, mode = (existing.st_uid, existing.st_gid), stat.S_IMODE(existing.st_mode)
     else:
-        owner, mode = new_file_owner(_stat_or_none(media), folder_st), None
+        media_st = _stat_or_none(media)
+        owner = new_file_owner(media_st, folder_st)
+        # As readable and writable as its photo: a service's umask (0027 under
+        # systemd) must not hide the sidecar from the programs that read the photo.
+        mode = None if media_st is None else stat.S_IMODE(media_st.st_mode) & 0o666
     try:
         _atomic_replace(folder, name, data, owner, mode, update.verify)
     except OSError as exc:

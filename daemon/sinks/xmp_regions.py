@@ -1,15 +1,16 @@
 """MWG face regions (``mwg-rs:Regions``) and ``Iptc4xmpExt:PersonInImage``, merged.
 
-pyexiv2 exposes a structure as flat keys
-(``Xmp.mwg-rs.Regions/mwg-rs:RegionList[2]/mwg-rs:Area/stArea:x``) and cannot
-delete one item from the middle of an array, so the region list is planned as
-a whole: every region is a tuple of (key below ``RegionList[i]``, value), the
-regions of people and other tools are carried over verbatim and in place, and
-the whole ``Regions`` tree is rewritten only when something differs.
+The region tree is read from the parsed packet (:mod:`tagd.sinks.xmp_packet`) as
+flat keys in the style of Exiv2 (``/mwg-rs:Area/stArea:x`` below one region):
+every region is a tuple of (key, value), sorted, so regions compare by content
+however a tool wrote them (``rdf:parseType="Resource"``, a nested
+``rdf:Description``, field attributes).  Writing splices: regions of people and
+other tools keep their bytes and their place, tagd's are removed or appended
+one by one, and ``AppliedToDimensions`` is rewritten only where tagd sets it.
 
 Ownership: regions carry no owner field that all tools would keep, so tagd
 records each region it wrote as a signature (``name<TAB>x<TAB>y<TAB>w<TAB>h``)
-in the private bag ``Xmp.tagd.Regions``.  A region is tagd's when a record
+in the private bag ``tagd:Regions``.  A region is tagd's when a record
 matches its name and area (within a rounding tolerance, in case a tool
 rewrote the numbers).  A face a person already marked (a foreign face region
 overlapping it) is not added again.
@@ -18,22 +19,43 @@ overlapping it) is not added again.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-REGIONS = "Xmp.mwg-rs.Regions"
-_LIST = REGIONS + "/mwg-rs:RegionList"
-_DIMS = REGIONS + "/mwg-rs:AppliedToDimensions"
-OWNED_REGIONS = "Xmp.tagd.Regions"
+from tagd.sinks.xmp_packet import (
+    MWG_RS,
+    OPAQUE,
+    PREFIXES,
+    RDF,
+    TAGD,
+    Attr,
+    Name,
+    Node,
+    Packet,
+    Prop,
+    array_items,
+    canonical,
+    fields,
+    flatten,
+    form,
+)
+from tagd.sinks.xmp_splice import El, Splice, SpliceError, edit_items, from_flat, top_key
+
+REGIONS: Name = (MWG_RS, "Regions")
+OWNED_REGIONS: Name = (TAGD, "Regions")
+_LIST_NAME: Name = (MWG_RS, "RegionList")
+# Keys below Regions.
+_LIST = "/" + canonical(_LIST_NAME)
+_DIMS = "/" + canonical((MWG_RS, "AppliedToDimensions"))
+# Prefixes in keys -> namespace URIs, for writing keys back as XML.
+_KNOWN = {prefix: uri for uri, prefix in PREFIXES.items()}
 
 # Areas are written with 6 decimals; a tool that rounds them to 4 still matches.
 _TOLERANCE = 5e-4
 # A foreign face region covering a tagd face this much is the same face, marked by a person.
 _SAME_FACE_IOU = 0.5
 
-# Fields are kept sorted by key: Exiv2 serialises simple fields before structures, so
-# document order changes on a round trip, and a sorted key puts a structure before its
-# fields, which is the order pyexiv2 needs to create them.
+# (key below the region, value) pairs, sorted by key; the region itself is "".
 Item = tuple[tuple[str, str], ...]
 
 
@@ -87,37 +109,36 @@ class Regions:
     items: tuple[Item, ...] = ()
     owned: tuple[str, ...] = ()
 
-    def keys(self) -> list[tuple[str, str]]:
-        """Flat pyexiv2 keys in document order (containers before their fields)."""
-        if not self.items and not self.head:
-            return []
-        out = [(REGIONS, "type=Struct"), *self.head]
-        if self.items:
-            out.append((_LIST, "type=Bag"))
-        for i, item in enumerate(self.items, 1):
-            out.extend((f"{_LIST}[{i}]{sub}", value) for sub, value in item)
-        return out
 
-
-def _norm(value: object) -> str:
-    # pyexiv2 reads containers as 'type="Struct"' but wants 'type=Struct' when writing.
-    return str(value).replace('"', "") if str(value).startswith("type=") else str(value)
-
-
-def read_regions(props: Mapping[str, object], owned: Sequence[str]) -> Regions:
+def read_regions(packet: Packet, owned: Sequence[str]) -> Regions:
+    """The first ``mwg-rs:Regions`` of the packet (a second one would be invalid XMP;
+    it is neither read nor touched)."""
+    prop = next(packet.props(REGIONS), None)
+    if prop is None:
+        return Regions(owned=tuple(owned))
+    node = prop.item
+    if isinstance(node, Attr) or form(node) != "struct":
+        # Not a structure: carried as one value that tagd refuses to edit.
+        return Regions(tuple(flatten(packet, node)), (), tuple(owned))
     head: list[tuple[str, str]] = []
-    items: dict[int, list[tuple[str, str]]] = {}
-    for key, value in props.items():
-        if not key.startswith(REGIONS + "/"):
-            continue
-        if key.startswith(_LIST + "["):
-            index, _, sub = key[len(_LIST) + 1 :].partition("]")
-            items.setdefault(int(index), []).append((sub, _norm(value)))
-        elif key != _LIST:
-            head.append((key, _norm(value)))
-    return Regions(
-        tuple(sorted(head)), tuple(tuple(sorted(items[i])) for i in sorted(items)), tuple(owned)
+    region_list = _region_list(node)
+    for member in fields(node):
+        if member is not region_list:
+            head.extend(flatten(packet, member, "/" + canonical(member.name)))
+    items = () if region_list is None else tuple(
+        tuple(sorted(flatten(packet, li))) for li in array_items(region_list)
     )
+    return Regions(tuple(sorted(head)), items, tuple(owned))
+
+
+def _region_list(node: Node) -> Node | None:
+    return next(
+        (
+            m for m in fields(node)
+            if isinstance(m, Node) and m.name == _LIST_NAME and form(m) == "array"
+        ),
+        None,
+    )  # fmt: skip
 
 
 def _area(item: Item) -> tuple[str | None, tuple[float, ...]] | None:
@@ -189,9 +210,12 @@ def _head(
     current: Regions, has_foreign: bool, has_items: bool, dims: tuple[int, int] | None
 ) -> tuple[tuple[str, str], ...]:
     if not has_items:
-        # No region left: the tree goes if tagd's regions were all it held; a tree
-        # someone else left without regions is theirs and stays.
-        return () if current.items else current.head
+        # A tree someone else left without regions is theirs and stays.  When tagd's
+        # regions were the last, the dimensions measured for them go; any other field
+        # stays (with none, the whole tree goes).
+        if not current.items:
+            return current.head
+        return tuple(kv for kv in current.head if not kv[0].startswith(_DIMS))
     has_dims = any(k.startswith(_DIMS) for k, _ in current.head)
     if dims is None or (has_dims and has_foreign):
         # Someone else's regions were measured against their dimensions; leave them.
@@ -204,3 +228,123 @@ def _head(
         (_DIMS + "/stDim:unit", "pixel"),
     )
     return tuple(sorted(others + ours))
+
+
+# --- writing --------------------------------------------------------------------------
+
+
+def write_regions(splice: Splice, current: Regions, target: Regions) -> list[bytes]:
+    """Splice the Regions tree from `current` to `target` (ownership records aside).
+    Returns the bytes of the region items kept verbatim, for verification."""
+    packet = splice.packet
+    prop = next(packet.props(REGIONS), None)
+    if (current.head, current.items) == (target.head, target.items):
+        return [packet.raw(li) for li in _items_of(prop)]
+    if not target.head and not target.items:
+        if prop is not None:
+            splice.remove(prop.item)
+        return []
+    if prop is None:
+        splice.add(_tree(target))
+        return []
+    if any(not key for key, _ in current.head):
+        raise SpliceError(f"{prop.item.qname} is not a structure tagd can edit")
+    node = prop.item
+    assert isinstance(node, Node)  # an attribute is never a structure
+    container = _container(node)
+    if container is None:
+        # Written as field attributes only, so it holds no RegionList: nothing foreign
+        # is lost by writing the whole tree anew.
+        splice.replace(node, _tree(target))
+        return []
+    new = _edit_head(splice, node, current, target)
+    kept = _edit_list(splice, node, current, target, new)
+    if new:
+        splice.append(container, new)
+    return kept
+
+
+def region_item_bytes(packet: Packet) -> list[bytes]:
+    """The bytes of every region item, in order."""
+    return [packet.raw(li) for li in _items_of(next(packet.props(REGIONS), None))]
+
+
+def _items_of(prop: Prop | None) -> list[Node]:
+    node = None if prop is None else prop.item
+    if not isinstance(node, Node) or form(node) != "struct":
+        return []
+    region_list = _region_list(node)
+    return [] if region_list is None else array_items(region_list)
+
+
+def _container(node: Node) -> Node | None:
+    """The element new fields go into, or None where that would need a start tag
+    rewritten (a structure written as attributes of an empty element)."""
+    if node.attr((RDF, "parseType")) == "Resource":
+        return None if node.empty else node
+    if node.children and not node.children[0].empty:
+        return node.children[0]
+    return None
+
+
+def _edit_head(splice: Splice, node: Node, current: Regions, target: Regions) -> list[El]:
+    """Rewrite the fields outside RegionList that differ, in place where they are
+    elements; returns the fields still to be added."""
+    cur, tgt = _by_field(current.head), _by_field(target.head)
+    changed = {key for key in (*cur, *tgt) if cur.get(key) != tgt.get(key)}
+    todo = [key for key in tgt if key in changed]
+    region_list = _region_list(node)
+    for member in fields(node):
+        key = "/" + canonical(member.name)
+        if member is region_list or key not in changed:
+            continue
+        if isinstance(member, Node) and key in todo:
+            splice.replace(member, _field(tgt[key]))
+            todo.remove(key)
+        else:
+            splice.remove(member)
+    return [_field(tgt[key]) for key in todo]
+
+
+def _field(entries: Sequence[tuple[str, str]]) -> El:
+    """One field of Regions from its flat keys (relative to Regions)."""
+    return from_flat(REGIONS, [("", "type=Struct"), *entries], _KNOWN).children[0]
+
+
+def _by_field(head: Sequence[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
+    out: dict[str, list[tuple[str, str]]] = {}
+    for key, value in head:
+        out.setdefault(top_key(key), []).append((key, value))
+    return out
+
+
+def _edit_list(
+    splice: Splice, node: Node, current: Regions, target: Regions, new: list[El]
+) -> list[bytes]:
+    region_list = _region_list(node)
+    if region_list is None:
+        if target.items and _LIST in _by_field(current.head):
+            raise SpliceError(f"{node.qname} has a RegionList that is not a list of regions")
+        if target.items:
+            new.append(_tree(Regions(items=target.items)).children[0])
+        return []
+    if target.items == current.items:
+        return [splice.packet.raw(li) for li in array_items(region_list)]
+    found = [(region_list, list(zip(current.items, array_items(region_list), strict=True)))]
+    return edit_items(splice, found, target.items, _render_item)
+
+
+def _render_item(item: Item) -> El:
+    if any(value.startswith(OPAQUE) for _, value in item):
+        raise SpliceError("a face region holds XML tagd cannot rewrite")
+    return from_flat((RDF, "li"), item, _KNOWN)
+
+
+def _tree(regions: Regions) -> El:
+    """The whole ``mwg-rs:Regions`` element for `regions`."""
+    entries = [("", "type=Struct"), *regions.head]
+    if regions.items:
+        entries.append((_LIST, "type=Bag"))
+        for i, item in enumerate(regions.items, 1):
+            entries.extend((f"{_LIST}[{i}]{key}", value) for key, value in item)
+    return from_flat(REGIONS, entries, _KNOWN)
