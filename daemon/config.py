@@ -10,11 +10,15 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import os
 import re
+import stat
 import tomllib
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +33,10 @@ Profile = Literal["low-power", "balanced", "gpu"]
 
 class ConfigError(ValueError):
     """A configuration file that cannot be used as it is."""
+
+
+# A config file is a few KB; anything far larger is not one (a log, an image).
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
@@ -60,6 +68,9 @@ class LibrarySettings:
     video_extensions: list[str] = field(
         default_factory=lambda: ["mp4", "mov", "m4v", "mkv", "webm", "avi"]
     )
+    # A file changed this recently may still be being copied: its analysis waits
+    # until it is this many seconds old and unchanged (0 = do not wait).
+    settle_seconds: float = field(default=2.0, metadata=_range(0.0, 60.0))
 
 
 @dataclass(frozen=True)
@@ -325,7 +336,8 @@ class DaemonSettings:
     stop_timeout: float = field(default=8.0, metadata=_range(1.0, 600))
     # `tagd run`'s control socket: "auto" ($RUNTIME_DIRECTORY or the state dir), "" = none.
     control_socket: str = "auto"
-    control_socket_mode: int = field(default=0o666, metadata=_range(0, 0o777))
+    # tagd's user and group only: any local user could trigger scans and retries.
+    control_socket_mode: int = field(default=0o660, metadata=_range(0, 0o777))
 
 
 @dataclass(frozen=True)
@@ -450,7 +462,8 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
         return Path(env)
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     for candidate in (Path(xdg) / "tagd" / "config.toml", Path("/etc/tagd/config.toml")):
-        if candidate.is_file():
+        # exists(), not is_file(): a pipe or folder there is reported, not skipped.
+        if candidate.exists():
             return candidate
     return None
 
@@ -461,7 +474,7 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     if file is None:
         return Settings()
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        data = tomllib.loads(_read_config(file).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{file}: config file not found") from None
     except OSError as exc:
@@ -472,6 +485,42 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         raise ConfigError(f"{file}: invalid TOML: {exc}") from None
     settings = parse_settings(data, origin=str(file))
     return dataclasses.replace(settings, source=file.resolve())
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _read_config(file: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_CONFIG_BYTES.
+
+    O_NONBLOCK: opening a named pipe for reading would otherwise wait for a
+    writer forever (and /dev/zero never ends), so `tagd config check` or a
+    SIGHUP reload would hang instead of saying what is wrong.
+    """
+    fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _FILE_KINDS if test(mode)), "something else")
+            raise ConfigError(
+                f"{file}: the config file is {kind}, not a regular file: "
+                "give the path of a TOML file"
+            )
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{file}: larger than {MAX_CONFIG_BYTES // 1024} KiB: not a tagd config file"
+        )
+    return data
 
 
 def parse_settings(data: dict[str, Any], origin: str = "config") -> Settings:
@@ -543,10 +592,23 @@ def _scalar(tp: type, value: Any, path: str, meta: Any) -> Any:
     if not ok:
         raise ConfigError(f"{path} = {_show(value)}: expected {tp.__name__}")
     lo, hi = meta.get("min"), meta.get("max")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
-        raise ConfigError(f"{path} = {_show(given)}: must be {bounds}")
+    # TOML has nan, and nan compares False with everything: without this it passes
+    # any range and then, as a threshold, silently drops every detection.
+    if (
+        (tp is float and math.isnan(value))
+        or (lo is not None and value < lo)
+        or (hi is not None and value > hi)
+    ):
+        raise ConfigError(f"{path} = {_show(given)}: must be {_bounds(lo, hi)}")
     return value
+
+
+def _bounds(lo: float | None, hi: float | None) -> str:
+    if lo is not None and hi is not None:
+        return f"between {lo} and {hi}"
+    if lo is not None:
+        return f"at least {lo}"
+    return f"at most {hi}" if hi is not None else "a number"
 
 
 def _join(path: str, key: str) -> str:
@@ -605,7 +667,57 @@ def _semantic_problems(settings: Settings) -> list[str]:
 
     problems += concepts.problems(settings.tags.concepts)
     problems += clip_tags.problems(settings.tags.clip)
+    problems += _model_label_problems(settings)
     if "|" in settings.tags.root or not settings.tags.root:
         problems.append(f"tags.root = {settings.tags.root!r}: must be non-empty, without '|'")
     problems += _stash_problems(settings.stash)
     return problems
+
+
+# ---------------------------------------------------------------- label rules
+
+
+def unknown_labels(group: str, names: Iterable[str], known: Iterable[str], what: str) -> list[str]:
+    """A problem per name in [tags.<group>.labels] that is not one of `known`
+    (`what` says what it is not), with the closest known names: a typo
+    ("presron") must not be a rule that silently never applies."""
+    choices = sorted(set(known))
+    problems = []
+    for name in sorted(set(names) - set(choices)):
+        close = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
+        if not close:  # "Person" for "person": case is the usual slip
+            close = [c for c in choices if c.lower() == name.lower()]
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        problems.append(f"tags.{group}.labels.{name}: {what}{hint}")
+    return problems
+
+
+# Groups whose labels are the output classes of a model in the manifest; the
+# concepts (taxonomy) and clip (prompt sets) groups check theirs in tagd.policy.
+_MODEL_GROUPS = (("objects", "objects"), ("nsfw", "nsfw"))
+
+
+def _model_label_problems(settings: Settings) -> list[str]:
+    problems = []
+    for group, task in _MODEL_GROUPS:
+        rules = getattr(settings.tags, group).labels
+        if not rules:
+            continue  # the common case reads no manifest
+        spec = _model_spec(settings, task, getattr(settings, group).model)
+        if spec is not None and spec.labels:
+            what = f"not a label of {spec.name}, the {task} model (see `tagd models list`)"
+            problems += unknown_labels(group, rules, spec.labels, what)
+    return problems
+
+
+def _model_spec(settings: Settings, task: str, name: str) -> Any:
+    """The manifest entry a group's labels come from; None when the model is not
+    installed (loading the analyzer then reports that, with what to run)."""
+    from tagd.paths import models_dir
+    from tagd.runtime.manifest import ModelError, load_manifest, prefer_engine, resolve
+
+    try:
+        specs = prefer_engine(load_manifest(models_dir(settings)), settings.runtime.backend)
+        return resolve(specs, task, name, f"{task}.model")
+    except ModelError:
+        return None

@@ -1,14 +1,20 @@
-"""Where tagd keeps its state (catalog, caches) and finds its models."""
+"""Where tagd keeps its state (catalog, caches) and finds its models, and how
+it shows a path to a person."""
 
 from __future__ import annotations
 
+import codecs
 import os
+import sys
 from pathlib import Path
 
 from tagd.config import Settings
 
 # The repository's models/ folder: manifest.toml is committed, model files are not.
 REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+# The error handler of tagd's stdout and stderr (see escape_streams).
+ESCAPE = "tagd-escape"
 
 
 def state_dir(settings: Settings) -> Path:
@@ -30,3 +36,44 @@ def models_dir(settings: Settings) -> Path:
     if settings.runtime.models_dir:
         return Path(settings.runtime.models_dir)
     return REPO_MODELS_DIR
+
+
+def shown(text: str | os.PathLike[str]) -> str:
+    """A path (or a message quoting one) as people read it and UTF-8 text can carry it.
+
+    Linux file names are bytes; Python gives a name that is not UTF-8 (a Latin-1
+    b"caf\\xe9.jpg") as a str with lone surrogates, which no UTF-8 file, JSON
+    reader or terminal takes. Those bytes are written as \\xNN (caf\\xe9.jpg), the
+    way `ls -b` shows them; every other character stays as it is.
+    """
+    text = os.fspath(text)
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file name gives: escape it whole
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _escape(exc: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: a byte of a non-UTF-8 file name as \\xNN (as `shown`
+    writes it), any other character the stream's encoding lacks as \\uNNNN."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = []
+    for char in exc.object[exc.start : exc.end]:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's stand-in for byte code - 0xDC00
+            out.append(f"\\x{code - 0xDC00:02x}")
+        else:
+            out.append(char.encode("ascii", "backslashreplace").decode("ascii"))
+    return "".join(out), exc.end
+
+
+def escape_streams() -> None:
+    """Make stdout and stderr write file names that are not UTF-8 escaped, as
+    `shown` does, instead of failing the command (and every log line) on them."""
+    codecs.register_error(ESCAPE, _escape)
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors=ESCAPE)

@@ -9,8 +9,10 @@ loses at most the batch in flight and never leaves half of one behind.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
+import math
 import os
 import stat
 import statistics
@@ -61,6 +63,9 @@ class AnalyzeReport:
     frames: int = 0
     seconds: float = 0.0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    # Files that changed while they were analysed (still being copied?): nothing
+    # recorded, they stay pending for the next scan.
+    unsettled: list[str] = field(default_factory=list)
 
 
 # Every analyzer module has build(settings, specs, models_dir) -> Analyzer | None.
@@ -165,7 +170,7 @@ class Pipeline:
                 depth = self.settings.runtime.batch_size + 2 * workers
                 loaded = _prefetch(pool, self.load, items, depth=depth)
                 for batch in self._batches(loaded):
-                    self._process(batch, report)
+                    self._process(batch, report, stop)
                     if progress:
                         progress(len(batch))
                     if stop and stop.is_set():
@@ -261,11 +266,59 @@ class Pipeline:
             interval=interval,
         )
 
-    def _process(self, batch: list[Loaded], report: AnalyzeReport) -> None:
-        findings = {a.name: self._infer(a, batch) for a in self.analyzers}
+    def _process(
+        self, batch: list[Loaded], report: AnalyzeReport, stop: threading.Event | None = None
+    ) -> None:
+        # A file changed since it was indexed is not worth a model's time.
+        steady = [loaded for loaded in batch if self._as_indexed(loaded.item.path) is not None]
+        findings = {a.name: self._infer(a, steady) for a in self.analyzers}
+        settled = self._settled(steady, stop)
         with self.catalog.transaction():
-            for index, loaded in enumerate(batch):
-                self._save(loaded, {name: f[index] for name, f in findings.items()}, report)
+            for index, loaded in enumerate(steady):
+                if id(loaded) in settled:
+                    self._save(loaded, {name: f[index] for name, f in findings.items()}, report)
+        report.unsettled += [x.item.path for x in batch if id(x) not in settled]
+
+    def _settled(self, batch: list[Loaded], stop: threading.Event | None) -> set[int]:
+        """ids of the items whose file is still as indexed, and has been for
+        library.settle_seconds. A file changed more recently may still be being
+        copied: wait until the newest is that old (at most settle_seconds, as the
+        watcher waits for quiet) and look again. The others are not recorded
+        (neither ok nor an error) and stay pending."""
+        window = self.settings.library.settle_seconds
+        settled: set[int] = set()
+        fresh: dict[int, float] = {}
+        for loaded in batch:
+            mtime = self._as_indexed(loaded.item.path)
+            if mtime is None:
+                continue
+            # A future mtime (a share's clock ahead) says nothing once past the window.
+            if abs(time.time() - mtime) < window:
+                fresh[id(loaded)] = mtime
+            else:
+                settled.add(id(loaded))
+        if not fresh:
+            return settled
+        delay = min(window, max(fresh.values()) + window - time.time())
+        if delay > 0 and (stop.wait(delay) if stop is not None else time.sleep(delay)):
+            return settled  # stopping: a later run analyses them
+        by_id = {id(loaded): loaded for loaded in batch}
+        settled.update(i for i in fresh if self._as_indexed(by_id[i].item.path) is not None)
+        return settled
+
+    def _as_indexed(self, path: str) -> float | None:
+        """The file's mtime (seconds) when its size and mtime are still those the
+        index recorded, else None (changed since, or gone)."""
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return None
+            return -math.inf  # cannot look (permissions): reading it says why
+        known = self.catalog.file_by_path(path)
+        if known is not None and (known.size, known.mtime_ns) != (st.st_size, st.st_mtime_ns):
+            return None
+        return st.st_mtime
 
     def _infer(self, analyzer: Analyzer, batch: list[Loaded]) -> list[list[list[Finding]]]:
         """Findings per item per frame, running the model batch_size frames at a time."""

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagd.catalog.catalog import Catalog
+from tagd.catalog.catalog import Catalog, path_under
 from tagd.config import Settings
+from tagd.paths import shown
 
 log = logging.getLogger(__name__)
 CLIP_ANALYZER = "clip"  # the analyzer whose embeddings live in vec_clip
@@ -51,7 +52,7 @@ class Hit:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "path": self.path,
+            "path": shown(self.path),  # JSON is UTF-8: a non-UTF-8 name's bytes as \xNN
             "kind": self.kind,
             "score": round(self.score, 4),
             "matches": self.matches,
@@ -78,10 +79,11 @@ def candidates(catalog: Catalog, filters: Filters) -> dict[int, list[tuple[str, 
         sql += " AND f.kind = ?"
         params.append(filters.kind)
     if filters.path:
-        prefix = str(Path(filters.path).expanduser().absolute()).rstrip("/")
-        # substr, not LIKE: a path may contain % and _.
-        sql += " AND (f.path = ? OR substr(f.path, 1, ?) = ?)"
-        params += [prefix, len(prefix) + 1, prefix + "/"]
+        # A range on the path index, not LIKE (a path may contain % and _) nor
+        # substr (it counts characters, which a name that is not UTF-8 lacks).
+        under, under_params = path_under([str(Path(filters.path).expanduser().absolute())])
+        sql += f" AND {under}"
+        params += under_params
     if filters.tag:
         sql += (
             " AND EXISTS (SELECT 1 FROM tags t WHERE t.content_id = f.content_id AND "

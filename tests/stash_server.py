@@ -13,8 +13,12 @@ Fault modes (`mode`): "ok", "slow" (sleep past the client's timeout), "500",
 "garbage" (a non-JSON 200), "drop" (close the connection without answering);
 `drop_after` switches to "drop" after that many requests; `lose_after` too,
 but it first carries out the request after those and loses only its answer
-(what a connection cut mid-answer does); stop()/start() close and reopen the
-port while keeping the state.
+(what a connection cut mid-answer does); "canned" answers the queries that
+contain `canned_match` with `canned` (JSON, status 200: an answer of the wrong
+shape) and the others as usual; stop()/start() close
+and reopen the port while keeping the state. `redirects` maps a request path
+to (status, Location) answered instead. `OtherHost` is a second server on
+127.0.0.1 that records what it is sent (did an ApiKey header leak there?).
 """
 
 from __future__ import annotations
@@ -576,6 +580,9 @@ class StashServer:
         self.mode = "ok"
         self.drop_after: int | None = None
         self.lose_after: int | None = None
+        self.canned: Any = None  # mode "canned": the JSON answer...
+        self.canned_match = ""  # ...to every query containing this text
+        self.redirects: dict[str, tuple[int, str]] = {}  # path -> (status, Location)
         self.requests: list[str] = []  # operation text of every answered request
         self.invalid: list[str] = []  # validation errors: tagd sent what Stash rejects
         self.port = 0
@@ -589,6 +596,7 @@ class StashServer:
         with self._lock:
             self.state.__init__()  # type: ignore[misc]  # the resolvers hold this object
             self.mode, self.drop_after, self.lose_after = "ok", None, None
+            self.canned, self.canned_match, self.redirects = None, "", {}
             self.requests.clear()  # `invalid` stays: every request must have been valid
 
     @property
@@ -652,6 +660,10 @@ class _Handler(BaseHTTPRequestHandler):
         stash = self.stash
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        if self.path in stash.redirects:
+            status, location = stash.redirects[self.path]
+            self._send(status, b"moved", headers={"Location": location})
+            return
         if self.path != "/graphql":
             self._send(404, b"not found")
             return
@@ -681,14 +693,26 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(401, b"unauthorized")
             return
         payload = json.loads(body)
+        if mode == "canned" and stash.canned_match in payload.get("query", ""):
+            stash.requests.append(payload.get("query", ""))
+            self._send(200, json.dumps(stash.canned).encode(), "application/json")
+            return
         answer = stash.execute(payload)
         stash.requests.append(payload.get("query", ""))
         status = 200 if "data" in answer and answer["data"] is not None else 422
         self._send(status, json.dumps(answer).encode(), "application/json")
 
-    def _send(self, status: int, body: bytes, ctype: str = "text/plain") -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        ctype: str = "text/plain",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         try:
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -697,3 +721,50 @@ class _Handler(BaseHTTPRequestHandler):
             # The client gave up first (its timeout in the "slow" tests): as with
             # real Stash, the request was carried out and the answer is lost.
             self.close_connection = True
+
+
+class OtherHost:
+    """Another server on 127.0.0.1 (another origin: its own port), standing in for
+    the host a redirect points to. It records every request's method, path and
+    headers, and answers like a Stash would, so a client that follows gets on."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, str, dict[str, str]]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _record(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                recorder.received.append((self.command, self.path, dict(self.headers)))
+                body = json.dumps({"data": {"version": {"version": "v0.0.0"}}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _record
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/graphql"
+
+    def api_keys(self) -> list[str]:
+        """Every ApiKey header value this server was sent."""
+        return [v for _, _, h in self.received for k, v in h.items() if k.lower() == "apikey"]
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)

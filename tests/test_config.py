@@ -4,10 +4,12 @@ and every error names the key, the value and what is allowed."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, write_config
+from conftest import REPO, run_tagd, write_config
 
 from tagd.config import (
     ConfigError,
@@ -249,3 +251,120 @@ def test_tagd_config_env_drives_other_commands(
 
     with Catalog(state_dir / "catalog.db") as catalog:
         assert sorted(catalog.files_under("/")) == [str(lib / "a.jpg"), str(other / "b.jpg")]
+
+
+# ---------------------------------------------------------------- nan, labels, odd files
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ("[tags.objects]\nthreshold = nan\n", ["tags.objects.threshold", "nan", "0.0 and 1.0"]),
+        (
+            "[tags.objects.labels.person]\nthreshold = nan\n",
+            ["tags.objects.labels.person.threshold", "nan", "between 0.0 and 1.0"],
+        ),
+        ("[objects]\nmin_score = -nan\n", ["objects.min_score", "nan", "between 0.0 and 1.0"]),
+        ("[runtime]\nidle_unload = nan\n", ["runtime.idle_unload", "nan", "at least 0"]),
+        ("[decode]\nvideo_interval = inf\n", ["decode.video_interval", "inf", "0.1 and 3600"]),
+        ("[tags.video]\nmin_total = -inf\n", ["tags.video.min_total", "-inf", "0.0 and 86400"]),
+    ],
+)
+def test_nan_and_inf_are_refused(tmp_path: Path, text: str, needles: list[str]) -> None:
+    """TOML allows nan and inf; nan passes every comparison, so it would pass any
+    range and, as a threshold, silently drop every detection."""
+    with pytest.raises(ConfigError) as info:
+        load_text(tmp_path, text)
+    for needle in needles:
+        assert needle in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        (
+            "[tags.objects.labels.presron]\nthreshold = 0.7\n",
+            ["tags.objects.labels.presron", "yolox-nano", "did you mean 'person'"],
+        ),
+        ('[tags.objects.labels.Dog]\nname = "Hund"\n', ["tags.objects.labels.Dog", "'dog'"]),
+        (
+            "[tags.nsfw.labels.FACE_FEMAL]\nenabled = false\n",
+            ["tags.nsfw.labels.FACE_FEMAL", "nudenet", "'FACE_FEMALE'"],
+        ),
+        (
+            "[tags.concepts.labels.doggo]\nthreshold = 0.5\n",
+            ["tags.concepts.labels.doggo", "taxonomy", "'dog'"],
+        ),
+        ("[tags.clip.labels.beech]\nenabled = false\n", ["tags.clip.labels.beech", "'beach'"]),
+        # nothing close: named, without a guess
+        ("[tags.objects.labels.xyzzy]\nenabled = false\n", ["tags.objects.labels.xyzzy"]),
+    ],
+)
+def test_unknown_labels_are_errors_with_the_closest_names(
+    tmp_path: Path, text: str, needles: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text(tmp_path, text)
+    for needle in needles:
+        assert needle in str(info.value), str(info.value)
+
+
+def test_labels_of_your_own_prompt_sets_and_taxonomy_tags_are_known(tmp_path: Path) -> None:
+    """Prompt sets and taxonomy tags you add are labels too (those groups are open)."""
+    settings = load_text(
+        tmp_path,
+        """
+[tags.clip.prompts.hiking]
+prompts = ["a photo of people hiking"]
+[tags.clip.labels.hiking]
+threshold = 0.4
+[tags.concepts.taxonomy.sailing]
+classes = ["484"]
+[tags.concepts.labels.sailing]
+enabled = false
+[tags.nsfw.labels.FACE_FEMALE]
+enabled = false
+""",
+    )
+    assert settings.tags.clip.labels["hiking"] == TagRule(threshold=0.4)
+    assert settings.tags.concepts.labels["sailing"] == TagRule(enabled=False)
+
+
+def test_labels_of_a_model_not_installed_are_left_to_the_model_check(tmp_path: Path) -> None:
+    """No manifest to read the labels from: loading the analyzer says what is missing."""
+    models = tmp_path / "models"
+    models.mkdir()
+    settings = load_text(
+        tmp_path, f'[runtime]\nmodels_dir = "{models}"\n[tags.objects.labels.anything]\n'
+    )
+    assert "anything" in settings.tags.objects.labels
+
+
+def test_a_config_that_is_no_regular_file_is_refused_without_blocking(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    """A named pipe would block open() forever and /dev/zero never ends: both are
+    refused at once with exit 2, as are a folder and an oversized file."""
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.toml"
+    folder.mkdir()
+    huge = tmp_path / "huge.toml"
+    huge.write_text("# " + "x" * (2 << 20) + "\n")
+    env = os.environ | {"TAGD_STATE_DIR": str(state_dir)}
+    cases = [
+        (fifo, "a named pipe"),
+        (folder, "a folder"),
+        (Path("/dev/zero"), "a character device"),
+        (huge, "larger than 1024 KiB"),
+    ]
+    for path, needle in cases:
+        start = time.monotonic()
+        done = run_tagd("config", "check", path, env=env, timeout=30)
+        assert done.returncode == 2, (path, done.stderr)
+        assert str(path) in done.stderr and needle in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        assert time.monotonic() - start < 20
+    # Any command, not only `config check`: the daemon's SIGHUP reload reads it the same way.
+    done = run_tagd("--config", fifo, "status", env=env, timeout=30)
+    assert done.returncode == 2 and "a named pipe" in done.stderr, done.stderr

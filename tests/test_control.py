@@ -5,6 +5,7 @@ decision, and end to end a real `tagd run` doing what the Stash plugin and
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import stat
@@ -23,7 +24,14 @@ from test_stash_plugin import run_task
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings, parse_settings
-from tagd.service.control import ControlError, ControlSocket, ask, socket_path
+from tagd.service.control import (
+    BURST,
+    REFILL,
+    ControlError,
+    ControlSocket,
+    ask,
+    socket_path,
+)
 from tagd.service.lock import holder_notes
 from tagd.service.work import ScanRequest, merge
 
@@ -78,6 +86,81 @@ def test_socket_path_follows_the_config_and_systemd(
 
     with pytest.raises(ConfigError, match=r"daemon\.control_socket_mode"):
         parse_settings({"daemon": {"control_socket_mode": 0o1777}})
+
+
+def test_requests_are_rate_limited_and_refusals_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client in a loop gets a burst, then about one request a second; the
+    rest is refused with when to try again, and the log gets one line, not one
+    per refusal."""
+    asked: list[str] = []
+    path = tmp_path / "c.sock"
+    control = ControlSocket(path, 0o600, lambda c, w: asked.append(c) or {"ok": True})
+    try:
+        start = time.monotonic()
+        with caplog.at_level(logging.INFO, logger="tagd.service"):
+            answers = [ask(path, "deliver") for _ in range(BURST + 20)]
+        elapsed = time.monotonic() - start
+        assert answers[:BURST] == [{"ok": True}] * BURST
+        refused = [a for a in answers if not a["ok"]]
+        assert refused and all(
+            a == {"ok": False, "error": "too many requests, try again in 1 s"} for a in refused
+        ), refused
+        # A slow machine may see the bucket refill during the loop, no more.
+        assert len(asked) == len(answers) - len(refused) <= BURST + 1 + elapsed / REFILL
+        lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert len(lines) == 1 and "more than 5 at once" in lines[0], lines
+        time.sleep(REFILL * 1.2)  # refilled: the next one goes through
+        assert ask(path, "status") == {"ok": True}
+    finally:
+        control.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as other users")
+def test_default_mode_lets_the_group_in_and_other_users_not(tmp_path: Path) -> None:
+    """0o660 (the default): a member of the socket's group may ask, any other
+    local user gets "Permission denied", explained."""
+    import shutil
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="tagd-control-"))  # pytest's tmp is root-only
+    try:
+        shared.chmod(0o755)
+        path = shared / "tagd.sock"
+        mode = Settings().daemon.control_socket_mode
+        control = ControlSocket(path, mode, lambda c, w: {"ok": True, "message": c})
+        try:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o660
+            def ask_as(groups: tuple[int, ...] = ()) -> str:
+                """`ask` in a forked child that is user nobody (with `groups`)."""
+                read, write = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # the child: never back into pytest
+                    try:
+                        os.setgroups(list(groups))
+                        os.setresgid(65534, 65534, 65534)
+                        os.setresuid(65534, 65534, 65534)
+                        try:
+                            answer = str(ask(path, "scan"))
+                        except ControlError as exc:
+                            answer = str(exc)
+                        os.write(write, answer.encode())
+                    finally:
+                        os._exit(0)
+                os.close(write)
+                with os.fdopen(read) as out:
+                    answer = out.read()
+                os.waitpid(pid, 0)
+                return answer
+
+            refused = ask_as()
+            assert "Permission denied" in refused and "daemon.control_socket_mode" in refused
+            assert ask_as((path.stat().st_gid,)) == "{'ok': True, 'message': 'scan'}"
+        finally:
+            control.close()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def test_waiting_requests_merge_into_few_jobs() -> None:
@@ -165,7 +248,7 @@ def test_daemon_does_what_the_plugin_and_tagd_scan_ask(
     try:
         wait_until(lambda: "socket" in holder_notes(state), 60, "the control socket")
         sock = Path(holder_notes(state)["socket"])
-        assert sock == state / "tagd.sock" and stat.S_IMODE(sock.stat().st_mode) == 0o666
+        assert sock == state / "tagd.sock" and stat.S_IMODE(sock.stat().st_mode) == 0o660
 
         # The plugin's "Tag files marked TagMe": the daemon lists, scans, writes.
         answer = plugin_task(state, "tagme")
@@ -199,7 +282,7 @@ def test_daemon_does_what_the_plugin_and_tagd_scan_ask(
         assert "tagd_Tagged" in image_tags(server)[f"/data/{later.name}"]
         assert ask(sock, "status")["state"] == "idle"
         done = run_tagd("--config", config, "doctor", env=env)
-        assert f"control socket: {sock} (mode 666): answers, idle" in done.stdout, done.stdout
+        assert f"control socket: {sock} (mode 660): answers, idle" in done.stdout, done.stdout
     finally:
         code, _ = stop(proc)
         notify.close()

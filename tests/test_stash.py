@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import VIDEOS, write_config
-from stash_server import StashServer
+from stash_server import OtherHost, StashServer
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import PathMapping, Settings, StashSettings, parse_settings
@@ -28,6 +28,7 @@ from tagd.sinks.stash_client import (
     StashError,
     StashGraphQLError,
     StashProtocolError,
+    StashRedirectError,
     StashUnavailable,
 )
 from tagd.sinks.stash_lookup import local_path, stash_path
@@ -709,3 +710,185 @@ def test_one_object_stash_refuses_does_not_fail_its_batch(tmp_path: Path) -> Non
         catalog.close()
     finally:
         stash.stop()
+
+
+# ---------------------------------------------------------------- redirects and odd answers
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirect_to_another_host_never_gets_the_api_key(
+    server: StashServer, code: int
+) -> None:
+    """urllib follows redirects with every header: the ApiKey must not reach
+    another origin (here: another port of 127.0.0.1). Nothing is sent there, and
+    the error names both URLs."""
+    other = OtherHost()
+    try:
+        server.redirects = {"/graphql": (code, other.url)}
+        client = StashClient(server.url, "secret", timeout=5.0, retries=0)
+        with pytest.raises(StashRedirectError) as info:
+            client.call("{ version { version } }")
+        assert server.url in str(info.value) and other.url in str(info.value)
+        assert "[stash] url" in str(info.value)
+        assert other.api_keys() == [] and other.received == []
+    finally:
+        other.stop()
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirect_within_stash_is_followed_with_the_same_post(
+    server: StashServer, code: int
+) -> None:
+    """Stash behind a proxy that moved its endpoint: same origin, so the POST (and
+    its key) goes to the new path, as GraphQL needs it."""
+    server.redirects = {"/old/graphql": (code, "/graphql")}
+    old = server.url.replace("/graphql", "/old/graphql")
+    client = StashClient(old, "secret", timeout=5.0, retries=0)
+    assert client.call("{ version { version } }")["version"]["version"].startswith("v")
+
+
+@pytest.mark.parametrize(
+    ("match", "answer", "needle"),
+    [
+        ("findImages", {"data": {}}, "lacks findImages"),
+        ("findImages", {"data": None}, "holds no data"),
+        ("findImages", {"data": {"findImages": None}}, "has findImages = null"),
+        ("findImages", {"data": {"findImages": {"images": "none"}}}, "images = 'none'"),
+        (
+            "findImages",
+            {"data": {"findImages": {"images": [{"id": "1", "visual_files": [], "tags": 3}]}}},
+            "findImages.images[0].tags = 3, not an object",
+        ),
+        (
+            "findImages",
+            {"data": {"findImages": {"images": [{"id": True, "visual_files": [], "tags": []}]}}},
+            "findImages.images[0].id = True, not an id",
+        ),
+        # The image is found; creating its tag answers nothing usable.
+        ("tagCreate", {"data": {"tagCreate": None}}, "has tagCreate = null"),
+        (
+            "findTags",
+            {"data": {"findTags": {"tags": [{"id": "7"}]}}},
+            "lacks findTags.tags[0].name",
+        ),
+    ],
+)
+def test_an_answer_of_the_wrong_shape_keeps_the_work_queued(
+    tmp_path: Path, match: str, answer: dict[str, Any], needle: str
+) -> None:
+    """Valid JSON that is not what was asked for: the write stays queued with a
+    message naming the field, like a 5xx; nothing crashes, and it goes out once
+    Stash answers properly."""
+    from test_stash_people import catalog_with
+
+    from tagd.catalog.catalog import Tag
+
+    stash = StashServer().start()
+    try:
+        stash.state.add_image("/data/a.jpg")
+        dog = [Tag("AI|Objects|dog", 0.9, "objects")]
+        catalog = catalog_with(tmp_path / "c.db", {"a.jpg": dog})
+        settings = settings_for(stash, Path("/srv"), api_key="")
+        stash.mode, stash.canned_match, stash.canned = "canned", match, answer
+        report = deliver_stash(catalog, settings)
+        assert (report.failed, report.written) == (1, 0)
+        [(_, sink, attempts, error)] = catalog.outbox_errors()
+        assert sink == SINK and attempts == 1 and needle in error, error
+        assert catalog.due(SINK, time.time()) == []  # backing off
+        stash.mode = "ok"
+        report = deliver_stash(catalog, settings, now=LATER)
+        assert report.written == 1, report.errors
+        assert image_tags(stash) == {"/data/a.jpg": ["dog", "tagd_Tagged"]}
+        assert stash.invalid == []
+        catalog.close()
+    finally:
+        stash.stop()
+
+
+def test_tagd_scan_reports_an_empty_answer_instead_of_crashing(
+    server: StashServer, cli: Any, state_dir: Path, tmp_path: Path, make_jpeg: Any
+) -> None:
+    """`{"data": {}}` (a proxy answering for Stash): `tagd scan` keeps the write
+    queued and says why; `--from-stash` says it cannot list. No traceback."""
+    lib = tmp_path / "lib"
+    make_jpeg(lib / "a.jpg")
+    server.state.add_image("/data/a.jpg")
+    off = "".join(
+        f"[{name}]\nenabled = false\n"
+        for name in ("objects", "ocr", "faces", "concepts", "clip", "duplicates", "xmp")
+    )
+    config = write_config(
+        tmp_path / "config.toml",
+        off + f'[stash]\nenabled = true\nurl = "{server.url}"\napi_key = "secret"\nretries = 0\n'
+        f'path_mappings = [{{ stash = "/data", local = "{lib}" }}]\n',
+    )
+    server.mode, server.canned = "canned", {"data": {}}
+    code, out, err = cli("--config", config, "scan", lib)
+    assert code in (0, 1), err
+    assert "stash: 0 updated, 0 unchanged, 1 queued for a retry" in out, out
+    assert "lacks findImages" in out
+    code, out, err = cli("--config", config, "scan", "--from-stash")
+    assert code == 1 and "cannot list files from Stash: Stash's answer lacks" in err, err
+
+
+def tagd_queries() -> list[str]:
+    """Every query and mutation the Stash sink and source send, in every variant."""
+    from tagd.sinks import stash as sink
+    from tagd.sinks import stash_fields, stash_lookup, stash_source, stash_tags
+
+    out = [*stash_lookup.COUNT.values(), stash_source.SCENES, stash_source.IMAGES]
+    for performers in (False, True):
+        for studio in (False, True):
+            settings = parse_settings({"stash": {"performers": performers, "studio": studio}})
+            lookup = stash_lookup.StashLookup(StashClient("http://x"), settings)
+            out += [*lookup.find_query.values(), *lookup.list_query.values()]
+    out += [stash_tags.FIND_TAGS, stash_tags.CREATE_TAG, stash_fields.FIND_PERFORMERS]
+    out += [stash_fields.CREATE_PERFORMER, stash_fields.FIND_STUDIOS, stash_fields.CREATE_STUDIO]
+    return [*out, *sink.BULK.values(), sink.CREATE_MARKER, sink.UPDATE_MARKER, sink.DESTROY_MARKER]
+
+
+def schema_fields(schema: Any, query: str) -> list[tuple[str, str, bool, bool]]:
+    """(name, GraphQL type, may be null, is a leaf) of every field `query` selects;
+    a mutation's result never counts as "may be null" (null without an error
+    means the mutation did not happen)."""
+    from graphql import TypeInfo, TypeInfoVisitor, Visitor, is_non_null_type, parse, visit
+
+    info = TypeInfo(schema)
+    document = parse(query)
+    mutation = document.definitions[0].operation.value == "mutation"  # type: ignore[attr-defined]
+    found: list[tuple[str, str, bool, bool]] = []
+
+    class Fields(Visitor):
+        def enter_field(self, node: Any, *_: Any) -> None:
+            kind = info.get_type()
+            result = mutation and info.get_parent_type() is schema.mutation_type
+            null = not is_non_null_type(kind) and not result
+            found.append((node.name.value, str(kind), null, node.selection_set is None))
+
+    visit(document, TypeInfoVisitor(info, Fields()))
+    return found
+
+
+def test_answer_checks_agree_with_stashs_schema() -> None:
+    """The fields the answer check lets be null are exactly those Stash's schema
+    lets be null in tagd's queries, and the leaves it types have those types."""
+    from graphql import build_schema
+    from stash_server import SCHEMA_FILE
+
+    from tagd.sinks.stash_shape import LEAVES, NULLABLE, selection
+
+    schema = build_schema(SCHEMA_FILE.read_text(encoding="utf-8"))
+    nullable: set[str] = set()
+    leaves: dict[str, set[str]] = {}
+    for query in tagd_queries():
+        assert selection(query) is not None, query  # every query is checked
+        for name, kind, null, leaf in schema_fields(schema, query):
+            if null:
+                nullable.add(name)
+            if leaf:
+                leaves.setdefault(name, set()).add(kind.replace("!", ""))
+    assert nullable == NULLABLE
+    graphql_type = {"id": "ID", "int": "Int", "number": "Float", "str": "String"}
+    graphql_type["strs"] = "[String]"
+    for name, kind in LEAVES.items():
+        assert leaves.get(name) == {graphql_type[kind]}, (name, leaves.get(name))

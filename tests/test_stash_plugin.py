@@ -27,15 +27,21 @@ def fake_tagd(tmp_path: Path, code: int = 0) -> tuple[Path, Path]:
 
 
 def run_task(
-    tmp_path: Path, mode: str, tagd: Path | str, state: Path | None = None
+    tmp_path: Path,
+    mode: str,
+    tagd: Path | str,
+    state: Path | None = None,
+    sock: Path | None = None,
 ) -> dict[str, str]:
-    """The plugin as Stash runs it: JSON on stdin, JSON on stdout."""
+    """The plugin as Stash runs it: JSON on stdin, JSON on stdout (`sock`: $TAGD_SOCKET)."""
     stdin = {
         "server_connection": {"Scheme": "http", "Port": 9999, "SessionCookie": None},
         "args": {"mode": mode},
     }
     env = {**os.environ, "TAGD_BIN": str(tagd), "TAGD_STATE_DIR": str(state or tmp_path / "state")}
     env.pop("TAGD_SOCKET", None)
+    if sock is not None:
+        env["TAGD_SOCKET"] = str(sock)
     done = subprocess.run(
         [sys.executable, str(PLUGIN / "tagd_task.py")],
         input=json.dumps(stdin),
@@ -75,11 +81,14 @@ def test_task_reports_a_failed_scan(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the plugin as another user")
 def test_a_socket_stash_may_not_use_is_reported_not_bypassed(tmp_path: Path) -> None:
-    """Stash runs as another user than the daemon: a socket it may not connect to is
-    explained (and no second tagd is started to compete for the state directory)."""
+    """Stash runs as another user than the daemon: with the default socket mode
+    (0o660) it gets in as a member of the daemon's group; otherwise the socket
+    it may not connect to is explained (and no second tagd is started to
+    compete for the state directory)."""
     import shutil
     import tempfile
 
+    from tagd.config import Settings
     from tagd.service.control import ControlSocket
 
     python = shutil.which("python3", path="/usr/bin:/usr/local/bin")
@@ -92,8 +101,12 @@ def test_a_socket_stash_may_not_use_is_reported_not_bypassed(tmp_path: Path) -> 
         plugin = shared / "tagd_task.py"
         shutil.copyfile(PLUGIN / "tagd_task.py", plugin)
         plugin.chmod(0o644)
-        control = ControlSocket(shared / "tagd.sock", 0o600, lambda c, w: {"ok": True})
-        try:
+        sock = shared / "tagd.sock"
+        mode = Settings().daemon.control_socket_mode
+        answer = {"ok": True, "message": "stash: 0 files to scan"}
+        control = ControlSocket(sock, mode, lambda c, w: answer)
+
+        def as_stash(groups: list[int]) -> dict[str, str]:
             done = subprocess.run(
                 [python, str(plugin)],
                 input=json.dumps({"args": {"mode": "tagme"}}),
@@ -101,19 +114,44 @@ def test_a_socket_stash_may_not_use_is_reported_not_bypassed(tmp_path: Path) -> 
                 text=True,
                 env={
                     "PATH": "/usr/bin:/bin",
-                    "TAGD_SOCKET": str(shared / "tagd.sock"),
+                    "TAGD_SOCKET": str(sock),
                     "TAGD_STATE_DIR": str(shared / "state"),
                     "TAGD_BIN": "/nonexistent/tagd",
                     "HOME": str(shared),
                 },
                 user=65534,
                 group=65534,
+                extra_groups=groups,
                 timeout=60,
                 check=True,
             )
+            return json.loads(done.stdout)
+
+        try:
+            error = as_stash([])["error"]
+            in_group = as_stash([sock.stat().st_gid])
         finally:
             control.close()
-        error = json.loads(done.stdout)["error"]
         assert "Permission denied" in error and "daemon.control_socket_mode" in error, error
+        assert "Group=" in error and "TAGD_SOCKET" in error
+        assert in_group == {"output": "tagd daemon: stash: 0 files to scan"}
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_a_daemon_that_refuses_too_many_requests_is_reported(tmp_path: Path) -> None:
+    """The control socket's rate limit: the task says so and when to try again,
+    and runs no tagd of its own."""
+    from tagd.service.control import BURST, ControlSocket, ask
+
+    sock = tmp_path / "tagd.sock"
+    control = ControlSocket(sock, 0o600, lambda c, w: {"ok": True, "message": "done"})
+    try:
+        for _ in range(BURST):
+            assert ask(sock, "status")["ok"]
+        tagd, record = fake_tagd(tmp_path)
+        answer = run_task(tmp_path, "scan", tagd, sock=sock)
+    finally:
+        control.close()
+    assert answer["error"].startswith("tagd daemon: too many requests, try again in "), answer
+    assert not record.exists()

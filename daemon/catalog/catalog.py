@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tagd.catalog.connect import connect
+from tagd.catalog.connect import connect, path_param
 from tagd.catalog.migrations import migrate
+from tagd.paths import shown
 
 
 @dataclass(frozen=True)
@@ -132,10 +133,15 @@ class Catalog:
         self.con.execute("BEGIN IMMEDIATE")
         try:
             yield self.con
+            self.con.execute("COMMIT")
         except BaseException:
-            self.con.execute("ROLLBACK")
+            # A failed COMMIT (disk full) leaves the transaction open, and SQLite
+            # may already have rolled back on its own (SQLITE_FULL mid-statement):
+            # end it either way, so the next transaction of a long-lived
+            # connection (the daemon's) can begin.
+            if self.con.in_transaction:
+                self.con.execute("ROLLBACK")
             raise
-        self.con.execute("COMMIT")
 
     # ------------------------------------------------------------ meta
 
@@ -154,7 +160,7 @@ class Catalog:
 
     def files_under(self, prefix: str) -> dict[str, IndexedFile]:
         """Files whose path is `prefix` or lies below it (a range scan on the index)."""
-        under, params = _under([prefix])
+        under, params = path_under([prefix])
         rows = self.con.execute(
             f"SELECT id, path, size, mtime_ns, content_id, error FROM files f WHERE {under}",
             params,
@@ -187,8 +193,8 @@ class Catalog:
     ) -> int:
         cur = self.con.execute(
             "INSERT INTO files(path, kind, size, mtime_ns, content_id, error, added_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (path, kind, size, mtime_ns, content_id, error, time.time()),
+            "VALUES (CAST(? AS TEXT), ?, ?, ?, ?, ?, ?)",
+            (path_param(path), kind, size, mtime_ns, content_id, _readable(error), time.time()),
         )
         return int(cur.lastrowid or 0)
 
@@ -203,9 +209,9 @@ class Catalog:
         error: str | None,
     ) -> None:
         self.con.execute(
-            "UPDATE files SET path = ?, size = ?, mtime_ns = ?, content_id = ?, error = ? "
-            "WHERE id = ?",
-            (path, size, mtime_ns, content_id, error, file_id),
+            "UPDATE files SET path = CAST(? AS TEXT), size = ?, mtime_ns = ?, content_id = ?, "
+            "error = ? WHERE id = ?",
+            (path_param(path), size, mtime_ns, content_id, _readable(error), file_id),
         )
 
     def delete_files(self, ids: Iterable[int]) -> None:
@@ -316,7 +322,9 @@ class Catalog:
         return Media(*row) if row else Media("image")
 
     def set_content_error(self, content_id: int, reason: str) -> None:
-        self.con.execute("UPDATE contents SET error = ? WHERE id = ?", (reason, content_id))
+        self.con.execute(
+            "UPDATE contents SET error = ? WHERE id = ?", (_readable(reason), content_id)
+        )
 
     def save_analysis(
         self, content_id: int, analyzer: str, model_sha256: str, detections: Sequence[Detection]
@@ -526,7 +534,7 @@ class Catalog:
         self.con.execute(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, due = ? "
             "WHERE file_id = ? AND sink = ?",
-            (error, time.time() + retry_in, file_id, sink),
+            (_readable(error), time.time() + retry_in, file_id, sink),
         )
 
     def outbox_defer(self, file_ids: Iterable[int], sink: str, until: float) -> None:
@@ -582,7 +590,7 @@ class Catalog:
             or "1"
         )
         params: list[object] = [v for pair in analyzers.items() for v in pair]
-        under, under_params = _under(prefixes)
+        under, under_params = path_under(prefixes)
         params += under_params
         sql = (
             "SELECT f.id, f.path, COALESCE(c.kind, f.kind), COALESCE(f.error, c.error), "
@@ -606,17 +614,24 @@ class Catalog:
 
     def file_by_path(self, path: str) -> IndexedFile | None:
         row = self.con.execute(
-            "SELECT id, path, size, mtime_ns, content_id, error FROM files WHERE path = ?",
-            (path,),
+            "SELECT id, path, size, mtime_ns, content_id, error FROM files "
+            "WHERE path = CAST(? AS TEXT)",
+            (path_param(path),),
         ).fetchone()
         return IndexedFile(*row) if row else None
 
     def files_starting_with(self, prefix: str) -> list[tuple[str, int | None]]:
         """(path, content id) of the files whose path starts with `prefix` (a range
         scan on the path index: sibling files of one name, such as IMG_1.jpg/.mov)."""
+        low = path_param(prefix)
+        # Byte-wise, as paths compare (see path_param): the bound is the prefix
+        # with its last byte incremented (a file name may hold any byte but / and NUL).
+        high = low.rstrip(b"\xff")
+        high = high[:-1] + bytes([high[-1] + 1]) if high else b"\xff" * (len(low) + 1)
         rows = self.con.execute(
-            "SELECT path, content_id FROM files WHERE path >= ? AND path < ? ORDER BY path",
-            (prefix, prefix + "\U0010ffff"),
+            "SELECT path, content_id FROM files WHERE path >= CAST(? AS TEXT) "
+            "AND path < CAST(? AS TEXT) ORDER BY path",
+            (low, high),
         )
         return [(r[0], r[1]) for r in rows]
 
@@ -666,20 +681,30 @@ def _pending_where(analyzers: dict[str, str], prefixes: Sequence[str]) -> tuple[
         for _ in analyzers
     )
     params: list[object] = [v for pair in analyzers.items() for v in pair]
-    under, under_params = _under(prefixes)
+    under, under_params = path_under(prefixes)
     where = f"c.error IS NULL AND f.error IS NULL AND ({missing_any}) AND {under}"
     return where, [*params, *under_params]
 
 
-def _under(prefixes: Sequence[str]) -> tuple[str, list[object]]:
-    """SQL matching files at or below any of `prefixes` (all files when empty)."""
+def _readable(text: str | None) -> str | None:
+    """A message for people (an error reason) that may quote a file name that is
+    not UTF-8: stored with that name's odd bytes as \\xNN, as tagd shows them."""
+    return None if text is None else shown(text)
+
+
+def path_under(prefixes: Sequence[str]) -> tuple[str, list[object]]:
+    """SQL matching files (alias f) at or below any of `prefixes` (all files when
+    empty): a range scan on the path index, byte by byte (see path_param), so a
+    folder or file name that is not UTF-8 is found like any other."""
     if not prefixes:
         return "1", []
     clauses, params = [], []
     for prefix in prefixes:
-        base = prefix.rstrip("/") or "/"
-        clauses.append("(f.path = ? OR (f.path >= ? AND f.path < ?))")
-        params += [base, base.rstrip("/") + "/", base.rstrip("/") + "0"]  # '0' follows '/'
+        base = path_param(prefix.rstrip("/") or "/")
+        clauses.append(
+            "(f.path = CAST(? AS TEXT) OR (f.path >= CAST(? AS TEXT) AND f.path < CAST(? AS TEXT)))"
+        )
+        params += [base, base.rstrip(b"/") + b"/", base.rstrip(b"/") + b"0"]  # '0' follows '/'
     return "(" + " OR ".join(clauses) + ")", params
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
 from tagd.dupes import Group, group, load_photos, similar_by_embedding, similar_by_hash
 from tagd.media import phash as ph
+from tagd.paths import shown
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -35,7 +36,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def _group_json(g: Group) -> dict[str, Any]:
     def item(p: Any) -> dict[str, Any]:
-        return {"path": p.path, "width": p.width, "height": p.height, "size": p.size}
+        return {"path": shown(p.path), "width": p.width, "height": p.height, "size": p.size}
 
     return {
         "keep": item(g.keep),
@@ -109,11 +110,12 @@ def similar(ctx: Context, args: argparse.Namespace) -> int:
         hits = similar_by_hash(photos, hashes, args.limit, skip=path)
     if args.json:
         doc = {
-            "file": path,
+            "file": shown(path),
             "signal": signal,
             "unit": unit,
             "similar": [
-                {"path": h.path, "distance": h.score} | ({"mirrored": True} if h.mirrored else {})
+                {"path": shown(h.path), "distance": h.score}
+                | ({"mirrored": True} if h.mirrored else {})
                 for h in hits
             ],
         }

@@ -10,8 +10,10 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from tagd.catalog.catalog import Catalog, FileRecord
+from tagd.catalog.connect import DiskFullError, disk_full
 from tagd.cli.context import EXIT_OK, Context
 from tagd.media.phash import to_unsigned
+from tagd.paths import shown
 from tagd.people.store import export_faces
 
 
@@ -88,7 +90,8 @@ def file_results(catalog: Catalog, record: FileRecord) -> dict[str, Any]:
     """The export object of one file: status, tags, then one key per analyzer."""
     cid = record.content_id
     base = {
-        "path": record.path,
+        # JSON and CSV are UTF-8: a name that is not shows its odd bytes as \xNN.
+        "path": shown(record.path),
         "kind": record.kind,
         "status": record.status,
         "error": record.error,
@@ -123,9 +126,16 @@ def write_csv(out: TextIO, items: Iterator[dict[str, Any]]) -> None:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     write = write_jsonl if args.format == "jsonl" else write_csv
-    if args.output:
-        with open(args.output, "w", encoding="utf-8", newline="") as out:
-            write(out, rows(ctx))
-    else:
-        write(sys.stdout, rows(ctx))
+    try:
+        if args.output:
+            with open(args.output, "w", encoding="utf-8", newline="") as out:
+                write(out, rows(ctx))
+        else:
+            write(sys.stdout, rows(ctx))
+            sys.stdout.flush()
+    except OSError as exc:
+        if not disk_full(exc):
+            raise
+        # The output's disk, not the state directory's (the catalog is only read).
+        raise DiskFullError(args.output or "standard output") from None
     return EXIT_OK

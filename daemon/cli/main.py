@@ -6,9 +6,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from tagd import __version__
-from tagd.catalog.connect import CatalogError
+from tagd.catalog.connect import CatalogError, DiskFullError, disk_full
 from tagd.cli import (
     config_cmd,
     doctor_cmd,
@@ -22,6 +23,7 @@ from tagd.cli import (
 )
 from tagd.cli.context import EXIT_USAGE, Context, UsageError
 from tagd.config import ConfigError
+from tagd.paths import escape_streams
 from tagd.runtime.manifest import ModelError
 from tagd.service.lock import InstanceLockError
 
@@ -54,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    escape_streams()  # a file name that is not UTF-8 is printed escaped, not a crash
     parser = build_parser()
     args = parser.parse_args(argv)
     ctx = Context(args.config)
@@ -62,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb not in ("config", "doctor"):
             ctx.setup_logging(timestamps=args.verb == "run")
         return int(args.handler(ctx, args))
+    except DiskFullError as exc:
+        return _disk_full(exc.where)
     except (UsageError, ConfigError, ModelError, CatalogError, InstanceLockError) as exc:
         print(f"tagd: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -75,6 +80,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except Exception as exc:
+        if not disk_full(exc, ctx.state_dir):
+            raise
+        # SQLite's "database or disk is full" (at a COMMIT or mid-batch), or ENOSPC
+        # from a file of the state directory.
+        filename = getattr(exc, "filename", None)
+        return _disk_full(Path(filename).parent if filename else ctx.state_dir)
+
+
+def _disk_full(where: Path | str) -> int:
+    """One line instead of a traceback; exit 2, as for other problems a rerun of
+    the same command cannot fix by itself."""
+    print(
+        f"tagd: {DiskFullError(where)}; free some space there and run the command again "
+        "(the catalog is intact: what was not committed is redone)",
+        file=sys.stderr,
+    )
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

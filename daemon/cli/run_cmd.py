@@ -13,7 +13,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="run as a service: scan on daemon.schedule, tag new files as they arrive",
         description=(
             "Scan library.roots on daemon.schedule and, with daemon.watch, within seconds "
-            "of a change. SIGTERM: finish the batch in flight, write sidecars, exit 0. "
+            "of a change. SIGTERM: finish the batch in flight, write sidecars, exit 0 "
+            "within daemon.stop_timeout (a write that hangs stays queued). "
             "SIGHUP: reload the config (a bad one is reported and the old one kept). "
             "SIGUSR1: scan now. One per state directory."
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -10,8 +11,9 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
+from tagd.cli.context import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Context, UsageError
 from tagd.scan.index import IndexReport, index_roots
+from tagd.scan.roots import SKIPPED, usable_roots
 from tagd.scan.walk import Walker
 from tagd.service.lock import instance_lock
 from tagd.service.stats import ScanStats, record_scan
@@ -67,9 +69,17 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     roots = [os.path.abspath(p) for p in (args.paths or ctx.settings.library.roots)]
     if not roots:
         raise UsageError("nothing to scan: give a PATH or set library.roots in the config")
+    # A missing root (an unmounted share) is skipped, not taken for a library
+    # emptied at once; exit 2 says the setup needs a look.
+    roots, problems = usable_roots(roots, folders=not args.paths)
+    for problem in problems:
+        print(f"tagd: {problem}; {SKIPPED}", file=sys.stderr)
+    if not roots:
+        return EXIT_USAGE
     # One writer per state dir: fails (exit 2) while `tagd run` or another scan runs.
     with instance_lock(ctx.state_dir, "tagd scan"):
-        return _scan(ctx, args, roots)
+        code = _scan(ctx, args, roots)
+    return EXIT_USAGE if problems else code
 
 
 def _daemon_command(args: argparse.Namespace) -> str | None:
@@ -104,7 +114,7 @@ def _forward_to_daemon(ctx: Context, args: argparse.Namespace) -> int | None:
         print(f"tagd: the daemon answered: {reply.get('error')}", file=sys.stderr)
         return EXIT_FAILURES
     print(f"tagd daemon: {reply.get('message')}")
-    return EXIT_OK
+    return EXIT_FAILURES if reply.get("failed") else EXIT_OK
 
 
 def _run_from_stash(ctx: Context, args: argparse.Namespace) -> int:
@@ -163,16 +173,22 @@ def _scan(ctx: Context, args: argparse.Namespace, roots: list[str]) -> int:
     analysed = _analyse(pipeline)
     _cluster(ctx)
     delivered = _deliver(ctx, args.dry_run, roots) if settings.xmp.enabled else None
+    stash_failed = 0
     if settings.stash.enabled and not args.dry_run:
         from tagd.sinks import stash
 
-        print(stash.summary(stash.deliver_stash(ctx.catalog, settings)))
+        # Every queued write, backing off or not: whoever runs `tagd scan` may just
+        # have fixed what made them fail.
+        to_stash = stash.deliver_stash(ctx.catalog, settings, now=math.inf)
+        print(stash.summary(to_stash))
+        stash_failed = to_stash.failed + to_stash.left
     stats.analysed, stats.failed, stats.frames = analysed.done, analysed.failed, analysed.frames
     stats.analyse_seconds = analysed.seconds
     if delivered is not None and not args.dry_run:
         stats.written, stats.write_failed = delivered.written, delivered.failed
     record_scan(ctx.catalog, stats)
-    return _summary(ctx, roots, pipeline, analysed, delivered, args.dry_run)
+    code = _summary(ctx, roots, pipeline, analysed, delivered, args.dry_run)
+    return EXIT_FAILURES if stash_failed else code
 
 
 def _analyse(pipeline: Pipeline) -> AnalyzeReport:
@@ -204,9 +220,11 @@ def _deliver(ctx: Context, dry_run: bool, roots: list[str]) -> DeliveryReport:
             for region in change.regions_removed:
                 print(f"  - face region {region}")
 
-    # The paths this scan was given count as library roots for its writes.
+    # The paths this scan was given count as library roots for its writes. now=inf:
+    # every queued write, also those backing off after a failure (a read-only folder
+    # or a full disk fixed since); the daemon's retry timer keeps the backoff.
     return deliver_xmp(
-        ctx.catalog, ctx.settings, dry_run=dry_run, on_change=show, roots=roots
+        ctx.catalog, ctx.settings, dry_run=dry_run, on_change=show, roots=roots, now=math.inf
     )
 
 
@@ -232,15 +250,25 @@ def _summary(
         f"analysed {a.done} files ({a.frames} frames) in {a.seconds:.1f} s ({rate:.1f} files/s); "
         f"{a.failed} failed"
     )
+    if a.unsettled:
+        print(
+            f"{len(a.unsettled)} files changed while tagd read them (still being copied?): "
+            "not recorded; the next scan analyses them"
+        )
+        for path in a.unsettled[:MAX_LISTED]:
+            print(f"  {path}")
     if d is not None:
         verb = "would change" if dry_run else "written"
         count = len(d.changes) if dry_run else d.written
         print(f"sidecars {verb}: {count}; failed: {d.failed}")
+        if d.vanished:
+            print(f"  {d.vanished} files were deleted meanwhile: no sidecar for them")
         for _path, reason in d.errors[:MAX_LISTED]:
             print(f"  {reason}", file=sys.stderr)
         if d.failed:
             print(
-                f"  {d.failed} sidecar writes stay queued and are retried on the next scan; "
+                f"  {d.failed} sidecar writes stay queued: retried by the next `tagd scan` "
+                "(by `tagd run` after a backoff); "
                 "for a library tagd must not write to, set [xmp] enabled = false",
                 file=sys.stderr,
             )

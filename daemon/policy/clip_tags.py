@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tagd.catalog.catalog import Detection, Media, Tag
-from tagd.config import ClipTagSettings, PromptSet
+from tagd.config import ClipTagSettings, PromptSet, unknown_labels
 
 if TYPE_CHECKING:
     from tagd.runtime.clip import ClipModel
@@ -58,11 +58,8 @@ def problems(settings: ClipTagSettings) -> list[str]:
         for name, p in settings.prompts.items()
         if not [t for t in p.prompts if t.strip()]
     ]
-    known = prompt_sets(settings)
-    out += [
-        f"tags.clip.labels.{name}: not a CLIP prompt tag (see tagd/policy/clip_prompts.toml)"
-        for name in sorted(set(settings.labels) - set(known))
-    ]
+    what = "not a CLIP prompt set (tagd/policy/clip_prompts.toml, [tags.clip.prompts])"
+    out += unknown_labels("clip", settings.labels, prompt_sets(settings), what)
     return out
 
 

@@ -22,7 +22,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from tagd.catalog.catalog import Detection, Media, Tag
-from tagd.config import ConceptEntry, ConceptTagSettings, TagRule
+from tagd.config import ConceptEntry, ConceptTagSettings, TagRule, unknown_labels
 
 if TYPE_CHECKING:
     from tagd.policy.tags import TagPolicy
@@ -167,11 +167,8 @@ def problems(settings: ConceptTagSettings) -> list[str]:
         concepts, alias = _concepts(settings)
     except TaxonomyError as exc:
         return [f"tags.concepts.taxonomy.{exc}"]
-    unknown = sorted(set(settings.labels) - set(concepts) - set(alias))
-    return [
-        f"tags.concepts.labels.{name}: not a concept tag or alias (see tagd/policy/taxonomy.toml)"
-        for name in unknown
-    ]
+    what = "not a tag or alias of the concept taxonomy (tagd/policy/taxonomy.toml)"
+    return unknown_labels("concepts", settings.labels, [*concepts, *alias], what)
 
 
 def frame_scores(settings: ConceptTagSettings, detections: Iterable[Detection]) -> dict[str, float]:

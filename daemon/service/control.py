@@ -7,8 +7,12 @@ and read one JSON line back, `{"ok": true, "message": "..."}` or
 `{"ok": false, "error": "..."}`.
 
 Commands are a fixed set with no arguments (no paths, no config), so the worst
-a local user with access can do is ask for work the daemon would do anyway;
-the socket's mode (`daemon.control_socket_mode`) narrows who can:
+a local user with access can do is ask for work the daemon would do anyway,
+or retry queued writes early. The socket's mode (`daemon.control_socket_mode`,
+0o660: tagd's user and group) says who may connect, and requests are
+rate-limited (a burst of BURST, then one every REFILL seconds; the excess is
+refused and logged at most once per LOG_REFUSED seconds), so a client in a
+loop can neither hammer Stash nor flood the log:
 - `scan`: scan library.roots now;
 - `stash`, `tagme`: scan the files Stash lists (all, or those tagged
   `<prefix>_TagMe`), as `tagd scan --from-stash [--tagme-only]`;
@@ -22,10 +26,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,11 @@ MAX_REQUEST = 4096  # bytes: one short JSON line
 READ_TIMEOUT = 5.0  # seconds a client gets to send its line
 # AF_UNIX paths are limited by sockaddr_un.sun_path (108 bytes on Linux, incl. NUL).
 MAX_PATH = 107
+# Rate limit: the Stash plugin and `tagd scan` send one request per task; a
+# few at once pass, a loop does not.
+BURST = 5
+REFILL = 1.0  # seconds per request after a burst
+LOG_REFUSED = 60.0  # seconds between log lines about refused requests
 
 Handler = Callable[[str, bool], dict[str, Any]]
 
@@ -63,9 +74,46 @@ class ControlError(RuntimeError):
     """The control socket could not be opened or reached."""
 
 
+class RateLimit:
+    """A token bucket: `burst` requests at once, then one every `refill` seconds."""
+
+    def __init__(self, burst: int = BURST, refill: float = REFILL) -> None:
+        self.burst = burst
+        self.refill = refill
+        self._tokens = float(burst)
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+        self._refused = 0  # since the last log line about it
+        self._logged = -math.inf
+
+    def take(self) -> float:
+        """0.0 when a request may go ahead, else the seconds until one may."""
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) / self.refill)
+            self._last = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return 0.0
+            self._note_refused(now)
+            return (1.0 - self._tokens) * self.refill
+
+    def _note_refused(self, now: float) -> None:
+        self._refused += 1
+        if now - self._logged < LOG_REFUSED:
+            return
+        log.warning(
+            "control socket: %d request(s) refused: more than %d at once, or more than "
+            "one every %g s (this is logged once every %g s at most)",
+            self._refused, self.burst, self.refill, LOG_REFUSED,
+        )
+        self._logged, self._refused = now, 0
+
+
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     handler: Handler
+    limit: RateLimit
 
 
 class _Request(socketserver.StreamRequestHandler):
@@ -82,6 +130,13 @@ class _Request(socketserver.StreamRequestHandler):
             wait = bool(request.get("wait", False))
         except (OSError, ValueError) as exc:
             self._answer({"ok": False, "error": f"bad request: {exc}"})
+            return
+        # After reading the line, so the client gets the answer rather than a reset;
+        # bad requests count too: they are what a loop gone wrong sends.
+        wait_s = self.server.limit.take()
+        if wait_s:
+            error = f"too many requests, try again in {math.ceil(wait_s)} s"
+            self._answer({"ok": False, "error": error})
             return
         if command not in COMMANDS:
             self._answer(
@@ -121,6 +176,7 @@ class ControlSocket:
         except OSError as exc:
             raise ControlError(f"cannot open the control socket {path}: {exc}") from None
         self._server.handler = handler
+        self._server.limit = RateLimit()
         os.chmod(path, mode)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.5}, name="control",
@@ -144,6 +200,11 @@ def ask(path: Path, command: str, wait: bool = False, timeout: float | None = 10
             sock.sendall(json.dumps({"command": command, "wait": wait}).encode() + b"\n")
             with sock.makefile("rb") as answer:
                 line = answer.readline()
+    except PermissionError as exc:
+        raise ControlError(
+            f"may not connect to the tagd daemon's socket {path}: {exc.strerror}: "
+            "run as tagd's user or a member of its group (daemon.control_socket_mode)"
+        ) from None
     except OSError as exc:
         raise ControlError(f"no tagd daemon answers on {path}: {exc}") from None
     try:

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tagd.catalog.connect import DiskFullError, disk_full
+
 LOCK_NAME = "tagd.lock"
 
 
@@ -33,8 +35,11 @@ class InstanceLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise _full_or(exc, self.path) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -44,15 +49,22 @@ class InstanceLock:
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {self.what}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {self.what}\n".encode(), 0)
+        except OSError as exc:
+            os.close(fd)  # also drops the lock: this process cannot work here
+            raise _full_or(exc, self.path) from None
         self._fd = fd
 
     def note(self, line: str) -> None:
         """Add a `key=value` line for others to read (the control socket's path)."""
         if self._fd is not None:
             end = os.fstat(self._fd).st_size
-            os.pwrite(self._fd, f"{line}\n".encode(), end)
+            try:
+                os.pwrite(self._fd, f"{line}\n".encode("utf-8", "surrogateescape"), end)
+            except OSError as exc:
+                raise _full_or(exc, self.path) from None
 
     def release(self) -> None:
         if self._fd is not None:
@@ -109,9 +121,17 @@ def _held_text(state_dir: Path) -> str | None:
 
 def _read(fd: int) -> str:
     try:
-        return os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        # surrogateescape: a socket path noted from a state dir whose name is not
+        # UTF-8 must read back as the same path.
+        return os.pread(fd, 4096, 0).decode("utf-8", "surrogateescape").strip()
     except OSError:
         return ""
+
+
+def _full_or(exc: OSError, path: Path) -> OSError | DiskFullError:
+    """A full disk as the one clear error tagd gives for it (naming the state
+    directory); any other failure as it was."""
+    return DiskFullError(path.parent) if disk_full(exc) else exc
 
 
 def _busy_message(path: Path, holder_text: str, what: str) -> str:

@@ -12,7 +12,9 @@ it reacts at once and the handlers themselves do nothing unsafe:
 - SIGTERM / SIGINT: stop. The scan thread finishes the batch in flight (one
   transaction), writes due sidecars, and the process exits 0. If that takes
   longer than daemon.stop_timeout, the process exits 0 anyway: the unfinished
-  batch was never committed and is redone on the next start.
+  batch was never committed and is redone on the next start. Sidecars are
+  written by a child process (sinks/writer.py), so even a write stuck in the
+  kernel on a dead share is given up at the deadline and stays queued.
 - SIGHUP: reload the config file. A file that fails to load (or names a
   missing model) is logged and reported, and the daemon goes on with the
   config it has.
@@ -20,8 +22,8 @@ it reacts at once and the handlers themselves do nothing unsafe:
 
 Other programs (the Stash plugin, `tagd scan`) ask for work through the
 control socket (control.py). Writes that failed (Stash down, a read-only
-share) are retried by a timer here as soon as their backoff ends, not only
-at the next scan.
+share) are retried by a timer here as soon as their backoff ends, and at once,
+backoff or not, when someone asks through the socket.
 """
 
 from __future__ import annotations
@@ -211,14 +213,20 @@ class Service:
         if command in ("stash", "tagme") and not settings.stash.enabled:
             return {"ok": False, "error": "Stash is not configured: set [stash] enabled = true"}
         source = {"scan": "library"}.get(command, command)
-        # Asked for by someone: queued writes go now, backing off or not.
-        request = worker.request(f"control {command}", None, source, force=command == "deliver")
+        # Asked for by someone (`tagd scan`, a Stash task): queued writes go now, backing
+        # off or not, so a share fixed since is written at once. The retry timer and the
+        # schedules keep the backoff.
+        request = worker.request(f"control {command}", None, source, force=True)
         log.info("control socket: %s requested", command)
         if not wait:
             return {"ok": True, "message": f"{command} queued (pid {os.getpid()})"}
         for event in request.done:
             event.wait()
-        return {"ok": True, "message": "; ".join(request.summary) or f"{command} done"}
+        return {
+            "ok": True,
+            "message": "; ".join(request.summary) or f"{command} done",
+            "failed": request.failed,
+        }
 
     # ------------------------------------------------------------ loop
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from tagd.catalog.catalog import Catalog
+from tagd.catalog.connect import no_room
+from tagd.scan.roots import SKIPPED
 from tagd.service.lock import holder, holder_notes
 
 SERVICE, ACTIVITY, LAST_SCAN, TOTALS = "service", "service.activity", "last_scan", "scan_totals"
@@ -43,6 +45,8 @@ class ScanStats:
     written: int = 0
     write_failed: int = 0
     stopped: bool = False
+    # Library roots skipped as missing, not folders or unreadable (tagd.scan.roots).
+    root_problems: list[str] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -149,6 +153,8 @@ def status_lines(catalog: Catalog, state_dir: Path, now: float | None = None) ->
             f"{last.get('analysed', 0)} analysed, {last.get('failed', 0)} failed; "
             f"{last.get('written', 0)} sidecars written"
         )
+        for problem in last.get("root_problems") or ():
+            lines.append(f"library root {problem}; {SKIPPED}")
         overall = ""
         if totals.get("seconds"):
             overall = (
@@ -166,4 +172,9 @@ def status_lines(catalog: Catalog, state_dir: Path, now: float | None = None) ->
     error = activity.get("last_error")
     if error:
         lines.append(f"last daemon error: {_when(error.get('time'), now)}: {error.get('message')}")
+    if no_room(state_dir):
+        # Asked here, not stored: a full disk cannot take the daemon's note of it.
+        lines.append(
+            f"disk full: {state_dir}: scans cannot save their work until there is space again"
+        )
     return lines

@@ -3,9 +3,10 @@
 It owns the daemon's catalog connection (SQLite connections stay in the
 thread that made them) and the analyzers' models, which stay loaded between
 scans until the main loop's idle sweep releases them. Requests that pile up
-while a scan runs are merged into one. On stop it finishes the batch in
-flight (each batch is one transaction), then writes the sidecars already due
-until the stop deadline, then ends.
+while a scan runs are merged into one. Files that changed while they were
+analysed (still being copied) are scanned again a little later. On stop it
+finishes the batch in flight (each batch is one transaction), then writes the
+sidecars already due until the stop deadline, then ends.
 """
 
 from __future__ import annotations
@@ -18,23 +19,28 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tagd.analyzers.base import Analyzer
 from tagd.catalog.catalog import Catalog
+from tagd.catalog.connect import DiskFullError, disk_full
 from tagd.config import Settings
 from tagd.people.cluster import after_scan
 from tagd.pipeline import Pipeline
 from tagd.scan.index import IndexReport, index_root
+from tagd.scan.roots import SKIPPED, usable_roots
 from tagd.scan.walk import Walker
 from tagd.service.notify import Notifier
 from tagd.service.stats import ACTIVITY, ScanStats, put_json, record_scan
 from tagd.sinks.deliver import deliver_xmp
 from tagd.sinks.select import enabled_sinks
+from tagd.sinks.writer import WriterProcess
 
 log = logging.getLogger("tagd.scan")
 
 PROGRESS_EVERY = 2.0  # seconds between progress updates (STATUS=, meta)
 MAX_LOGGED = 20
+RECHECK_MAX = 60.0  # seconds: the longest wait before a file still being written is seen again
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class ScanRequest:
     # Set when the work is done, with a one-line summary, for whoever waits on it.
     done: list[threading.Event] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
+    failed: int = 0  # writes that failed and stay queued: the asker's exit code
 
 
 @dataclass
@@ -131,6 +138,13 @@ class ScanWorker(threading.Thread):
         self.scans = 0
         self._catalog: Catalog | None = None
         self._last_progress = 0.0
+        self.disk_full_since: float | None = None  # the state dir's disk was full then
+        # Files that changed while analysed (still being copied), and how many scans
+        # in a row found them so; scanned again by one timer (see _recheck_later).
+        self._unsettled: dict[str, int] = {}
+        self._recheck_roots: set[str] = set()
+        self._recheck_timer: threading.Timer | None = None
+        self._recheck_lock = threading.Lock()
 
     # ------------------------------------------------------------ main thread side
 
@@ -180,7 +194,16 @@ class ScanWorker(threading.Thread):
                     self._guarded(job)
                     self._answer(taken, job)
                 taken = []
-            self._flush()
+            try:
+                self._flush()
+            except Exception as exc:
+                if not disk_full(exc, Path(self.catalog_path).parent):
+                    raise
+                # The due sidecars stay queued; the next start writes them.
+                log.warning(
+                    "stopping: %s; queued sidecars are written at the next start",
+                    DiskFullError(Path(self.catalog_path).parent),
+                )
             self._set_activity("stopped")
         finally:
             self._catalog.close()
@@ -204,6 +227,7 @@ class ScanWorker(threading.Thread):
         for r in requests:
             if any(e in job.done for e in r.done):
                 r.summary[:] = job.summary
+                r.failed = job.failed
         for event in job.done:
             event.set()
 
@@ -214,16 +238,23 @@ class ScanWorker(threading.Thread):
         try:
             if request.source == "deliver":
                 request.summary[:] = self.deliver(
-                    generation.settings, retry=True, force=request.force
+                    generation.settings, retry=True, request=request
                 )
             elif request.source in ("stash", "tagme"):
                 self.scan_from_stash(request, generation)
             else:
                 self.scan(request, generation)
         except Exception as exc:  # one failed scan must not end the daemon
-            log.exception("scan (%s) failed", request.trigger)
-            self.activity.last_error = {"time": time.time(), "message": f"{exc!r}"}
-            request.summary[:] = [f"failed: {exc!r}"]
+            if disk_full(exc, Path(self.catalog_path).parent):
+                self._disk_full(request)
+            else:
+                log.exception("scan (%s) failed", request.trigger)
+                self.activity.last_error = {"time": time.time(), "message": f"{exc!r}"}
+                request.summary[:] = [f"failed: {exc!r}"]
+        else:
+            if self.disk_full_since is not None and request.source != "deliver":
+                self.disk_full_since = None
+                log.info("the catalog takes writes again: scans go on where they stopped")
         finally:
             self.busy = False
             if generation is not self.generation:
@@ -232,6 +263,24 @@ class ScanWorker(threading.Thread):
                     for model in analyzer.models:
                         model.unload()
             self._set_activity("idle")
+
+    def _disk_full(self, request: ScanRequest) -> None:
+        """The state directory's disk is full. SQLite rolled back what was not
+        committed, so the catalog is intact; the daemon keeps running (on a NAS
+        space comes back when a backup or download is cleaned up, and a stopped
+        service would stay stopped) and goes on at the next scan or retry. Said
+        once per episode, not at every retry round, and without a traceback."""
+        message = (
+            f"{DiskFullError(Path(self.catalog_path).parent)}; free some space there: "
+            "tagd keeps running and tries again at the next scan"
+        )
+        if self.disk_full_since is None:
+            self.disk_full_since = time.time()
+            log.error("scan (%s) stopped: %s", request.trigger, message)
+        else:
+            log.debug("scan (%s) stopped: %s", request.trigger, message)
+        self.activity.last_error = {"time": time.time(), "message": message}
+        request.summary[:] = [f"failed: {message}"]
 
     def scan_from_stash(self, request: ScanRequest, generation: Generation) -> None:
         """Scan the files Stash lists (`tagme`: only those tagged <prefix>_TagMe)."""
@@ -262,6 +311,7 @@ class ScanWorker(threading.Thread):
             job = ScanRequest(request.trigger, set(listed.local), request.source, request.force)
             self.scan(job, generation, from_stash=listed.local)
             request.summary += job.summary
+            request.failed = job.failed
 
     def scan(
         self, request: ScanRequest, generation: Generation, from_stash: list[str] | None = None
@@ -272,6 +322,13 @@ class ScanWorker(threading.Thread):
         all_roots = [os.path.abspath(r) for r in settings.library.roots]
         roots = sorted(request.roots) if request.roots is not None else all_roots
         stats = ScanStats(request.trigger, roots)
+        scannable = roots
+        if from_stash is None and request.roots is None:
+            # An unmounted share is skipped (nothing forgotten), logged at every
+            # library scan and shown by `tagd status` until it is back.
+            scannable, stats.root_problems = usable_roots(roots)
+            for problem in stats.root_problems:
+                log.warning("%s; %s", problem, SKIPPED)
         if not roots:
             log.warning("library.roots is empty: nothing to scan")
             request.summary[:] = ["nothing to scan: library.roots is empty"]
@@ -280,7 +337,7 @@ class ScanWorker(threading.Thread):
         self._set_activity("indexing")
         walker = make_walker(settings)
         index = IndexReport()
-        for root in roots:
+        for root in scannable:
             if self.stop.is_set():
                 break
             index.merge(index_root(catalog, walker, root, sinks))
@@ -297,6 +354,7 @@ class ScanWorker(threading.Thread):
 
         pipeline = Pipeline(catalog, settings, generation.analyzers, prefixes=roots)
         pipeline.rederive_if_policy_changed()
+        unsettled: list[str] = []
         if not self.stop.is_set() and generation.analyzers:
             total = pipeline.pending_count()
             done = [0]
@@ -316,9 +374,11 @@ class ScanWorker(threading.Thread):
             stats.analyse_seconds = report.seconds
             for path, reason in report.errors[:MAX_LOGGED]:
                 log.warning("%s: %s", path, reason)
+            unsettled = report.unsettled
+            self._recheck_later(unsettled, settings.library.settle_seconds)
             if not self.stop.is_set():
                 after_scan(catalog, settings)  # people: cluster the new faces
-        written = self.deliver(settings, stats=stats, force=request.force)
+        written = self.deliver(settings, stats=stats, request=request)
         stats.stopped = self.stop.is_set()
         stats.end = time.time()
         record_scan(catalog, stats)
@@ -326,37 +386,87 @@ class ScanWorker(threading.Thread):
         self._log(stats)
         request.summary[:] = [
             f"{stats.indexed} files indexed ({stats.new} new, {stats.changed} changed), "
-            f"{stats.analysed} analysed ({stats.failed} failed)",
+            f"{stats.analysed} analysed ({stats.failed} failed)"
+            + (f", {len(unsettled)} still being written (seen again soon)" if unsettled else ""),
             *written,
+            *(f"{problem}; {SKIPPED}" for problem in stats.root_problems),
         ]
         return stats
+
+    def _recheck_later(self, unsettled: list[str], settle: float) -> None:
+        """Scan the files that changed while they were analysed again soon. The
+        watcher sees a local copy end, but not one written to a share from another
+        machine; a copy that goes on for long is looked at less and less often."""
+        self._unsettled = {p: self._unsettled.get(p, 0) + 1 for p in unsettled}
+        if not unsettled:
+            return
+        rounds = max(self._unsettled.values())
+        delay = min(RECHECK_MAX, max(settle, 1.0) * 2 ** (rounds - 1))
+        log.info(
+            "%d files changed while analysed (still being copied?), e.g. %s: "
+            "looking again in %.0f s",
+            len(unsettled),
+            unsettled[0],
+            delay,
+        )
+        # A file gone meanwhile (renamed at the end of a copy): its folder says where.
+        roots = {p if os.path.lexists(p) else os.path.dirname(p) for p in unsettled}
+        with self._recheck_lock:
+            self._recheck_roots |= roots
+            if self._recheck_timer is not None:
+                return  # one is pending: it takes these along
+            self._recheck_timer = threading.Timer(delay, self._recheck_now)
+            self._recheck_timer.daemon = True
+            self._recheck_timer.start()
+
+    def _recheck_now(self) -> None:
+        with self._recheck_lock:
+            roots, self._recheck_roots = self._recheck_roots, set()
+            self._recheck_timer = None
+        if roots and not self.stop.is_set():
+            self.request("settle", roots)
 
     def deliver(
         self,
         settings: Settings,
         stats: ScanStats | None = None,
         retry: bool = False,
-        force: bool = False,
+        request: ScanRequest | None = None,
     ) -> list[str]:
         """Write what is due for the sinks; one summary line per sink.
 
         `retry`: a round of only writes (the retry timer's, logged only when it
-        wrote or failed something); `force`: also what still backs off."""
+        wrote or failed something); a `request` that forces (someone asked) also
+        writes what still backs off, and counts what failed."""
         catalog = self._catalog
         assert catalog is not None
-        now = math.inf if force else None
+        now = math.inf if request is not None and request.force else None
+        failed = 0
         lines = []
         if settings.xmp.enabled:
             self._set_activity("writing")
-            delivered = deliver_xmp(
-                catalog, settings, now=now, deadline=self._write_deadline, progress=self._writing
-            )
+            # In a child process: a write hung on a dead share or a frozen disk must
+            # not keep the daemon from stopping (see sinks/writer.py).
+            with WriterProcess(self.catalog_path) as writer:
+                delivered = deliver_xmp(
+                    catalog,
+                    settings,
+                    now=now,
+                    deadline=self._write_deadline,
+                    progress=self._writing,
+                    writer=writer,
+                )
             if stats is not None:
                 stats.written, stats.write_failed = delivered.written, delivered.failed
             for path, reason in delivered.errors[:MAX_LOGGED]:
                 log.warning("sidecar %s: %s", path, reason)
             line = f"xmp: {delivered.written} written, {delivered.failed} failed"
+            if delivered.vanished:
+                line += f", {delivered.vanished} skipped (deleted meanwhile)"
+            if delivered.failed:
+                line += " (queued for a retry: `tagd status` says why)"
             lines.append(line)
+            failed += delivered.failed
             if retry and (delivered.written or delivered.failed):
                 log.info("retry: %s", line)
         if settings.stash.enabled and not self.stop.is_set():
@@ -370,10 +480,13 @@ class ScanWorker(threading.Thread):
             )
             line = stash.summary(delivered_stash)
             lines.append(line)
+            failed += delivered_stash.failed + delivered_stash.left
             if not retry or delivered_stash.written or delivered_stash.failed:
                 log.info("%s%s", "retry: " if retry else "", line)
             for path, reason in delivered_stash.errors[:MAX_LOGGED]:
                 log.warning("stash %s: %s", path, reason)
+        if request is not None:
+            request.failed = failed
         return lines
 
     def _writing(self, done: int, total: int) -> None:
@@ -397,7 +510,10 @@ class ScanWorker(threading.Thread):
         if not settings.xmp.enabled or self._catalog is None:
             return
         self._set_activity("writing")
-        report = deliver_xmp(self._catalog, settings, deadline=self._write_deadline)
+        with WriterProcess(self.catalog_path) as writer:
+            report = deliver_xmp(
+                self._catalog, settings, deadline=self._write_deadline, writer=writer
+            )
         if report.written or report.left:
             log.info(
                 "stopping: %d sidecars written, %d left queued for the next start",

@@ -7,17 +7,25 @@ parsed) stays queued with exponential backoff and its reason visible in
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
+from tagd.sinks.confined import OutsideLibrary, anchors_for, confined_target
 from tagd.sinks.embed import embedded_format, sync_embedded
+from tagd.sinks.writer import Abandoned, WriterDied, WriterProcess
 from tagd.sinks.xmp import FaceRegion, XmpChange, XmpWriteError, sidecar_path, sync_sidecar
 from tagd.sinks.xmp_regions import face_region
+
+log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 6 * 3600.0
 
@@ -28,6 +36,7 @@ class DeliveryReport:
     unchanged: int = 0
     failed: int = 0
     left: int = 0  # still queued because the deadline passed
+    vanished: int = 0  # the file was deleted since it was queued: nothing written
     changes: list[XmpChange] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
 
@@ -158,6 +167,39 @@ def _remember_rewrite(catalog: Catalog, path: str) -> None:
         )
 
 
+def _exists(media: Path) -> bool:
+    """False only when `media` is gone (a file that cannot be looked at for another
+    reason is written as before, and fails with its own message if it must)."""
+    try:
+        os.stat(media)
+    except OSError as exc:
+        return exc.errno not in (errno.ENOENT, errno.ENOTDIR)
+    return True
+
+
+def _undo_if_gone(
+    catalog: Catalog, media: Path, sidecar: Path, settings: Settings, anchors: Sequence[str]
+) -> bool:
+    """When `media` was deleted while tagd created its sidecar, remove that sidecar
+    again (True): it would be left behind for good. A stem sidecar that another file
+    present still uses stays."""
+    if _exists(media):
+        return False
+    if any(p != media and _exists(p) for p, _ in sharing_sidecar(catalog, media, settings)):
+        return False
+    try:
+        with confined_target(sidecar, anchors_for(media, anchors)) as (folder, name):
+            st = folder.lstat(name)
+            if st is not None and stat.S_ISREG(st.st_mode):
+                folder.unlink(name)
+    except (OSError, OutsideLibrary) as exc:
+        log.warning("%s: its photo was deleted while tagd wrote it; not removed: %s",
+                    sidecar, exc)
+        return False
+    log.info("%s: removed again, its photo was deleted while tagd wrote it", sidecar)
+    return True
+
+
 def deliver_xmp(
     catalog: Catalog,
     settings: Settings,
@@ -168,6 +210,7 @@ def deliver_xmp(
     deadline: Deadline | None = None,
     progress: Progress | None = None,
     roots: Sequence[str] = (),
+    writer: WriterProcess | None = None,
 ) -> DeliveryReport:
     """Write due sidecars. With dry_run, report the changes and keep them queued.
 
@@ -176,10 +219,18 @@ def deliver_xmp(
 
     With a `deadline` (asked between files: the time.monotonic() to stop by, or
     None for no limit yet, so a stop requested mid-run is seen), stop once it passed;
-    what is left stays queued (`report.left`) for the next run.
+    what is left stays queued (`report.left`) for the next run. With a `writer`
+    (the daemon's), each write runs in that child process and the deadline also
+    ends a write that hangs: it stays queued, due at once.
     """
     report = DeliveryReport()
     anchors = library_roots(settings, roots)
+
+    def write(fn: Callable[..., Any], *args: Any) -> Any:
+        if writer is None:
+            return fn(catalog, *args)
+        return writer.call(fn, *args, deadline=deadline)
+
     due = catalog.due("xmp", time.time() if now is None else now, limit=10**9)
     for index, (file_id, path, content_id) in enumerate(due):
         if progress is not None:
@@ -192,14 +243,27 @@ def deliver_xmp(
             if not dry_run:
                 catalog.outbox_done(file_id, "xmp")
             continue
+        media = Path(path)
+        if not _exists(media):
+            # Deleted since it was queued: no sidecar for a photo that is gone. The
+            # next scan records the deletion.
+            if not dry_run:
+                catalog.outbox_done(file_id, "xmp")
+            report.vanished += 1
+            continue
+        new_sidecar = not os.path.lexists(sidecar_path(media, settings.xmp.sidecar))
         try:
-            change, embedded = _sync(catalog, Path(path), content_id, settings, dry_run, anchors)
-        except XmpWriteError as exc:
+            change, embedded = write(_sync, media, content_id, settings, dry_run, anchors)
+        except Abandoned:
+            report.left = len(due) - index
+            break
+        except (XmpWriteError, WriterDied) as exc:
+            reason = str(exc) if isinstance(exc, XmpWriteError) else f"{path}: {exc}"
             report.failed += 1
-            report.errors.append((path, str(exc)))
+            report.errors.append((path, reason))
             if not dry_run:
                 attempts = catalog.outbox_attempts(file_id, "xmp")
-                catalog.outbox_failed(file_id, "xmp", str(exc), backoff(attempts))
+                catalog.outbox_failed(file_id, "xmp", reason, backoff(attempts))
             continue
         if change.changed:
             report.changes.append(change)
@@ -208,6 +272,10 @@ def deliver_xmp(
         if dry_run:
             continue
         catalog.outbox_done(file_id, "xmp")
+        created = change.changed and new_sidecar and not embedded
+        if created and _undo_if_gone(catalog, media, change.sidecar, settings, anchors):
+            report.vanished += 1
+            continue
         if change.changed and embedded:
             _remember_rewrite(catalog, path)
         if change.changed:

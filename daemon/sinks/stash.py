@@ -31,10 +31,11 @@ from typing import Any
 
 from tagd.catalog.catalog import Catalog, Tag
 from tagd.config import Settings
+from tagd.paths import shown
 from tagd.sinks.deliver import Deadline, DeliveryReport, Progress, backoff, past
 from tagd.sinks.stash_client import StashClient, StashError, StashUnavailable
 from tagd.sinks.stash_fields import PerformerResolver, StudioResolver, plan_studio, route
-from tagd.sinks.stash_lookup import StashLookup, StashObject, stash_path
+from tagd.sinks.stash_lookup import NotSendable, StashLookup, StashObject, stash_path
 from tagd.sinks.stash_tags import TagResolver
 
 SINK = "stash"
@@ -143,6 +144,12 @@ def deliver_stash(
             except StashUnavailable as exc:
                 _stash_down(catalog, [p.item for p in batch] + due[index:], exc, report)
                 return report
+            except NotSendable as exc:
+                # Skipped, not retried: no retry helps while the file keeps its name.
+                log.warning("stash: %s: %s", shown(path), exc)
+                catalog.outbox_done(file_id, SINK)
+                index += 1
+                continue
             except StashError as exc:
                 _failed(catalog, file_id, path, exc, report)
                 index += 1

@@ -7,6 +7,11 @@ This is ~100 lines over urllib with exactly what the sink needs: the `ApiKey`
 header, a timeout per request, a few quick retries with exponential backoff on
 the errors that pass (connection refused/reset, timeouts, 5xx), and one error
 type per kind of failure.
+
+The API key goes to Stash's origin only: a redirect to another host, port or
+scheme is refused (urllib would follow it with every header), one within the
+origin is followed with the same POST. Every answer is checked against the
+query's fields (stash_shape.py), so the readers can index it safely.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ import json
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
+
+from tagd.sinks import stash_shape
 
 
 class StashError(RuntimeError):
@@ -30,6 +38,17 @@ class StashUnavailable(StashError):
 
 class StashProtocolError(StashError):
     """Stash answered something that is not a GraphQL JSON answer (a proxy page...)."""
+
+
+class StashAnswerError(StashProtocolError, StashUnavailable):
+    """Stash answered JSON without what the query asked for (a field missing, null
+    or of another type): retried later like a 5xx (a proxy or a Stash being
+    upgraded passes)."""
+
+
+class StashRedirectError(StashUnavailable):
+    """Stash's URL redirects to another origin: not followed (the API key would
+    go along); retried later, and the message says which URL to configure."""
 
 
 class StashGraphQLError(StashError):
@@ -60,13 +79,14 @@ class StashClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self._opener = urllib.request.build_opener(_SameOriginRedirects)
 
     def call(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """The `data` of one GraphQL operation; raises a StashError subclass."""
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
         for attempt in range(self.retries + 1):
             try:
-                return self._once(body)
+                return _checked(query, self._once(body))
             except StashUnavailable:
                 if attempt >= self.retries:
                     raise
@@ -80,7 +100,7 @@ class StashClient:
             headers["ApiKey"] = self.api_key
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with self._opener.open(request, timeout=self.timeout) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             if exc.code >= 500:
@@ -121,5 +141,49 @@ def _parse(raw: bytes) -> dict[str, Any]:
         raise StashGraphQLError(messages)
     data = answer.get("data")
     if not isinstance(data, dict):
-        raise StashProtocolError("Stash's answer holds no data")
+        raise StashAnswerError("Stash's answer holds no data (and no errors)")
     return data
+
+
+def _checked(query: str, data: dict[str, Any]) -> dict[str, Any]:
+    found = stash_shape.problem(query, data)
+    if found:
+        raise StashAnswerError(
+            f"Stash's answer {found} (not what tagd asked for: is [stash] url a Stash "
+            "GraphQL endpoint, with nothing in between that rewrites answers?)"
+        )
+    return data
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:  # a port that is no number: no origin matches it
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects within Stash's origin are followed with the same POST (GraphQL
+    needs the body, which urllib drops for 301/302/303); others are refused
+    before anything, the ApiKey header above all, is sent there."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request:
+        if _origin(newurl) != _origin(req.full_url):
+            fp.close()
+            raise StashRedirectError(
+                f"Stash at {req.full_url} redirects (HTTP {code}) to {newurl}, another "
+                "server: not followed, so the API key is not sent there; set [stash] url "
+                "to the address Stash answers at"
+            )
+        return urllib.request.Request(newurl, data=req.data, headers=req.headers, method="POST")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tagd.config import PathMapping, Settings
+from tagd.paths import shown
 from tagd.sinks.stash_client import StashClient, StashError
 
 # What tagd reads of a scene or image; `@fields` becomes `performers { id }` /
@@ -105,6 +106,11 @@ class NotInStash(StashError):
     """Stash has not scanned this file (yet): retried later with backoff."""
 
 
+class NotSendable(StashError):
+    """A path Stash cannot be asked about: its name is not UTF-8, and GraphQL
+    carries text only. No retry can help while the file keeps that name."""
+
+
 @dataclass(frozen=True)
 class StashObject:
     kind: str  # scene | image
@@ -129,6 +135,15 @@ def _object(kind: str, item: dict[str, Any]) -> StashObject:
         frozenset(str(p["id"]) for p in item.get("performers") or ()),
         str(studio["id"]) if studio else None,
     )
+
+
+def _is_utf8(path: str) -> bool:
+    """False for a name Python read with surrogateescape (bytes that are not UTF-8)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class StashLookup:
@@ -167,6 +182,11 @@ class StashLookup:
                 self._listed[kind] = self._list(kind)
 
     def find(self, kind: str, path: str) -> StashObject:
+        if not _is_utf8(path):
+            raise NotSendable(
+                f"not sent to Stash: the name is not UTF-8 ({shown(path)} there) and Stash "
+                "takes paths as text; rename the file to have its tags in Stash"
+            )
         listed = self._listed.get(kind, {}).get(path)
         if listed is not None and listed.key not in self._written:
             return listed

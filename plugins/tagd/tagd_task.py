@@ -94,8 +94,10 @@ def ask_daemon(path: Path, command: str) -> dict[str, Any] | None:
         return None
     except PermissionError as exc:
         raise Unreachable(
-            f"tagd daemon at {path}: {exc.strerror}: let Stash's user connect "
-            "(daemon.control_socket_mode) or set TAGD_SOCKET"
+            f"tagd daemon at {path}: {exc.strerror}: Stash's user may not connect; run "
+            "tagd with a group Stash's user is in (systemd: Group= in `systemctl edit "
+            "tagd`, see daemon.control_socket_mode in tagd's config.toml), or set "
+            "TAGD_SOCKET to a socket it may use"
         ) from None
     except OSError as exc:
         return {"error": f"tagd daemon at {path}: {exc}"}
