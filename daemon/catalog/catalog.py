@@ -620,20 +620,20 @@ class Catalog:
         ).fetchone()
         return IndexedFile(*row) if row else None
 
-    def files_starting_with(self, prefix: str) -> list[tuple[str, int | None]]:
-        """(path, content id) of the files whose path starts with `prefix` (a range
-        scan on the path index: sibling files of one name, such as IMG_1.jpg/.mov)."""
+    def files_starting_with(self, prefix: str) -> list[IndexedFile]:
+        """The files whose path starts with `prefix` (a range scan on the path index:
+        sibling files of one name, such as IMG_1.jpg and IMG_1.mov)."""
         low = path_param(prefix)
         # Byte-wise, as paths compare (see path_param): the bound is the prefix
         # with its last byte incremented (a file name may hold any byte but / and NUL).
         high = low.rstrip(b"\xff")
         high = high[:-1] + bytes([high[-1] + 1]) if high else b"\xff" * (len(low) + 1)
         rows = self.con.execute(
-            "SELECT path, content_id FROM files WHERE path >= CAST(? AS TEXT) "
-            "AND path < CAST(? AS TEXT) ORDER BY path",
+            "SELECT id, path, size, mtime_ns, content_id, error FROM files "
+            "WHERE path >= CAST(? AS TEXT) AND path < CAST(? AS TEXT) ORDER BY path",
             (low, high),
         )
-        return [(r[0], r[1]) for r in rows]
+        return [IndexedFile(*r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         one = self.con.execute

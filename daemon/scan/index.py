@@ -12,7 +12,7 @@ deleted.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -151,6 +151,21 @@ def _apply(
         catalog.delete_files(f.id for f in vanished.values())
         report.deleted = len(vanished)
         catalog.drop_orphan_contents()
+        if "xmp" in sinks:
+            # IMG_1.jpg gone, IMG_1.mov stays: with stem sidecars both wrote IMG_1.xmp,
+            # which must now lose the photo's tags (a no-op write otherwise).
+            catalog.enqueue(_siblings(catalog, vanished.values()), "xmp")
+
+
+def _siblings(catalog: Catalog, gone: Iterable[IndexedFile]) -> set[int]:
+    """Files left in the same folder under the same name with another extension."""
+    ids = set()
+    for f in gone:
+        folder = os.path.dirname(f.path)
+        for sibling in catalog.files_starting_with(os.path.splitext(f.path)[0] + "."):
+            if os.path.dirname(sibling.path) == folder:
+                ids.add(sibling.id)
+    return ids
 
 
 def _same_error(old: IndexedFile | None, item: _Fingerprinted) -> bool:

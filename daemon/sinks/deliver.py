@@ -91,8 +91,8 @@ def sharing_sidecar(catalog: Catalog, path: Path, settings: Settings) -> list[tu
     if naming != "stem":
         return []
     members = []
-    for other, content_id in catalog.files_starting_with(str(path.with_suffix("")) + "."):
-        other_path = Path(other)
+    for sibling in catalog.files_starting_with(str(path.with_suffix("")) + "."):
+        other_path, content_id = Path(sibling.path), sibling.content_id
         if content_id is None or other_path.parent != path.parent:
             continue
         if sidecar_path(other_path, naming) != sidecar:
