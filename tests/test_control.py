@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import run_tagd, write_config
 from stash_server import StashServer
-from test_service import NotifySocket, start_daemon, stop, wait_until
+from test_service import running_daemon, stop, wait_until
 from test_stash import image_tags, only_objects
 from test_stash_plugin import run_task
 
@@ -224,7 +224,6 @@ def test_daemon_does_what_the_plugin_and_tagd_scan_ask(
     tmp_path: Path, coco_photos: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server = StashServer().start()
-    notify = NotifySocket(str(tmp_path / "notify.sock"))  # only for start_daemon's signature
     lib = tmp_path / "lib"
     marked, plain, later = coco_photos(3, dest=lib)
     later_copy = later.read_bytes()
@@ -244,49 +243,48 @@ def test_daemon_does_what_the_plugin_and_tagd_scan_ask(
         + 'tagme_schedule = ""\n'  # only when asked, in this test
         + f'path_mappings = [{{ stash = "/data", local = "{lib}" }}]\n',
     )
-    proc, log = start_daemon(tmp_path, state, config, notify, NOTIFY_SOCKET="")
-    try:
-        wait_until(lambda: "socket" in holder_notes(state), 60, "the control socket")
-        sock = Path(holder_notes(state)["socket"])
-        assert sock == state / "tagd.sock" and stat.S_IMODE(sock.stat().st_mode) == 0o660
+    with running_daemon(tmp_path, state, config, NOTIFY_SOCKET="") as (proc, log, _):
+        try:
+            wait_until(lambda: "socket" in holder_notes(state), 60, "the control socket")
+            sock = Path(holder_notes(state)["socket"])
+            assert sock == state / "tagd.sock" and stat.S_IMODE(sock.stat().st_mode) == 0o660
 
-        # The plugin's "Tag files marked TagMe": the daemon lists, scans, writes.
-        answer = plugin_task(state, "tagme")
-        assert "error" not in answer, answer
-        assert "stash: 1 files to scan, 0 missing here" in answer["output"]
-        assert "1 analysed (0 failed)" in answer["output"]
-        tags = image_tags(server)
-        assert "tagd_Tagged" in tags[f"/data/{marked.name}"]
-        assert "tagd_TagMe" not in tags[f"/data/{marked.name}"]
-        assert tags[f"/data/{plain.name}"] == []
+            # The plugin's "Tag files marked TagMe": the daemon lists, scans, writes.
+            answer = plugin_task(state, "tagme")
+            assert "error" not in answer, answer
+            assert "stash: 1 files to scan, 0 missing here" in answer["output"]
+            assert "1 analysed (0 failed)" in answer["output"]
+            tags = image_tags(server)
+            assert "tagd_Tagged" in tags[f"/data/{marked.name}"]
+            assert "tagd_TagMe" not in tags[f"/data/{marked.name}"]
+            assert tags[f"/data/{plain.name}"] == []
 
-        # `tagd scan --from-stash` while the daemon runs: asked, not refused.
-        env = os.environ | {"TAGD_STATE_DIR": str(state), "XDG_CONFIG_HOME": str(tmp_path)}
-        done = run_tagd("--config", config, "scan", "--from-stash", env=env)
-        assert done.returncode == 0, done.stderr
-        assert "tagd daemon: stash: 2 files to scan, 1 missing here" in done.stdout
-        assert "tagd_Tagged" in image_tags(server)[f"/data/{plain.name}"]
+            # `tagd scan --from-stash` while the daemon runs: asked, not refused.
+            env = os.environ | {"TAGD_STATE_DIR": str(state), "XDG_CONFIG_HOME": str(tmp_path)}
+            done = run_tagd("--config", config, "scan", "--from-stash", env=env)
+            assert done.returncode == 0, done.stderr
+            assert "tagd daemon: stash: 2 files to scan, 1 missing here" in done.stdout
+            assert "tagd_Tagged" in image_tags(server)[f"/data/{plain.name}"]
 
-        # Stash goes down; a library scan tags the new photo and keeps its write queued.
-        server.stop()
-        later.write_bytes(later_copy)
-        reply = ask(sock, "scan", wait=True, timeout=300)
-        assert reply["ok"] and "1 analysed" in reply["message"], reply
-        assert "queued for a retry" in reply["message"]
-        done = run_tagd("--config", config, "status", env=env)
-        assert "(stash 1: 1 waiting for a retry, next at " in done.stdout, done.stdout
-        assert f"stash {later}" in done.stdout and "cannot reach Stash" in done.stdout
-        server.start()  # back, same port and state
-        reply = ask(sock, "deliver", wait=True, timeout=60)
-        assert reply["ok"] and "stash: 1 updated" in reply["message"], reply
-        assert "tagd_Tagged" in image_tags(server)[f"/data/{later.name}"]
-        assert ask(sock, "status")["state"] == "idle"
-        done = run_tagd("--config", config, "doctor", env=env)
-        assert f"control socket: {sock} (mode 660): answers, idle" in done.stdout, done.stdout
-    finally:
-        code, _ = stop(proc)
-        notify.close()
-        server.stop()
+            # Stash goes down; a library scan tags the new photo and keeps its write queued.
+            server.stop()
+            later.write_bytes(later_copy)
+            reply = ask(sock, "scan", wait=True, timeout=300)
+            assert reply["ok"] and "1 analysed" in reply["message"], reply
+            assert "queued for a retry" in reply["message"]
+            done = run_tagd("--config", config, "status", env=env)
+            assert "(stash 1: 1 waiting for a retry, next at " in done.stdout, done.stdout
+            assert f"stash {later}" in done.stdout and "cannot reach Stash" in done.stdout
+            server.start()  # back, same port and state
+            reply = ask(sock, "deliver", wait=True, timeout=60)
+            assert reply["ok"] and "stash: 1 updated" in reply["message"], reply
+            assert "tagd_Tagged" in image_tags(server)[f"/data/{later.name}"]
+            assert ask(sock, "status")["state"] == "idle"
+            done = run_tagd("--config", config, "doctor", env=env)
+            assert f"control socket: {sock} (mode 660): answers, idle" in done.stdout, done.stdout
+        finally:
+            code, _ = stop(proc)
+            server.stop()
     text = log.read_text()
     assert code == 0, text
     assert "control socket: tagme requested" in text
@@ -324,7 +322,6 @@ def test_daemon_picks_up_files_marked_tagme_in_stash(
 ) -> None:
     """[stash] tagme_schedule: mark a file in Stash, the daemon tags it unasked."""
     server = StashServer().start()
-    notify = NotifySocket(str(tmp_path / "notify.sock"))
     lib = tmp_path / "lib"
     [photo] = coco_photos(1, dest=lib)
     st = server.state
@@ -338,20 +335,19 @@ def test_daemon_picks_up_files_marked_tagme_in_stash(
         + 'tagme_schedule = "1s"\n'
         + f'path_mappings = [{{ stash = "/data", local = "{lib}" }}]\n',
     )
-    proc, log = start_daemon(tmp_path, state, config, notify, NOTIFY_SOCKET="")
-    try:
-        wait_until(lambda: "nothing to scan" in log.read_text(), 30, "a TagMe look")
-        assert st.images[image].tag_ids == []  # nothing marked: nothing done
-        st.images[image].tag_ids.append(st.add_tag("tagd_TagMe"))
+    with running_daemon(tmp_path, state, config, NOTIFY_SOCKET="") as (proc, log, _):
+        try:
+            wait_until(lambda: "nothing to scan" in log.read_text(), 30, "a TagMe look")
+            assert st.images[image].tag_ids == []  # nothing marked: nothing done
+            st.images[image].tag_ids.append(st.add_tag("tagd_TagMe"))
 
-        def done() -> bool:  # Tagged is added, then TagMe removed: two requests
-            tags = image_tags(server)[f"/data/{photo.name}"]
-            return "tagd_Tagged" in tags and "tagd_TagMe" not in tags
+            def done() -> bool:  # Tagged is added, then TagMe removed: two requests
+                tags = image_tags(server)[f"/data/{photo.name}"]
+                return "tagd_Tagged" in tags and "tagd_TagMe" not in tags
 
-        wait_until(done, 30, "TagMe swapped for Tagged")
-    finally:
-        code, _ = stop(proc)
-        notify.close()
-        server.stop()
+            wait_until(done, 30, "TagMe swapped for Tagged")
+        finally:
+            code, _ = stop(proc)
+            server.stop()
     assert code == 0, log.read_text()
     assert server.invalid == []

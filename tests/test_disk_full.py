@@ -19,7 +19,7 @@ from test_end_to_end import db_rows
 from test_service import (
     NotifySocket,
     analysed_paths,
-    start_daemon,
+    running_daemon,
     stop,
     tagged_and_written,
     wait_until,
@@ -172,9 +172,7 @@ def test_the_daemon_says_it_once_keeps_running_and_goes_on_later(
     assert_disk_full_line(done.stderr, small_state)
     filler.unlink()
 
-    notify = NotifySocket(str(tmp_path / "notify.sock"))
-    proc, log = start_daemon(tmp_path, small_state, config, notify)
-    try:
+    with running_daemon(tmp_path, small_state, config) as (proc, log, notify):
         notify.wait_for("READY=1", 60, proc)
         wait_until(lambda: tagged_and_written(small_state, first), 60, "the first scan")
         spare = sorted(p for p in coco_dir.glob("*.jpg") if p.name not in {f.name for f in first})
@@ -195,11 +193,6 @@ def test_the_daemon_says_it_once_keeps_running_and_goes_on_later(
         proc.send_signal(signal.SIGUSR1)
         wait_until(lambda: tagged_and_written(small_state, first + later), 60, "the next scan")
         code, _ = stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        notify.close()
     text = log.read_text()
     assert code == 0, text
     assert "the catalog takes writes again" in text

@@ -18,7 +18,7 @@ import pytest
 from conftest import EXIFTOOL, PERSON_PHOTO, run_tagd, write_config
 from stash_server import StashServer
 from test_end_to_end import db_rows, tags_by_path
-from test_service import NotifySocket, start_daemon, stop, tagged_and_written, wait_until
+from test_service import running_daemon, stop, tagged_and_written, wait_until
 
 from tagd.catalog.catalog import Catalog, Tag
 from tagd.config import PathMapping, Settings, StashSettings
@@ -83,7 +83,8 @@ def test_catalog_keeps_such_paths_as_their_bytes(tmp_path: Path) -> None:
     )
     assert list(catalog.files_under(odd_dir)) == [odd_dir + "/x.jpg"]
     assert catalog.file_by_path("/lib/" + ODD_FILE).id == ids["/lib/" + ODD_FILE]  # type: ignore[union-attr]
-    assert catalog.files_starting_with("/lib/caf") == [("/lib/" + ODD_FILE, None)]
+    found = catalog.files_starting_with("/lib/caf")
+    assert [(f.path, f.content_id) for f in found] == [("/lib/" + ODD_FILE, None)]
     # A move into the odd folder, and a message quoting an odd name (shown escaped).
     with catalog.transaction():
         catalog.update_file(
@@ -207,17 +208,10 @@ def test_the_daemon_tags_them_too(tmp_path: Path, state_dir: Path, library) -> N
         tmp_path / "config.toml",
         f'[library]\nroots = ["{lib}"]\n[daemon]\nschedule = ""\nwatch = false\n',
     )
-    notify = NotifySocket(str(tmp_path / "notify.sock"))
-    proc, log = start_daemon(tmp_path, state_dir, config, notify)
-    try:
+    with running_daemon(tmp_path, state_dir, config) as (proc, log, notify):
         notify.wait_for("READY=1", 60, proc)
         wait_until(lambda: tagged_and_written(state_dir, photos), 60, "the first scan")
         code, _ = stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        notify.close()
     text = log.read_text()
     assert code == 0, text
     assert "Traceback" not in text and "scan (start) failed" not in text, text

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import PERSON_PHOTO, REPO, write_config
 from test_end_to_end import db_rows
-from test_service import NotifySocket, start_daemon, stop, wait_until
+from test_service import running_daemon, stop, wait_until
 
 from tagd.catalog.catalog import Catalog
 from tagd.catalog.connect import CatalogError, DatabaseError
@@ -138,27 +138,25 @@ def test_the_daemon_looks_again_at_a_photo_that_was_being_copied(
         tmp_path / "config.toml",
         config_text(lib, '[daemon]\nschedule = ""\nwatch = false\nscan_on_start = false\n'),
     )
-    notify = NotifySocket(str(tmp_path / "notify.sock"))  # start_daemon wants one
-    proc, log = start_daemon(tmp_path, state_dir, config, notify, NOTIFY_SOCKET="")
-    photo = lib / PERSON_PHOTO
-    try:
-        wait_until(lambda: "socket" in holder_notes(state_dir), 60, "the control socket")
-        copy = SlowCopy(data, photo)
-        copy.start()
-        copy.begun.wait(5)
-        reply = ask(Path(holder_notes(state_dir)["socket"]), "scan", wait=True, timeout=60)
-        assert reply["ok"], reply
-        copy.join(10)
+    with running_daemon(tmp_path, state_dir, config, NOTIFY_SOCKET="") as (proc, log, _):
+        photo = lib / PERSON_PHOTO
+        try:
+            wait_until(lambda: "socket" in holder_notes(state_dir), 60, "the control socket")
+            copy = SlowCopy(data, photo)
+            copy.start()
+            copy.begun.wait(5)
+            reply = ask(Path(holder_notes(state_dir)["socket"]), "scan", wait=True, timeout=60)
+            assert reply["ok"], reply
+            copy.join(10)
 
-        def whole_and_tagged() -> bool:
-            size, analysed, tags = recorded(state_dir, photo)
-            return size == len(data) and analysed and PERSON in tags
+            def whole_and_tagged() -> bool:
+                size, analysed, tags = recorded(state_dir, photo)
+                return size == len(data) and analysed and PERSON in tags
 
-        wait_until(whole_and_tagged, 30, "the daemon to analyse the finished copy")
-        wait_until(lambda: sidecar_path(photo).exists(), 10, "its sidecar")
-    finally:
-        code, _ = stop(proc)
-        notify.close()
+            wait_until(whole_and_tagged, 30, "the daemon to analyse the finished copy")
+            wait_until(lambda: sidecar_path(photo).exists(), 10, "its sidecar")
+        finally:
+            code, _ = stop(proc)
     text = log.read_text()
     assert code == 0, text
     assert "changed while analysed (still being copied?)" in text and "looking again in" in text
@@ -276,24 +274,22 @@ def test_tagd_scan_through_the_daemon_retries_at_once_and_exits_1_while_it_fails
         tmp_path / "config.toml",
         config_text(lib, '[daemon]\nschedule = ""\nwatch = false\n'),
     )
-    notify = NotifySocket(str(tmp_path / "notify.sock"))  # start_daemon wants one
-    proc, log = start_daemon(tmp_path, state_dir, config, notify, NOTIFY_SOCKET="")
-    env = os.environ | {"TAGD_STATE_DIR": str(state_dir), "XDG_CONFIG_HOME": str(tmp_path)}
-    try:
-        wait_until(lambda: outbox(state_dir) == [(1, True)], 60, "the first write to fail")
-        # Still read-only: asked again at once (backoff or not), and the exit code says so.
-        done = run_tagd("--config", config, "scan", env=env)
-        assert done.returncode == 1, done.stdout + done.stderr
-        assert "xmp: 0 written, 1 failed" in done.stdout
-        assert outbox(state_dir) == [(2, True)]
+    with running_daemon(tmp_path, state_dir, config, NOTIFY_SOCKET="") as (proc, log, _):
+        env = os.environ | {"TAGD_STATE_DIR": str(state_dir), "XDG_CONFIG_HOME": str(tmp_path)}
+        try:
+            wait_until(lambda: outbox(state_dir) == [(1, True)], 60, "the first write to fail")
+            # Still read-only: asked again at once (backoff or not), and the exit code says so.
+            done = run_tagd("--config", config, "scan", env=env)
+            assert done.returncode == 1, done.stdout + done.stderr
+            assert "xmp: 0 written, 1 failed" in done.stdout
+            assert outbox(state_dir) == [(2, True)]
 
-        photo.parent.chmod(0o755)
-        done = run_tagd("--config", config, "scan", env=env)
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "xmp: 1 written, 0 failed" in done.stdout
-        assert sidecar_path(photo).exists() and outbox(state_dir) == []
-    finally:
-        photo.parent.chmod(0o755)
-        code, _ = stop(proc)
-        notify.close()
+            photo.parent.chmod(0o755)
+            done = run_tagd("--config", config, "scan", env=env)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert "xmp: 1 written, 0 failed" in done.stdout
+            assert sidecar_path(photo).exists() and outbox(state_dir) == []
+        finally:
+            photo.parent.chmod(0o755)
+            code, _ = stop(proc)
     assert code == 0, log.read_text()

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from conftest import run_tagd, write_config
-from test_service import NotifySocket, start_daemon, stop, wait_until
+from test_service import running_daemon, stop, wait_until
 
 from tagd.catalog.catalog import Catalog
 from tagd.scan.roots import root_problem
@@ -83,29 +83,29 @@ def test_daemon_keeps_running_and_status_shows_a_missing_root(
         + f'[library]\nroots = ["{lib}", "{nas}"]\n'
         + '[daemon]\nschedule = "1s"\nwatch = false\n',
     )
-    notify = NotifySocket(str(tmp_path / "notify.sock"))
-    proc, log = start_daemon(tmp_path, state, config, notify)
-    env = os.environ | {"TAGD_STATE_DIR": str(state), "XDG_CONFIG_HOME": str(tmp_path)}
-    try:
-        wait_until(lambda: "does not exist" in log.read_text(), 60, "the missing root logged")
-        done = run_tagd("--config", config, "status", env=env)
-        assert f"library root {nas}: does not exist (not mounted?)" in done.stdout, done.stdout
-        assert proc.poll() is None, log.read_text()
-        # The share is mounted: the next scheduled scan takes it in, status is clear.
-        make_jpeg(nas / "b.jpg", seed=1)
+    with running_daemon(tmp_path, state, config) as (proc, log, _):
+        env = os.environ | {"TAGD_STATE_DIR": str(state), "XDG_CONFIG_HOME": str(tmp_path)}
+        try:
+            wait_until(lambda: "does not exist" in log.read_text(), 60, "the missing root logged")
+            done = run_tagd("--config", config, "status", env=env)
+            assert f"library root {nas}: does not exist (not mounted?)" in done.stdout, done.stdout
+            assert proc.poll() is None, log.read_text()
+            # The share is mounted: the next scheduled scan takes it in, status is clear.
+            make_jpeg(nas / "b.jpg", seed=1)
 
-        def scanned() -> bool:
-            with Catalog(state / "catalog.db") as catalog:
-                return bool(catalog.files_under(str(nas)))
+            def scanned() -> bool:
+                with Catalog(state / "catalog.db") as catalog:
+                    return bool(catalog.files_under(str(nas)))
 
-        wait_until(scanned, 60, "the share scanned once it is back")
-        wait_until(
-            lambda: "library root" not in run_tagd("--config", config, "status", env=env).stdout,
-            30,
-            "status without the root problem",
-        )
-    finally:
-        code, _ = stop(proc)
-        notify.close()
+            wait_until(scanned, 60, "the share scanned once it is back")
+            wait_until(
+                lambda: "library root" not in run_tagd(
+                    "--config", config, "status", env=env
+                ).stdout,
+                30,
+                "status without the root problem",
+            )
+        finally:
+            code, _ = stop(proc)
     assert code == 0, log.read_text()
     assert "Traceback" not in log.read_text()

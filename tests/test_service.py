@@ -14,7 +14,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -145,6 +146,30 @@ def start_daemon(
     return proc, log
 
 
+@contextmanager
+def running_daemon(
+    tmp_path: Path,
+    state: Path,
+    config: Path,
+    notify: NotifySocket | None = None,
+    **extra_env: str,
+) -> Iterator[tuple[subprocess.Popen, Path, NotifySocket]]:
+    """start_daemon, then on the way out: killed if still running, waited for, and
+    the notify socket (one at tmp_path/notify.sock unless given) closed."""
+    if notify is None:
+        notify = NotifySocket(str(tmp_path / "notify.sock"))
+    try:
+        proc, log = start_daemon(tmp_path, state, config, notify, **extra_env)
+        try:
+            yield proc, log, notify
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        notify.close()
+
+
 def copy_in(src: Path, dest: Path, atomic: bool) -> Path:
     """A photo arriving in the library: written in place, or under a hidden name
     and renamed (what rsync and most uploaders do)."""
@@ -186,8 +211,9 @@ def test_run_schedules_watches_reloads_and_stops_cleanly(
     )
     notify = NotifySocket(f"@tagd-test-{os.getpid()}-{time.monotonic_ns()}")
     # systemd's WatchdogSec=2: the daemon must ping every second.
-    proc, log = start_daemon(tmp_path, state_dir, config, notify, WATCHDOG_USEC="2000000")
-    try:
+    with running_daemon(
+        tmp_path, state_dir, config, notify, WATCHDOG_USEC="2000000"
+    ) as (proc, log, _):
         notify.wait_for("READY=1", 60, proc)
         wait_until(lambda: tagged_and_written(state_dir, first), 30, "the first scan")
         notify.wait_for("WATCHDOG=1", 3, proc)
@@ -249,11 +275,6 @@ def test_run_schedules_watches_reloads_and_stops_cleanly(
         assert code == 0, log.read_text()
         assert took < 10
         notify.wait_for("STOPPING=1", 1)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        notify.close()
     text = log.read_text()
     assert "config not reloaded, running on the previous one" in text
     assert "Traceback" not in text
@@ -283,18 +304,11 @@ def test_sigterm_mid_scan_exits_0_and_the_rest_is_done_later(
         f'profile = "low-power"\n[library]\nroots = ["{lib}"]\n'
         '[daemon]\nschedule = ""\nwatch = false\n',
     )
-    notify = NotifySocket(str(tmp_path / "notify.sock"))
-    proc, log = start_daemon(tmp_path, state_dir, config, notify)
-    try:
+    with running_daemon(tmp_path, state_dir, config) as (proc, log, notify):
         notify.wait_for("READY=1", 60, proc)
         notify.wait_for("STATUS=analysing", 60, proc)
         wait_until(lambda: len(analysed_paths(state_dir)) > 0, 30, "a first batch")
         code, took = stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        notify.close()
     assert code == 0, log.read_text()
     assert took < 10
     done = analysed_paths(state_dir)

@@ -23,7 +23,7 @@ import psutil
 import pytest
 from conftest import PERSON_PHOTO, write_config
 from test_races import PERSON, analysed_library, config_text, copied_an_hour_ago, outbox
-from test_service import NotifySocket, start_daemon, stop, wait_until
+from test_service import NotifySocket, running_daemon, start_daemon, stop, wait_until
 
 from tagd.sinks.deliver import deliver_xmp
 from tagd.sinks.embed import KILL_ENV
@@ -144,13 +144,12 @@ def test_sigterm_exits_on_time_while_a_sidecar_write_hangs(
     assert not sidecar_path(photo).exists()
 
     # The next start writes it, and no temp file of the killed write is left.
-    proc, log = start_daemon(tmp_path, state_dir, config, notify, NOTIFY_SOCKET="")
-    try:
-        wait_until(lambda: sidecar_path(photo).exists() and not outbox(state_dir), 60,
-                   "the sidecar at the next start")
-    finally:
-        code, _ = stop(proc)
-        notify.close()
+    with running_daemon(tmp_path, state_dir, config, notify, NOTIFY_SOCKET="") as (proc, log, _):
+        try:
+            wait_until(lambda: sidecar_path(photo).exists() and not outbox(state_dir), 60,
+                       "the sidecar at the next start")
+        finally:
+            code, _ = stop(proc)
     assert code == 0, log.read_text()
     assert PERSON.rsplit("|", 1)[1] in sidecar_path(photo).read_text()
     assert sorted(p.name for p in share.path.iterdir()) == [

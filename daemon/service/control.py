@@ -131,8 +131,9 @@ class _Request(socketserver.StreamRequestHandler):
         except (OSError, ValueError) as exc:
             self._answer({"ok": False, "error": f"bad request: {exc}"})
             return
-        # After reading the line, so the client gets the answer rather than a reset;
-        # bad requests count too: they are what a loop gone wrong sends.
+        # After reading the line, so the client gets the answer rather than a reset.
+        # Unknown commands count too: they are what a loop gone wrong sends. (Lines
+        # that are not JSON were answered above; they cost nothing and log nothing.)
         wait_s = self.server.limit.take()
         if wait_s:
             error = f"too many requests, try again in {math.ceil(wait_s)} s"
