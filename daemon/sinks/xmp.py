@@ -41,14 +41,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import pyexiv2
+from types import ModuleType
 
 from tagd.sinks.confined import (
     Folder,
@@ -132,11 +132,20 @@ _EMPTY_PACKET = (
 # thread-safety promise, so every pyexiv2 call goes through this lock.
 _PYEXIV2_LOCK = threading.Lock()
 
-with _PYEXIV2_LOCK:
+
+@functools.cache
+def _pyexiv2() -> ModuleType:
+    """pyexiv2, loaded at the first verification (call with _PYEXIV2_LOCK held).
+
+    Exiv2 costs about 6 MB of resident memory, and the daemon writes in a child
+    process (tagd.sinks.writer): loaded lazily, it never sits in the daemon itself."""
+    import pyexiv2
+
     pyexiv2.registerNs(TAGD_NS_URI, TAGD_NS_PREFIX)
     # Exiv2 only gives a second opinion (see _compare_exiv2); a packet it cannot read
     # is handled there, so its warnings on stderr would be noise in the log.
     pyexiv2.set_log_level(4)
+    return pyexiv2
 
 
 class XmpWriteError(Exception):
@@ -472,7 +481,7 @@ def _exiv2_others(data: bytes) -> dict[str, object] | None:
     """The properties that are not tagd's, as Exiv2 reads them (None: it cannot)."""
     try:
         with _PYEXIV2_LOCK:
-            img = pyexiv2.ImageData(data)
+            img = _pyexiv2().ImageData(data)
             try:
                 if img.get_mime_type() != _XMP_MIME:
                     return None
