@@ -11,7 +11,7 @@ from pathlib import Path
 from tagd.config import Settings
 
 # The repository's models/ folder: manifest.toml is committed, model files are not.
-REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+REPO_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 # The error handler of tagd's stdout and stderr (see escape_streams).
 ESCAPE = "tagd-escape"

@@ -230,7 +230,7 @@ class PeopleTagSettings:
 
 @dataclass(frozen=True)
 class ConceptEntry:
-    """One tag of the concept taxonomy (see tagd/policy/taxonomy.toml)."""
+    """One tag of the concept taxonomy (see daemon/tagd/policy/taxonomy.toml)."""
 
     classes: list[str] = field(default_factory=list)
     includes: list[str] = field(default_factory=list)

@@ -58,7 +58,7 @@ def problems(settings: ClipTagSettings) -> list[str]:
         for name, p in settings.prompts.items()
         if not [t for t in p.prompts if t.strip()]
     ]
-    what = "not a CLIP prompt set (tagd/policy/clip_prompts.toml, [tags.clip.prompts])"
+    what = "not a CLIP prompt set (daemon/tagd/policy/clip_prompts.toml, [tags.clip.prompts])"
     out += unknown_labels("clip", settings.labels, prompt_sets(settings), what)
     return out
 

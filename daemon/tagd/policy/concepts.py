@@ -167,7 +167,7 @@ def problems(settings: ConceptTagSettings) -> list[str]:
         concepts, alias = _concepts(settings)
     except TaxonomyError as exc:
         return [f"tags.concepts.taxonomy.{exc}"]
-    what = "not a tag or alias of the concept taxonomy (tagd/policy/taxonomy.toml)"
+    what = "not a tag or alias of the concept taxonomy (daemon/tagd/policy/taxonomy.toml)"
     return unknown_labels("concepts", settings.labels, [*concepts, *alias], what)
 
 
