@@ -88,6 +88,14 @@ def scan_now(proc: subprocess.Popen, notify: NotifySocket) -> None:
     wait_until(ended, 30, "the scan to end")
 
 
+def idle_after_a_scan(notify: NotifySocket) -> bool:
+    """The daemon's last status is idle, and a scan has run since it started."""
+    notify.drain()
+    statuses = [m for m in notify.messages if "STATUS=" in m]
+    began = any("STATUS=indexing" in m for m in statuses)
+    return began and "STATUS=idle" in statuses[-1]
+
+
 def assert_intact(catalog: Path) -> None:
     con = connect(catalog)
     try:
@@ -175,6 +183,8 @@ def test_the_daemon_says_it_once_keeps_running_and_goes_on_later(
     with running_daemon(tmp_path, small_state, config) as (proc, log, notify):
         notify.wait_for("READY=1", 60, proc)
         wait_until(lambda: tagged_and_written(small_state, first), 60, "the first scan")
+        # Written is not ended: the scan still records its stats after the writes.
+        wait_until(lambda: idle_after_a_scan(notify), 30, "the first scan to end")
         spare = sorted(p for p in coco_dir.glob("*.jpg") if p.name not in {f.name for f in first})
         later = [Path(shutil.copyfile(src, lib / src.name)) for src in spare[:2]]
         filler = fill(small_state)
