@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from tagd.analyzers.concepts import ConceptClassifier
-from tagd.catalog.catalog import Detection
 from tagd.config import ConceptTagSettings, RuntimeSettings
 from tagd.media.image import decode_image
 from tagd.policy.concepts import class_keys, concept_tags
+from tagd.records import Detection
 from tagd.runtime.manifest import default_for, load_manifest
 from tagd.runtime.model import model_for
 

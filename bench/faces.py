@@ -40,10 +40,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tagd.catalog.catalog import Catalog, Detection
+from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
 from tagd.paths import models_dir
 from tagd.people.cluster import cluster_new_faces
+from tagd.records import Detection
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FACES = SHARED / "eval" / "faces"

@@ -32,8 +32,7 @@ from typing import TypeVar
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
-from tagd.scan.index import IndexReport, index_roots
-from tagd.scan.walk import Walker
+from tagd.scan.index import IndexReport, index_roots, make_walker
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 TARGET_S = 10.0
@@ -113,17 +112,6 @@ def cli_scan(library: Path, state: Path, config: Path) -> tuple[int, int, int]:
         sys.exit(f"unexpected scan output:\n{out}")
     seen, new, changed = (int(g) for g in found.groups())
     return seen, new, changed
-
-
-def make_walker(settings: Settings) -> Walker:
-    lib = settings.library
-    return Walker(
-        lib.image_extensions,
-        lib.video_extensions,
-        lib.exclude,
-        include_hidden=lib.include_hidden,
-        follow_symlinks=lib.follow_symlinks,
-    )
 
 
 def api_index(catalog: Catalog, library: Path) -> IndexReport:

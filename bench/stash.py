@@ -30,8 +30,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from stash_server import StashServer  # noqa: E402
 
-from tagd.catalog.catalog import Catalog, Tag  # noqa: E402
+from tagd.catalog.catalog import Catalog  # noqa: E402
 from tagd.config import PathMapping, Settings, StashSettings  # noqa: E402
+from tagd.records import Tag  # noqa: E402
 from tagd.sinks import stash  # noqa: E402
 from tagd.sinks.stash import SINK, deliver_stash  # noqa: E402
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tagd.catalog.catalog import Catalog, Detection, Tag
+from tagd.catalog.catalog import Catalog
 from tagd.catalog.connect import CatalogError, connect
 from tagd.catalog.migrations import MIGRATIONS, SCHEMA_VERSION, _statements, schema_version
+from tagd.records import Detection, Tag
 
 
 def tables(con) -> set[str]:

@@ -84,7 +84,7 @@ def test_user_taxonomy_extends_and_bad_entries_name_the_key():
 
 
 def test_scores_add_up_and_rules_apply():
-    from tagd.catalog.catalog import Detection
+    from tagd.records import Detection
 
     frame = [Detection("beagle", 0.2, None), Detection("basset", 0.2, None)]
     frame += [Detection("tabby", 0.05, None)]

@@ -39,6 +39,39 @@ def test_repo_config_is_exactly_the_defaults() -> None:
     assert plain == defaults
 
 
+@pytest.mark.skipif(not REPO_CONFIG.is_file(), reason=f"{REPO_CONFIG} does not exist yet")
+def test_repo_config_shows_every_key() -> None:
+    """Equal defaults are not enough: a key left out of config.toml is still its
+    default. Every key is written in its section, or shown commented out where
+    TOML cannot write its default (None) or its profile sets it."""
+    import re
+    import tomllib
+
+    text = REPO_CONFIG.read_text()
+    written = tomllib.loads(text)
+
+    def section_text(path: str) -> str:
+        header = f"\n[{path}]\n"
+        body = text[text.index(header) + len(header) :] if path else text
+        following = re.search(r"^\[", body, re.M)
+        return body[: following.start()] if following else body
+
+    def missing(section: type, table: dict, path: str) -> list[str]:
+        out = []
+        for f in dataclasses.fields(section):
+            key = f"{path}.{f.name}" if path else f.name
+            value = getattr(section(), f.name)
+            if f.name == "source":
+                continue
+            if dataclasses.is_dataclass(value):
+                out += missing(type(value), table.get(f.name, {}), key)
+            elif f.name not in table and f"\n# {f.name} = " not in section_text(path):
+                out.append(key)
+        return out
+
+    assert missing(Settings, written, "") == []
+
+
 def test_empty_file_and_no_file_are_the_defaults(tmp_path: Path, state_dir: Path) -> None:
     assert dataclasses.replace(load_text(tmp_path, ""), source=None) == Settings()
     assert find_config_file() is None  # state_dir fixture: no TAGD_CONFIG, empty XDG
@@ -368,3 +401,74 @@ def test_a_config_that_is_no_regular_file_is_refused_without_blocking(
     # Any command, not only `config check`: the daemon's SIGHUP reload reads it the same way.
     done = run_tagd("--config", fifo, "status", env=env, timeout=30)
     assert done.returncode == 2 and "a named pipe" in done.stderr, done.stderr
+
+
+# ---------------------------------------------------------------- every problem at once
+
+
+def test_every_problem_is_reported_each_on_its_own_line(tmp_path: Path, cli) -> None:
+    """A file with three typos is fixed in one pass: `config check` prints one line
+    per problem, each naming the file; the error itself stays one line (logs,
+    the service status)."""
+    text = '[runtime]\nbatch_size = "8"\nbackend = "gpu"\n[library]\nrootz = []\n'
+    path = write_config(tmp_path / "config.toml", text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert "\n" not in str(info.value)
+    assert len(info.value.lines) == 3
+    code, out, err = cli("config", "check", path)
+    assert code == 2 and not out
+    lines = err.splitlines()
+    assert len(lines) == 3, err
+    for line, needle in zip(
+        sorted(lines), ["library.rootz", "runtime.backend", "runtime.batch_size"], strict=True
+    ):
+        assert line.startswith(f"tagd: {path}: {needle}"), line
+
+
+def test_source_is_not_a_key_of_the_file(tmp_path: Path) -> None:
+    """Where the settings came from is set by loading, never by the file."""
+    with pytest.raises(ConfigError, match="source: unknown key; allowed in the top level"):
+        load_text(tmp_path, 'source = "/etc/passwd"\n')
+
+
+def test_the_schema_has_every_key_with_its_range() -> None:
+    """The settings' JSON schema (what an HTTP client validates against) forbids
+    unknown keys and bounds every number, so nan is refused everywhere."""
+    from pydantic import TypeAdapter
+
+    schema = TypeAdapter(Settings).json_schema()
+    assert "source" not in schema["properties"]
+    numbers = []
+
+    def walk(node: object, path: str) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "properties" in node:
+                assert node.get("additionalProperties") is False, path
+            if node.get("type") in ("number", "integer"):
+                numbers.append(path)
+                assert "minimum" in node or "maximum" in node, path
+            for key, value in node.items():
+                walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}[{i}]")
+
+    walk(schema, "")
+    assert len(numbers) > 50
+
+
+def test_settings_load_without_the_tag_policy() -> None:
+    """The settings are shared by everything (the policy itself, an HTTP API);
+    only checking tag rules needs the policy, and it is imported for that."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tagd.config\n"
+        "assert not [m for m in sys.modules if m.startswith('tagd.policy')], sys.modules\n"
+        "tagd.config.parse_settings({})\n"
+        "assert 'tagd.policy.validate' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

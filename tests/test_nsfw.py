@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from tagd.analyzers.nsfw import NsfwDetector, letterbox
-from tagd.catalog.catalog import Detection, Media
 from tagd.config import NsfwTagSettings, Settings, TagRule, TagSettings
 from tagd.policy import nsfw as nsfw_policy
 from tagd.policy.tags import TagPolicy
+from tagd.records import Detection, Media
 from tagd.runtime.manifest import default_for, load_manifest
 from tagd.runtime.model import ManagedModel
 

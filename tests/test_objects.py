@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from tagd.analyzers.objects import ObjectDetector, letterbox, make_grids
-from tagd.catalog.catalog import Detection
 from tagd.config import TagGroupSettings, TagRule, TagSettings
 from tagd.media.image import decode_image
 from tagd.paths import REPO_MODELS_DIR
 from tagd.policy.tags import TagPolicy
+from tagd.records import Detection
 from tagd.runtime.manifest import load_manifest
 from tagd.runtime.model import ManagedModel
 

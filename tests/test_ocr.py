@@ -13,9 +13,9 @@ import pytest
 from conftest import write_config
 
 from tagd.analyzers.ocr import TextReader, build
-from tagd.catalog.catalog import Detection, Media
 from tagd.config import Settings, TagSettings, TextTagSettings
 from tagd.policy.tags import TagPolicy
+from tagd.records import Detection, Media
 from tagd.runtime.manifest import ModelError, load_manifest
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,9 +20,10 @@ from stash_server import StashServer
 from test_end_to_end import db_rows, tags_by_path
 from test_service import running_daemon, stop, tagged_and_written, wait_until
 
-from tagd.catalog.catalog import Catalog, Tag
+from tagd.catalog.catalog import Catalog
 from tagd.config import PathMapping, Settings, StashSettings
 from tagd.paths import ESCAPE, escape_streams, shown
+from tagd.records import Tag
 from tagd.sinks.stash import SINK, deliver_stash
 
 ODD_FILE = os.fsdecode(b"caf\xe9.jpg")  # Latin-1 e-acute

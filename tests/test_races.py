@@ -20,12 +20,11 @@ from tagd.catalog.connect import CatalogError, DatabaseError
 from tagd.config import Settings, parse_settings
 from tagd.paths import models_dir
 from tagd.pipeline import Pipeline, build_analyzers
-from tagd.scan.index import index_roots
+from tagd.scan.index import index_roots, make_walker
 from tagd.service.control import ask
 from tagd.service.lock import holder_notes
-from tagd.service.work import make_walker
-from tagd.sinks.deliver import deliver_xmp
 from tagd.sinks.xmp import XmpChange, sidecar_path
+from tagd.sinks.xmp_deliver import deliver_xmp
 
 PERSON = "AI|Objects|person"
 DIGIKAM_SIDECAR = REPO / "tests" / "data" / "xmp" / "digikam.xmp"

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tagd.catalog.catalog import Catalog, Detection
+from tagd.catalog.catalog import Catalog
 from tagd.config import LibrarySettings
+from tagd.records import Detection
 from tagd.scan.fingerprint import BLOCK, fingerprint
 from tagd.scan.index import index_root, index_roots
 from tagd.scan.walk import Walker

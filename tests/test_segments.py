@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import VIDEOS, write_config
 
-from tagd.catalog.catalog import Catalog, Detection, Media, Segment, Tag
+from tagd.catalog.catalog import Catalog
 from tagd.config import (
     Settings,
     TagGroupSettings,
@@ -24,6 +24,7 @@ from tagd.config import (
 from tagd.pipeline import video_interval
 from tagd.policy.segments import SegmentRules, frame_interval, merge_hits
 from tagd.policy.tags import TagPolicy
+from tagd.records import Detection, Media, Segment, Tag
 
 RULES = SegmentRules(max_gap=4.0, min_segment=2.0, min_total=4.0, min_fraction=0.25)
 

@@ -292,7 +292,7 @@ def test_images_and_errored_files(server: StashServer, tmp_path: Path) -> None:
         good = catalog.ensure_content("fp-good", "image")
         bad = catalog.ensure_content("fp-bad", "image")
         catalog.set_content_error(bad, "truncated JPEG")
-        from tagd.catalog.catalog import Tag
+        from tagd.records import Tag
 
         catalog.replace_tags(good, "objects", [Tag("AI|Objects|dog", 0.9, "objects")])
         ids = [
@@ -600,7 +600,7 @@ def test_many_due_files_are_found_by_listing_stash(tmp_path: Path) -> None:
     the end state equals asking per file."""
     from test_stash_people import catalog_with
 
-    from tagd.catalog.catalog import Tag
+    from tagd.records import Tag
 
     names = [f"p{i}.jpg" for i in range(6)]
     files = {n: [Tag(f"AI|Objects|{'dog' if i % 2 else 'cat'}", 0.9, "objects")]
@@ -633,7 +633,7 @@ def test_a_scene_with_two_files_is_seen_fresh_for_the_second(tmp_path: Path) -> 
     write, from a fresh answer, so the marker made for the first is not made twice."""
     from test_stash_people import catalog_with
 
-    from tagd.catalog.catalog import Segment, Tag
+    from tagd.records import Segment, Tag
 
     stash = StashServer().start()
     try:
@@ -685,7 +685,7 @@ def test_one_object_stash_refuses_does_not_fail_its_batch(tmp_path: Path) -> Non
     them was deleted meanwhile), each is sent alone and only that one fails."""
     from test_stash_people import catalog_with
 
-    from tagd.catalog.catalog import Tag
+    from tagd.records import Tag
     from tagd.sinks.stash import StashWriter, make_client
 
     stash = StashServer().start()
@@ -781,7 +781,7 @@ def test_an_answer_of_the_wrong_shape_keeps_the_work_queued(
     Stash answers properly."""
     from test_stash_people import catalog_with
 
-    from tagd.catalog.catalog import Tag
+    from tagd.records import Tag
 
     stash = StashServer().start()
     try:

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from stash_server import StashServer
 
-from tagd.catalog.catalog import Catalog, Tag
+from tagd.catalog.catalog import Catalog
 from tagd.config import PathMapping, Settings, StashSettings
+from tagd.records import Tag
 from tagd.sinks.stash import SINK, deliver_stash
 from tagd.sinks.stash_fields import route
 

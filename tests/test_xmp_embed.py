@@ -14,13 +14,14 @@ import cv2
 import numpy as np
 import pytest
 
-from tagd.catalog.catalog import Catalog, Tag
+from tagd.catalog.catalog import Catalog
 from tagd.config import ConfigError, LibrarySettings, parse_settings
+from tagd.records import Tag
 from tagd.scan.index import index_root
 from tagd.scan.walk import Walker
-from tagd.sinks.deliver import deliver_xmp
 from tagd.sinks.embed import KILL_ENV, recover, sync_embedded
 from tagd.sinks.xmp import XmpWriteError, sidecar_path
+from tagd.sinks.xmp_deliver import deliver_xmp
 
 EXIFTOOL = shutil.which("exiftool")
 pytestmark = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not installed")

@@ -76,14 +76,8 @@ class Group:
 
 def load_photos(catalog: Catalog) -> list[Photo]:
     """Every file whose content has hashes (a copy shares its content's hashes)."""
-    rows = catalog.con.execute(
-        "SELECT f.path, c.id, c.kind, COALESCE(c.width, 0), COALESCE(c.height, 0), f.size, "
-        "h.phash, h.variants FROM hashes h JOIN contents c ON c.id = h.content_id "
-        "JOIN files f ON f.content_id = c.id WHERE f.error IS NULL AND c.error IS NULL "
-        "ORDER BY f.path"
-    )
     photos = []
-    for path, cid, kind, width, height, size, plain, variants in rows:
+    for path, cid, kind, width, height, size, plain, variants in catalog.hashed_files():
         if variants and len(variants) == 8 * ph.HASHES:
             hashes = np.frombuffer(variants, "<u8").astype(np.uint64)
         else:  # a row from another hash version: the plain hash is all there is
@@ -211,17 +205,13 @@ def similar_by_embedding(
         for k in (limit * 4 + 8, limit * 32 + 64):
             hits = catalog.nearest(analyzer, vectors[len(vectors) // 2], k=k)
             found, seen = [], {content_id}
+            owners = catalog.detection_contents([det_id for det_id, _ in hits])
             for det_id, dist in hits:
-                row = catalog.con.execute(
-                    "SELECT content_id FROM detections WHERE id = ?", (det_id,)
-                ).fetchone()
-                if row is None or row[0] in seen:
+                owner = owners.get(det_id)
+                if owner is None or owner in seen:
                     continue
-                seen.add(row[0])
-                for (path,) in catalog.con.execute(
-                    "SELECT path FROM files WHERE content_id = ? ORDER BY path", (row[0],)
-                ):
-                    found.append(Similar(path, round(dist, 4)))
+                seen.add(owner)
+                found += [Similar(path, round(dist, 4)) for path in catalog.paths_of_content(owner)]
             if len(found) >= limit or len(hits) < k:
                 break
         return analyzer, found[:limit]

@@ -26,15 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
-from tagd.analyzers import clip, concepts, faces, nsfw, objects, ocr, phash
+from tagd.analyzers import registry
 from tagd.analyzers.base import Analyzer, Finding
-from tagd.catalog.catalog import Catalog, Detection, Media, WorkItem
+from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
 from tagd.media.image import DecodeError, decode_image
 from tagd.media.sniff import describe, kind_of_format, sniff
-from tagd.policy.tags import NEEDS_VECTORS, TagPolicy
+from tagd.policy.apply import derive_and_queue
+from tagd.policy.tags import TagPolicy
+from tagd.records import Detection, WorkItem
 from tagd.runtime.backends import cpu_threads
-from tagd.runtime.manifest import ModelSpec, load_manifest, prefer_engine
+from tagd.runtime.manifest import load_manifest, prefer_engine
 
 SINKS_KEY = "derived_with"
 log = logging.getLogger(__name__)
@@ -68,23 +70,11 @@ class AnalyzeReport:
     unsettled: list[str] = field(default_factory=list)
 
 
-# Every analyzer module has build(settings, specs, models_dir) -> Analyzer | None.
-BUILDERS: list[Callable[[Settings, dict[str, ModelSpec], Path], Analyzer | None]] = [
-    objects.build,
-    ocr.build,
-    concepts.build,
-    clip.build,
-    nsfw.build,
-    phash.build,
-    faces.build,
-]
-
-
 def build_analyzers(settings: Settings, models_dir: Path) -> list[Analyzer]:
-    """The enabled analyzers, each with its (not yet loaded) model."""
+    """The enabled analyzers (tagd.analyzers.registry), each with its (not yet loaded)
+    models."""
     specs = prefer_engine(load_manifest(models_dir), settings.runtime.backend)
-    built = (build(settings, specs, models_dir) for build in BUILDERS)
-    return [a for a in built if a is not None]
+    return registry.build_analyzers(settings, specs, models_dir)
 
 
 class Pipeline:
@@ -121,27 +111,16 @@ class Pipeline:
         key += "".join(f":{name}" for name in ("performers", "studio") if getattr(stash, name))
         if self.catalog.get_meta(SINKS_KEY) == key:
             return 0
-        changed: set[int] = set()
         with self.catalog.transaction():
+            work: dict[int, list[str]] = {}
             for analyzer in self.analyzers:
                 for cid in self.catalog.analysed_contents(analyzer.name):
-                    self._derive(cid, analyzer.name)
-                    changed.add(cid)
-            for sink in self.sinks():
-                self.catalog.enqueue_content(changed, sink)
+                    work.setdefault(cid, []).append(analyzer.name)
+            # Every analysed file is written again, changed tags or not: the sinks'
+            # own settings are part of the key.
+            queued = derive_and_queue(self.catalog, self.policy, self.sinks(), work, queue_all=True)
             self.catalog.set_meta(SINKS_KEY, key)
-        return len(changed)
-
-    def _derive(self, content_id: int, analyzer: str, media: Media | None = None) -> bool:
-        """Tags from one analyzer's stored findings; True when they changed."""
-        media = self.catalog.media_for(
-            media or self.catalog.media(content_id), content_id, analyzer
-        )
-        found = self.catalog.detections(
-            content_id, analyzer, with_vectors=analyzer in NEEDS_VECTORS
-        )
-        tags = self.policy.derive(analyzer, found, media)
-        return self.catalog.replace_tags(content_id, analyzer, tags)
+        return len(queued)
 
     # ------------------------------------------------------------ analysis
 
@@ -367,11 +346,8 @@ class Pipeline:
                 self.catalog.set_analysis_interval(
                     cid, analyzer.name, _picked_interval(analyzer, loaded)
                 )
-        media = self.catalog.media(cid)  # once per file, not once per analyzer
-        changed = [self._derive(cid, analyzer.name, media) for analyzer in self.analyzers]
-        if any(changed):
-            for sink in self.sinks():
-                self.catalog.enqueue_content([cid], sink)
+        names = [analyzer.name for analyzer in self.analyzers]
+        derive_and_queue(self.catalog, self.policy, self.sinks(), {cid: names})
         report.done += 1
         report.frames += len(loaded.frames)
 

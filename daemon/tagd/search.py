@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagd.catalog.catalog import Catalog, path_under
+from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
 from tagd.paths import shown
 
@@ -73,35 +73,10 @@ def fts_query(query: str) -> str | None:
 
 def candidates(catalog: Catalog, filters: Filters) -> dict[int, list[tuple[str, str]]]:
     """content id -> [(path, kind)] of the analysed files passing every filter."""
-    sql = "SELECT f.content_id, f.path, f.kind FROM files f WHERE f.content_id IS NOT NULL"
-    params: list[object] = []
-    if filters.kind:
-        sql += " AND f.kind = ?"
-        params.append(filters.kind)
-    if filters.path:
-        # A range on the path index, not LIKE (a path may contain % and _) nor
-        # substr (it counts characters, which a name that is not UTF-8 lacks).
-        under, under_params = path_under([str(Path(filters.path).expanduser().absolute())])
-        sql += f" AND {under}"
-        params += under_params
-    if filters.tag:
-        sql += (
-            " AND EXISTS (SELECT 1 FROM tags t WHERE t.content_id = f.content_id AND "
-            "(lower(t.name) = lower(?) OR lower(t.name) LIKE '%|' || lower(?) "
-            "OR lower(t.name) LIKE lower(?) || '|%'))"
-        )
-        params += [filters.tag] * 3
-    if filters.person:
-        sql += (
-            " AND EXISTS (SELECT 1 FROM faces fa JOIN detections d ON d.id = fa.detection_id "
-            "JOIN people p ON p.id = fa.person_id "
-            "WHERE d.content_id = f.content_id AND lower(p.name) = lower(?))"
-        )
-        params.append(filters.person)
-    out: dict[int, list[tuple[str, str]]] = {}
-    for cid, path, kind in catalog.con.execute(sql, params):
-        out.setdefault(cid, []).append((path, kind))
-    return out
+    under = str(Path(filters.path).expanduser().absolute()) if filters.path else None
+    return catalog.search_candidates(
+        kind=filters.kind, under=under, tag=filters.tag, person=filters.person
+    )
 
 
 def aliases(settings: Settings) -> dict[str, str]:
@@ -116,12 +91,12 @@ def tag_scores(
     """content id -> [(tag, score)] for tags whose leaf or path a word names."""
     wanted = set(words) | {renamed[w] for w in words if w in renamed}
     out: dict[int, list[tuple[str, float]]] = {}
-    for cid, name, score in catalog.con.execute("SELECT content_id, name, score FROM tags"):
+    for cid, name, score in catalog.all_tags():
         if cid not in content_ids:
             continue
         lower = name.casefold()
         if lower in wanted or lower.rsplit("|", 1)[-1] in wanted:
-            out.setdefault(cid, []).append((name, float(score)))
+            out.setdefault(cid, []).append((name, score))
     return out
 
 
@@ -132,14 +107,8 @@ def text_scores(
     match = fts_query(query)
     if match is None:
         return {}
-    rows = catalog.con.execute(
-        "SELECT d.content_id, d.text, bm25(detections_fts) AS rank FROM detections_fts "
-        "JOIN detections d ON d.id = detections_fts.rowid "
-        "WHERE detections_fts MATCH ? ORDER BY rank LIMIT ?",
-        (match, max(limit * 20, 200)),
-    )
     out: dict[int, tuple[str, float]] = {}
-    for cid, text, rank in rows:
+    for cid, text, rank in catalog.text_matches(match, max(limit * 20, 200)):
         if cid in content_ids and cid not in out:  # rows come best first
             out[cid] = (text, -rank / (1 - rank))
     return out
@@ -152,10 +121,7 @@ def clip_scores(
 
     Empty unless both a CLIP model is installed and image embeddings are stored.
     """
-    exists = catalog.con.execute(
-        "SELECT 1 FROM sqlite_master WHERE name = ?", (f"vec_{CLIP_ANALYZER}",)
-    ).fetchone()
-    if not exists:
+    if not catalog.has_vectors(CLIP_ANALYZER):
         return {}
     from tagd.runtime.clip import ClipModel
     from tagd.runtime.manifest import ModelError, default_for, load_manifest
@@ -176,10 +142,7 @@ def clip_scores(
     if not nearest:
         return out
     ids = {det: dist for det, dist in nearest}
-    marks = ",".join("?" * len(ids))
-    for det, cid in catalog.con.execute(
-        f"SELECT id, content_id FROM detections WHERE id IN ({marks})", list(ids)
-    ):
+    for det, cid in catalog.detection_contents(list(ids)).items():
         cosine = 1 - ids[det] ** 2 / 2  # both sides are unit vectors
         out[cid] = max(out.get(cid, -1.0), cosine)
     return out

@@ -10,16 +10,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tagd.runtime.manifest import ModelSpec
-from tagd.runtime.model import ManagedModel
+from tagd.runtime.lifecycle import ModelLifecycle
 
 if TYPE_CHECKING:
-    from tagd.catalog.catalog import Catalog, Detection
+    from tagd.catalog.catalog import Catalog
+    from tagd.records import Detection
 
 
 @dataclass(frozen=True)
@@ -32,36 +31,6 @@ class Finding:
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # embedding
 
 
-class Builtin:
-    """The model of an analyzer that has none (a hash): nothing to load or check.
-
-    It answers like a ManagedModel, so the service, `scan` and `doctor` treat
-    every analyzer alike; `version` stands in for the sha256, so changing the
-    algorithm re-runs only that analyzer.
-    """
-
-    loaded = False
-
-    def __init__(self, name: str, version: str, min_long_side: int) -> None:
-        self.spec = ModelSpec(
-            name=name,
-            task=name,
-            file="",
-            sha256=f"builtin:{version}",
-            input=(min_long_side, min_long_side),
-            variant="builtin",
-        )
-
-    def check(self) -> Path:
-        return Path()
-
-    def unload(self) -> None:
-        pass
-
-    def unload_if_idle(self, now: float | None = None) -> bool:
-        return False
-
-
 class Analyzer(ABC):
     name: str  # key of its results in the catalog and the export
     # Seconds between the video frames this analyzer looks at; 0 = every sampled
@@ -69,7 +38,7 @@ class Analyzer(ABC):
     # every two seconds, and it is what sets the pace of a video scan.
     video_interval: float = 0.0
 
-    def __init__(self, model: ManagedModel | Builtin) -> None:
+    def __init__(self, model: ModelLifecycle) -> None:
         self.model = model
 
     @property
@@ -77,7 +46,7 @@ class Analyzer(ABC):
         return self.model.spec.sha256
 
     @property
-    def models(self) -> list[Any]:
+    def models(self) -> list[ModelLifecycle]:
         """Every model this analyzer runs (checked at start, unloaded when idle)."""
         return [self.model]
 

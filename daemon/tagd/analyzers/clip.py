@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tagd.analyzers.base import Analyzer, Finding
+from tagd.analyzers.registry import AnalyzerPlugin
 from tagd.config import Settings
 from tagd.policy import clip_tags
 from tagd.runtime.clip import TASK, ClipModel
@@ -49,9 +50,7 @@ class ClipEmbedder(Analyzer):
     name = "clip"
 
     def __init__(self, model: ClipModel) -> None:
-        # ClipModel has ManagedModel's lifecycle (spec, check, unload, unload_if_idle)
-        # for its two towers, which is all the pipeline and service use.
-        super().__init__(model)  # type: ignore[arg-type]
+        super().__init__(model)
         self.clip = model
 
     @property
@@ -66,3 +65,14 @@ class ClipEmbedder(Analyzer):
         embeddings = self.clip.encode_images(images)
         # The label names the model, so the policy knows which text tower scores it.
         return [[Finding(self.clip.spec.name, 1.0, vector=e)] for e in embeddings]
+
+
+# Not exported: an embedding says nothing to a reader; its tags are under "tags".
+PLUGIN = AnalyzerPlugin(
+    name=ClipEmbedder.name,
+    rank=40,
+    section="clip",
+    build=build,
+    derive=clip_tags.derive,
+    needs_vectors=True,  # prompts are scored against the stored embeddings
+)

@@ -14,8 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tagd.analyzers import exported
 from tagd.analyzers.base import Analyzer, Finding
+from tagd.analyzers.registry import AnalyzerPlugin
 from tagd.config import Settings
+from tagd.policy import concepts as policy
 from tagd.policy.concepts import class_keys, imagenet_classes
 from tagd.runtime.classifier import Classifier
 from tagd.runtime.manifest import ModelSpec, resolve
@@ -46,6 +49,7 @@ def build(settings: Settings, specs: dict[str, ModelSpec], models_dir: Path) -> 
 
 class ConceptClassifier(Analyzer):
     name = "concepts"
+    model: ManagedModel  # runs sessions, not just the common lifecycle
 
     def __init__(
         self, model: ManagedModel, *, top_k: int, min_score: float, batch_size: int = 8
@@ -72,3 +76,15 @@ class ConceptClassifier(Analyzer):
                 [Finding(self.keys[i], float(row[i])) for i in best if row[i] >= self.min_score]
             )
         return out
+
+
+PLUGIN = AnalyzerPlugin(
+    name=ConceptClassifier.name,
+    rank=30,
+    section="concepts",
+    build=build,
+    derive=policy.derive,
+    # The raw ImageNet classes; the taxonomy's tags are under "tags".
+    export_key="concepts",
+    export=exported.labels(ConceptClassifier.name),
+)

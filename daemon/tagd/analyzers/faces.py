@@ -26,11 +26,15 @@ import numpy as np
 
 from tagd.analyzers import retinaface_decode as rf
 from tagd.analyzers.base import Analyzer, Finding
-from tagd.catalog.catalog import Catalog, Detection
+from tagd.analyzers.registry import AnalyzerPlugin
+from tagd.catalog.catalog import Catalog
 from tagd.config import FacesSettings, Settings
 from tagd.media.facechip import CHIP_PADDING, face_chip_retinaface
 from tagd.people import store
+from tagd.policy.people import person_tags
+from tagd.records import Detection
 from tagd.runtime.face_embedding import FaceEmbedder
+from tagd.runtime.lifecycle import ModelLifecycle
 from tagd.runtime.manifest import ModelSpec, resolve
 from tagd.runtime.model import ManagedModel, model_for
 
@@ -73,6 +77,7 @@ def input_size(width: int, height: int, long_side: int) -> tuple[int, int, float
 
 class FaceAnalyzer(Analyzer):
     name = "faces"
+    model: ManagedModel  # runs sessions, not just the common lifecycle
 
     def __init__(self, detector: ManagedModel, embedder: FaceEmbedder, cfg: FacesSettings) -> None:
         super().__init__(detector)
@@ -86,7 +91,7 @@ class FaceAnalyzer(Analyzer):
         return hashlib.sha256(both).hexdigest()
 
     @property
-    def models(self) -> list[ManagedModel]:
+    def models(self) -> list[ModelLifecycle]:
         return [self.model, self.embedder.model]
 
     @property
@@ -150,3 +155,14 @@ class FaceAnalyzer(Analyzer):
                 pos += 1
             out.append(findings)
         return out
+
+
+PLUGIN = AnalyzerPlugin(
+    name=FaceAnalyzer.name,
+    rank=70,
+    section="faces",
+    build=build,
+    derive=person_tags,
+    export_key="faces",
+    export=store.export_faces,
+)

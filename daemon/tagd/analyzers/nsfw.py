@@ -14,8 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tagd.analyzers import exported
 from tagd.analyzers.base import Analyzer, Finding
+from tagd.analyzers.registry import AnalyzerPlugin
 from tagd.config import Settings
+from tagd.policy import nsfw as policy
 from tagd.runtime.manifest import ModelSpec, resolve
 from tagd.runtime.model import ManagedModel, model_for
 
@@ -54,6 +57,7 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
 
 class NsfwDetector(Analyzer):
     name = "nsfw"
+    model: ManagedModel  # runs sessions, not just the common lifecycle
 
     def __init__(
         self, model: ManagedModel, *, min_score: float, nms_iou: float, max_detections: int
@@ -104,3 +108,14 @@ class NsfwDetector(Analyzer):
             box = (max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh))
             findings.append(Finding(self.labels[cls[i]], float(scores[i]), box))
         return findings
+
+
+PLUGIN = AnalyzerPlugin(
+    name=NsfwDetector.name,
+    rank=50,
+    section="nsfw",
+    build=build,
+    derive=policy.derive,
+    export_key="nsfw",
+    export=exported.boxes(NsfwDetector.name),
+)

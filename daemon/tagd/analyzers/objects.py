@@ -9,8 +9,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tagd.analyzers import exported
 from tagd.analyzers.base import Analyzer, Finding
+from tagd.analyzers.registry import AnalyzerPlugin
 from tagd.config import Settings
+from tagd.policy import objects as policy
 from tagd.runtime.backends import run_batched
 from tagd.runtime.manifest import ModelSpec, resolve
 from tagd.runtime.model import ManagedModel, model_for
@@ -64,6 +67,7 @@ def build(settings: Settings, specs: dict[str, ModelSpec], models_dir: Path) -> 
 
 class ObjectDetector(Analyzer):
     name = "objects"
+    model: ManagedModel  # runs sessions, not just the common lifecycle
 
     def __init__(
         self, model: ManagedModel, *, min_score: float, nms_iou: float, max_detections: int
@@ -114,3 +118,14 @@ class ObjectDetector(Analyzer):
 def _floats(box: tuple[float, ...]) -> tuple[float, float, float, float]:
     x0, y0, x1, y1 = (float(v) for v in box)
     return x0, y0, x1, y1
+
+
+PLUGIN = AnalyzerPlugin(
+    name=ObjectDetector.name,
+    rank=10,
+    section="objects",
+    build=build,
+    derive=policy.derive,
+    export_key="objects",
+    export=exported.boxes(ObjectDetector.name),
+)

@@ -21,8 +21,12 @@ import cv2
 import numpy as np
 import pyclipper
 
+from tagd.analyzers import exported
 from tagd.analyzers.base import Analyzer, Finding
+from tagd.analyzers.registry import AnalyzerPlugin
 from tagd.config import OcrSettings, Settings
+from tagd.policy import ocr as policy
+from tagd.runtime.lifecycle import ModelLifecycle
 from tagd.runtime.manifest import ModelError, ModelSpec, resolve
 from tagd.runtime.model import ManagedModel, model_for
 
@@ -60,6 +64,7 @@ def build(settings: Settings, specs: dict[str, ModelSpec], models_dir: Path) -> 
 
 class TextReader(Analyzer):
     name = "ocr"
+    model: ManagedModel  # runs sessions, not just the common lifecycle
 
     def __init__(
         self,
@@ -81,7 +86,7 @@ class TextReader(Analyzer):
         self.runs = {"det": 0, "cls": 0, "rec": 0}
 
     @property
-    def models(self) -> list[ManagedModel]:
+    def models(self) -> list[ModelLifecycle]:
         return [m for m in (self.model, self.rec, self.cls) if m is not None]
 
     @property
@@ -322,3 +327,14 @@ def ctc_greedy(probs: np.ndarray, alphabet: list[str]) -> tuple[str, float]:
         return "", 0.0
     text = "".join(alphabet[i] for i in best[keep])
     return text, float(conf[keep].mean())
+
+
+PLUGIN = AnalyzerPlugin(
+    name=TextReader.name,
+    rank=20,
+    section="ocr",
+    build=build,
+    derive=policy.text_tags,
+    export_key="text",
+    export=exported.texts(TextReader.name),
+)

@@ -17,10 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tagd.analyzers.base import Analyzer, Builtin, Finding
-from tagd.catalog.catalog import Catalog, Detection
+from tagd.analyzers.base import Analyzer, Finding
+from tagd.analyzers.registry import AnalyzerPlugin
+from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
 from tagd.media import phash as ph
+from tagd.records import Detection
+from tagd.runtime.lifecycle import Builtin
 from tagd.runtime.manifest import ModelSpec
 
 # 32×32 is what the hash reads; decoding at least twice that keeps the
@@ -62,9 +65,23 @@ class PerceptualHash(Analyzer):
         if not frames:
             return
         hashes = frames[len(frames) // 2].hashes
-        catalog.con.execute(
-            "INSERT INTO hashes(content_id, phash, variants) VALUES (?, ?, ?) "
-            "ON CONFLICT(content_id) DO UPDATE SET phash = excluded.phash, "
-            "variants = excluded.variants",
-            (content_id, ph.to_signed(int(hashes[0])), hashes.astype("<u8").tobytes()),
+        catalog.save_hashes(
+            content_id, ph.to_signed(int(hashes[0])), hashes.astype("<u8").tobytes()
         )
+
+
+def exported(catalog: Catalog, content_id: int) -> str | None:
+    """The plain 64-bit pHash as 16 hex digits (null when not hashed)."""
+    plain = catalog.phash(content_id)
+    return f"{ph.to_unsigned(plain):016x}" if plain is not None else None
+
+
+# No tags: `tagd dupes` and `tagd similar` read the hashes.
+PLUGIN = AnalyzerPlugin(
+    name=PerceptualHash.name,
+    rank=60,
+    section="duplicates",
+    build=build,
+    export_key="phash",
+    export=exported,
+)

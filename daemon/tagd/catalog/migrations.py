@@ -2,7 +2,9 @@
 
 ``PRAGMA user_version`` holds the number of migrations applied. A new schema
 change is a new entry at the end; existing entries are never edited, so any
-older catalog upgrades step by step inside one transaction each.
+older catalog upgrades step by step inside one transaction each. The one kind
+of table whose shape is known only at run time, an analyzer's embedding table,
+is made by a numbered layout (VECTOR_LAYOUTS) and registered, never ad hoc.
 """
 
 from __future__ import annotations
@@ -172,9 +174,48 @@ MIGRATIONS: list[str] = [
     WHERE analyzer = 'ocr'
       AND content_id IN (SELECT id FROM contents WHERE kind = 'video');
     """,
+    # 9: the register of embedding tables (see VECTOR_LAYOUTS below), filled in
+    # from the ones earlier tagd made without it: the analyzer is the one their
+    # clean-up trigger names, the width the one their vec0 column declares.
+    """
+    CREATE TABLE vector_tables (
+        analyzer TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        dim INTEGER NOT NULL,
+        layout INTEGER NOT NULL
+    );
+    INSERT INTO vector_tables(analyzer, name, dim, layout)
+    SELECT substr(t.sql, instr(t.sql, 'old.analyzer = ''') + 16,
+                  instr(t.sql, ''' BEGIN') - instr(t.sql, 'old.analyzer = ''') - 16),
+           v.name,
+           CAST(substr(v.sql, instr(v.sql, 'float[') + 6) AS INTEGER),
+           1
+    FROM sqlite_master v JOIN sqlite_master t ON t.type = 'trigger' AND t.name = v.name || '_gc'
+    WHERE v.type = 'table' AND v.sql LIKE 'CREATE VIRTUAL TABLE % USING vec0(%';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+# Embedding tables: one sqlite-vec table per analyzer whose detections carry a
+# vector (rowid = detection id). A vec0 table declares its width, and that is
+# the model's (128 for dlib faces, 512 or 768 for the CLIP variants), known only
+# once the analyzer stores its first embedding, so no fixed migration can make
+# it. Each one is made by the newest layout below instead, and registered in
+# vector_tables (migration 9) with that layout's number: changing the layout is
+# a new entry here plus a migration that rebuilds the tables registered with an
+# older number, as user_version counts MIGRATIONS.
+# Placeholders: {table}, {dim}, {analyzer} (already quoted for a string literal).
+VECTOR_LAYOUTS: list[str] = [
+    # 1: exact L2 search over float32. A deleted detection takes its vector
+    # along (contents deleted by a rescan cascade to detections, firing this).
+    """
+    CREATE VIRTUAL TABLE {table} USING vec0(embedding float[{dim}]);
+    CREATE TRIGGER {table}_gc AFTER DELETE ON detections WHEN old.analyzer = '{analyzer}'
+    BEGIN DELETE FROM {table} WHERE rowid = old.id; END;
+    """,
+]
+VECTOR_LAYOUT = len(VECTOR_LAYOUTS)
 
 
 def schema_version(con: sqlite3.Connection) -> int:
@@ -200,6 +241,27 @@ def migrate(con: sqlite3.Connection) -> int:
             con.execute("ROLLBACK")
             raise
     return SCHEMA_VERSION - current
+
+
+def vector_table_name(analyzer: str) -> str:
+    """`analyzer`'s embedding table: its name made a plain SQL identifier."""
+    return "vec_" + "".join(c if c.isalnum() else "_" for c in analyzer)
+
+
+def create_vector_table(con: sqlite3.Connection, analyzer: str, dim: int) -> str:
+    """Make and register `analyzer`'s embedding table, `dim` floats wide, by the
+    newest layout (call inside a transaction); returns its name."""
+    table = vector_table_name(analyzer)
+    script = VECTOR_LAYOUTS[VECTOR_LAYOUT - 1].format(
+        table=table, dim=int(dim), analyzer=analyzer.replace("'", "''")
+    )
+    for statement in _statements(script):
+        con.execute(statement)
+    con.execute(
+        "INSERT INTO vector_tables(analyzer, name, dim, layout) VALUES (?, ?, ?, ?)",
+        (analyzer, table, int(dim), VECTOR_LAYOUT),
+    )
+    return table
 
 
 def _statements(script: str) -> list[str]:

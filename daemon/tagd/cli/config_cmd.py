@@ -22,7 +22,9 @@ def check_cmd(ctx: Context, args: argparse.Namespace) -> int:
     try:
         settings = load_settings(path)
     except ConfigError as exc:
-        print(f"tagd: {exc}", file=sys.stderr)
+        # One line per problem: a file with several typos is fixed in one pass.
+        for line in exc.lines:
+            print(f"tagd: {line}", file=sys.stderr)
         return EXIT_USAGE
     source = settings.source or find_config_file(path)
     print(f"{source or 'built-in defaults'}: OK")

@@ -213,6 +213,7 @@ def _models(settings: Settings, r: Report) -> None:
 
 def _catalog(settings: Settings, r: Report) -> None:
     from tagd.catalog.connect import DRIVER
+    from tagd.catalog.health import health
     from tagd.catalog.migrations import SCHEMA_VERSION
     from tagd.paths import state_dir
     from tagd.service.lock import holder
@@ -240,15 +241,7 @@ def _catalog(settings: Settings, r: Report) -> None:
         r.problem(f"catalog {path} cannot be opened: {exc}")
         return
     try:
-        version = con.execute("PRAGMA user_version").fetchone()[0]
-        check = con.execute("PRAGMA quick_check").fetchone()[0]
-        mode = con.execute("PRAGMA journal_mode").fetchone()[0]
-        files = con.execute("SELECT COUNT(*) FROM files").fetchone()[0]
-        errors = con.execute(
-            "SELECT COUNT(*) FROM files f LEFT JOIN contents c ON c.id = f.content_id "
-            "WHERE f.error IS NOT NULL OR c.error IS NOT NULL"
-        ).fetchone()[0]
-        outbox = con.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        state = health(con)
     except DRIVER.Error as exc:
         r.problem(f"catalog {path} cannot be read: {exc}")
         return
@@ -256,14 +249,15 @@ def _catalog(settings: Settings, r: Report) -> None:
         con.close()
     size = sum(p.stat().st_size for p in folder.glob("catalog.db*") if p.is_file())
     r.line(
-        f"catalog: {path}: {size / 2**20:.1f} MB, schema {version} (this tagd: {SCHEMA_VERSION}), "
-        f"journal {mode}, quick_check {check}; {files} files, {errors} in error, "
-        f"{outbox} queued writes"
+        f"catalog: {path}: {size / 2**20:.1f} MB, schema {state.schema} "
+        f"(this tagd: {SCHEMA_VERSION}), journal {state.journal}, "
+        f"quick_check {state.quick_check}; {state.files} files, {state.errors} in error, "
+        f"{state.queued} queued writes"
     )
-    if check != "ok":
-        r.problem(f"catalog {path} is damaged: {check}")
-    if version > SCHEMA_VERSION:
-        r.problem(f"catalog schema {version} is newer than this tagd; upgrade tagd")
+    if state.quick_check != "ok":
+        r.problem(f"catalog {path} is damaged: {state.quick_check}")
+    if state.schema > SCHEMA_VERSION:
+        r.problem(f"catalog schema {state.schema} is newer than this tagd; upgrade tagd")
 
 
 def _control_socket(folder: Path, r: Report) -> None:

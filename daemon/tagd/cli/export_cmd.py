@@ -9,12 +9,12 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from tagd.catalog.catalog import Catalog, FileRecord
+from tagd.analyzers.registry import plugins
+from tagd.catalog.catalog import Catalog
 from tagd.catalog.connect import DiskFullError, disk_full
 from tagd.cli.context import EXIT_OK, Context
-from tagd.media.phash import to_unsigned
 from tagd.paths import shown
-from tagd.people.store import export_faces
+from tagd.records import FileRecord
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -22,22 +22,6 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.add_argument("-o", "--output", metavar="FILE", help="default: standard output")
     p.set_defaults(handler=run)
-
-
-def _objects(catalog: Catalog, content_id: int) -> list[dict[str, Any]]:
-    return [
-        {"label": d.label, "score": d.score, "box": list(d.box or ())}
-        | ({"t": d.t} if d.t is not None else {})
-        for d in catalog.detections(content_id, "objects")
-    ]
-
-
-def _text(catalog: Catalog, content_id: int) -> list[dict[str, Any]]:
-    return [
-        {"text": d.text, "score": d.score, "box": list(d.box or ())}
-        | ({"t": d.t} if d.t is not None else {})
-        for d in catalog.detections(content_id, "ocr")
-    ]
 
 
 def _segments(catalog: Catalog, content_id: int) -> list[dict[str, Any]]:
@@ -50,40 +34,14 @@ def _segments(catalog: Catalog, content_id: int) -> list[dict[str, Any]]:
     return sorted(ranges, key=lambda r: (r["start"], r["tag"]))
 
 
-def _concepts(catalog: Catalog, content_id: int) -> list[dict[str, Any]]:
-    # The raw ImageNet classes; the taxonomy's tags are under "tags".
-    return [
-        {"label": d.label, "score": d.score} | ({"t": d.t} if d.t is not None else {})
-        for d in catalog.detections(content_id, "concepts")
-    ]
-
-
-def _nsfw(catalog: Catalog, content_id: int) -> list[dict[str, Any]]:
-    return [
-        {"label": d.label, "score": d.score, "box": list(d.box or ())}
-        | ({"t": d.t} if d.t is not None else {})
-        for d in catalog.detections(content_id, "nsfw")
-    ]
-
-
-def _phash(catalog: Catalog, content_id: int) -> str | None:
-    """The plain 64-bit pHash as 16 hex digits (null when not hashed)."""
-    row = catalog.con.execute(
-        "SELECT phash FROM hashes WHERE content_id = ?", (content_id,)
-    ).fetchone()
-    return f"{to_unsigned(row[0]):016x}" if row else None
-
-
-# Export key -> its value for a content. Each analyzer adds its own key here.
-KEYS: dict[str, Callable[[Catalog, int], Any]] = {
-    "objects": _objects,
-    "segments": _segments,
-    "text": _text,
-    "concepts": _concepts,
-    "nsfw": _nsfw,
-    "phash": _phash,
-    "faces": export_faces,
-}
+def keys() -> dict[str, Callable[[Catalog, int], Any]]:
+    """Export key -> its value for a content: the tags' time ranges, then each
+    analyzer's own key (tagd.analyzers.registry), in the analyzers' order."""
+    out: dict[str, Callable[[Catalog, int], Any]] = {"segments": _segments}
+    for plugin in plugins():
+        if plugin.export_key and plugin.export:
+            out[plugin.export_key] = plugin.export
+    return out
 
 
 def file_results(catalog: Catalog, record: FileRecord) -> dict[str, Any]:
@@ -100,7 +58,7 @@ def file_results(catalog: Catalog, record: FileRecord) -> dict[str, Any]:
         "duration": record.duration,
         "tags": [{"name": t.name, "score": t.score} for t in (catalog.tags(cid) if cid else [])],
     }
-    return base | {key: (fn(catalog, cid) if cid else []) for key, fn in KEYS.items()}
+    return base | {key: (fn(catalog, cid) if cid else []) for key, fn in keys().items()}
 
 
 def rows(ctx: Context) -> Iterator[dict[str, Any]]:

@@ -52,9 +52,7 @@ def _guard(fn):  # type: ignore[no-untyped-def]
 
 def list_people(ctx: Context, args: argparse.Namespace) -> int:
     everyone = store.people(ctx.catalog)
-    waiting = ctx.catalog.con.execute(
-        "SELECT COUNT(*) FROM faces WHERE person_id IS NULL"
-    ).fetchone()[0]
+    waiting = ctx.catalog.waiting_faces()
     if not everyone:
         print("no people yet: `tagd scan` finds faces and groups them")
     for p in everyone:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
@@ -12,17 +11,14 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Context, UsageError
-from tagd.scan.index import IndexReport, index_roots
+from tagd.scan.index import IndexReport
 from tagd.scan.roots import SKIPPED, usable_roots
-from tagd.scan.walk import Walker
+from tagd.scan.run import ScanEvents, ScanOptions, ScanReport, checked_analyzers, run_scan
 from tagd.service.lock import instance_lock
-from tagd.service.stats import ScanStats, record_scan
-from tagd.sinks.deliver import DeliveryReport, deliver_xmp
-from tagd.sinks.select import enabled_sinks
-from tagd.sinks.xmp import XmpChange
 
 if TYPE_CHECKING:
-    from tagd.pipeline import AnalyzeReport, Pipeline
+    from tagd.people.cluster import ClusterReport
+    from tagd.pipeline import AnalyzeReport
 
 MAX_LISTED = 20
 
@@ -47,17 +43,6 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="with --from-stash: only the files tagged <workflow_prefix>_TagMe in Stash",
     )
     p.set_defaults(handler=run)
-
-
-def make_walker(ctx: Context) -> Walker:
-    lib = ctx.settings.library
-    return Walker(
-        lib.image_extensions,
-        lib.video_extensions,
-        lib.exclude,
-        include_hidden=lib.include_hidden,
-        follow_symlinks=lib.follow_symlinks,
-    )
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
@@ -144,107 +129,73 @@ def _run_from_stash(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _scan(ctx: Context, args: argparse.Namespace, roots: list[str]) -> int:
-    settings = ctx.settings
-    stats = ScanStats("tagd scan", roots)
-    sinks = enabled_sinks(settings)
     # Check the models before touching anything, so a missing one fails fast.
-    pipeline = None
-    if not args.index_only:
-        # Imported here: --index-only needs neither OpenCV nor onnxruntime.
-        from tagd.pipeline import Pipeline, build_analyzers
-
-        analyzers = build_analyzers(settings, ctx.models_dir)
-        for analyzer in analyzers:
-            for model in analyzer.models:
-                model.check()
-        pipeline = Pipeline(ctx.catalog, settings, analyzers, prefixes=roots)
-    indexed = index_roots(ctx.catalog, make_walker(ctx), roots, sinks)
-    _print_index(indexed)
-    if getattr(args, "from_stash", False) and settings.stash.enabled:
-        from tagd.sinks.stash_source import queue_listed
-
-        queue_listed(ctx.catalog, roots)
-    stats.indexed, stats.new, stats.changed = indexed.seen, indexed.new, indexed.changed
-    stats.moved, stats.deleted = indexed.moved, indexed.deleted
-    if pipeline is None:
-        record_scan(ctx.catalog, stats)
-        return EXIT_OK
-    pipeline.rederive_if_policy_changed()
-    analysed = _analyse(pipeline)
-    _cluster(ctx)
-    delivered = _deliver(ctx, args.dry_run, roots) if settings.xmp.enabled else None
-    stash_failed = 0
-    if settings.stash.enabled and not args.dry_run:
-        from tagd.sinks import stash
-
+    analyzers = None if args.index_only else checked_analyzers(ctx.settings, ctx.models_dir)
+    options = ScanOptions(
+        "tagd scan",
+        dry_run=args.dry_run,
+        from_stash=args.from_stash,
         # Every queued write, backing off or not: whoever runs `tagd scan` may just
-        # have fixed what made them fail.
-        to_stash = stash.deliver_stash(ctx.catalog, settings, now=math.inf)
-        print(stash.summary(to_stash))
-        stash_failed = to_stash.failed + to_stash.left
-    stats.analysed, stats.failed, stats.frames = analysed.done, analysed.failed, analysed.frames
-    stats.analyse_seconds = analysed.seconds
-    if delivered is not None and not args.dry_run:
-        stats.written, stats.write_failed = delivered.written, delivered.failed
-    record_scan(ctx.catalog, stats)
-    code = _summary(ctx, roots, pipeline, analysed, delivered, args.dry_run)
-    return EXIT_FAILURES if stash_failed else code
-
-
-def _analyse(pipeline: Pipeline) -> AnalyzeReport:
-    total = pipeline.pending_count()
-    with tqdm(total=total, unit="file", disable=not sys.stderr.isatty(), leave=False) as bar:
-        return pipeline.run(progress=bar.update)
-
-
-def _cluster(ctx: Context) -> None:
-    from tagd.people.cluster import after_scan
-
-    report = after_scan(ctx.catalog, ctx.settings)
-    if report is not None and report.new:
-        print(
-            f"faces: {report.new} new, {report.assigned} joined people "
-            f"({report.created} new people); {report.waiting} waiting: see `tagd people list`"
+        # have fixed what made them fail (a read-only folder, a full disk, Stash
+        # down); the daemon's retry timer keeps the backoff.
+        retry_all=True,
+        # The paths this scan was given count as library roots for its writes.
+        write_roots=roots,
+    )
+    with _Printed() as events:
+        report = run_scan(
+            ctx.catalog, ctx.settings, roots, analyzers, options=options, events=events
         )
-
-def _deliver(ctx: Context, dry_run: bool, roots: list[str]) -> DeliveryReport:
-    def show(change: XmpChange) -> None:
-        if dry_run:
-            print(f"would update {change.sidecar}")
-            for tag in change.added:
-                print(f"  + {tag}")
-            for tag in change.removed:
-                print(f"  - {tag}")
-            for region in change.regions_added:
-                print(f"  + face region {region}")
-            for region in change.regions_removed:
-                print(f"  - face region {region}")
-
-    # The paths this scan was given count as library roots for its writes. now=inf:
-    # every queued write, also those backing off after a failure (a read-only folder
-    # or a full disk fixed since); the daemon's retry timer keeps the backoff.
-    return deliver_xmp(
-        ctx.catalog, ctx.settings, dry_run=dry_run, on_change=show, roots=roots, now=math.inf
-    )
+    if report.analysis is None:
+        return EXIT_OK
+    return _summary(ctx, roots, report, args.dry_run)
 
 
-def _print_index(r: IndexReport) -> None:
-    print(
-        f"indexed {r.seen} files: {r.new} new, {r.changed} changed, {r.moved} moved, "
-        f"{r.deleted} deleted"
-    )
-    for problem in r.problems[:MAX_LISTED]:
-        print(f"  warning: {problem}", file=sys.stderr)
+class _Printed(ScanEvents):
+    """A scan as `tagd scan` shows it: a line per step, a progress bar on a terminal."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+        self.shown = 0
+
+    def __enter__(self) -> _Printed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def indexed(self, report: IndexReport) -> None:
+        print(
+            f"indexed {report.seen} files: {report.new} new, {report.changed} changed, "
+            f"{report.moved} moved, {report.deleted} deleted"
+        )
+        for problem in report.problems[:MAX_LISTED]:
+            print(f"  warning: {problem}", file=sys.stderr)
+
+    def analysing(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=total, unit="file", disable=not sys.stderr.isatty(), leave=False)
+        self.bar.update(done - self.shown)
+        self.shown = done
+
+    def analysed(self, report: AnalyzeReport) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def clustered(self, report: ClusterReport | None) -> None:
+        if report is not None and report.new:
+            print(
+                f"faces: {report.new} new, {report.assigned} joined people "
+                f"({report.created} new people); {report.waiting} waiting: "
+                "see `tagd people list`"
+            )
 
 
-def _summary(
-    ctx: Context,
-    roots: list[str],
-    pipeline: Pipeline,
-    a: AnalyzeReport,
-    d: DeliveryReport | None,
-    dry_run: bool,
-) -> int:
+def _summary(ctx: Context, roots: list[str], report: ScanReport, dry_run: bool) -> int:
+    a = report.analysis
+    assert a is not None
     rate = a.done / a.seconds if a.seconds > 0 else 0.0
     print(
         f"analysed {a.done} files ({a.frames} frames) in {a.seconds:.1f} s ({rate:.1f} files/s); "
@@ -257,24 +208,15 @@ def _summary(
         )
         for path in a.unsettled[:MAX_LISTED]:
             print(f"  {path}")
-    if d is not None:
-        verb = "would change" if dry_run else "written"
-        count = len(d.changes) if dry_run else d.written
-        print(f"sidecars {verb}: {count}; failed: {d.failed}")
-        if d.vanished:
-            print(f"  {d.vanished} files were deleted meanwhile: no sidecar for them")
-        for _path, reason in d.errors[:MAX_LISTED]:
-            print(f"  {reason}", file=sys.stderr)
-        if d.failed:
-            print(
-                f"  {d.failed} sidecar writes stay queued: retried by the next `tagd scan` "
-                "(by `tagd run` after a backoff); "
-                "for a library tagd must not write to, set [xmp] enabled = false",
-                file=sys.stderr,
-            )
-    errors = [r for r in ctx.catalog.records(pipeline.shas, roots) if r.status == "error"]
+    for sink, delivered in report.deliveries:
+        out, err = sink.explain(delivered, dry_run)
+        for line in out:
+            print(line)
+        for line in err:
+            print(line, file=sys.stderr)
+    errors = [r for r in ctx.catalog.records(report.shas, roots) if r.status == "error"]
     for record in errors[:MAX_LISTED]:
         print(f"  error: {record.path}: {record.error}", file=sys.stderr)
     if len(errors) > MAX_LISTED:
         print(f"  ... and {len(errors) - MAX_LISTED} more: see `tagd status`", file=sys.stderr)
-    return EXIT_FAILURES if errors or (d and d.failed) else EXIT_OK
+    return EXIT_FAILURES if errors or report.queued else EXIT_OK

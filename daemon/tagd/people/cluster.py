@@ -32,6 +32,7 @@ import numpy as np
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
 from tagd.people import store
+from tagd.policy.apply import derive_and_queue
 from tagd.policy.tags import TagPolicy
 from tagd.sinks.select import enabled_sinks
 
@@ -58,9 +59,7 @@ def cluster_new_faces(catalog: Catalog, settings: Settings) -> ClusterReport:
         report = _Clusterer(catalog, settings).run(new)
         report.new = len(new)
         rederive(catalog, settings, _contents(catalog, report.assigned_ids))
-        report.waiting = catalog.con.execute(
-            "SELECT COUNT(*) FROM faces WHERE person_id IS NULL"
-        ).fetchone()[0]
+        report.waiting = catalog.waiting_faces()
     return report
 
 
@@ -75,18 +74,9 @@ def cluster_faces(
 def rederive(catalog: Catalog, settings: Settings, content_ids: Iterable[int]) -> int:
     """Re-derive the faces tags of these contents (inside a transaction); queue a
     write to every sink (sidecars, Stash) where they changed. Returns how many changed."""
-    policy = TagPolicy(settings.tags)
-    changed = []
-    for cid in sorted(set(content_ids)):
-        detections = catalog.detections(cid, store.ANALYZER)
-        tags = policy.derive(store.ANALYZER, detections, catalog.media(cid))
-        if catalog.replace_tags(cid, store.ANALYZER, tags):
-            changed.append(cid)
     # A renamed or split person must reach Stash too (tags, or performers).
-    if changed:
-        for sink in enabled_sinks(settings):
-            catalog.enqueue_content(changed, sink)
-    return len(changed)
+    work = {cid: [store.ANALYZER] for cid in content_ids}
+    return len(derive_and_queue(catalog, TagPolicy(settings.tags), enabled_sinks(settings), work))
 
 
 def _contents(catalog: Catalog, detection_ids: Sequence[int]) -> set[int]:

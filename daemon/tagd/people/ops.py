@@ -35,7 +35,7 @@ def name(catalog: Catalog, settings: Settings, key: str, new_name: str) -> store
             f"to join them: tagd people merge {target.id} {other.id}"
         )
     with catalog.transaction():
-        catalog.con.execute("UPDATE people SET name = ? WHERE id = ?", (new_name, target.id))
+        catalog.rename_person(target.id, new_name)
         rederive(catalog, settings, store.contents_of(catalog, [target.id]))
     return _find(catalog, str(target.id))
 
@@ -53,14 +53,10 @@ def merge(catalog: Catalog, settings: Settings, keep_key: str, other_key: str) -
         )
     with catalog.transaction():
         affected = store.contents_of(catalog, [keep.id, other.id])
-        catalog.con.execute(
-            "UPDATE faces SET person_id = ?, cluster_id = CASE WHEN cluster_id IS NULL "
-            "THEN NULL ELSE ? END WHERE person_id = ?",
-            (keep.id, keep.id, other.id),
-        )
-        catalog.con.execute("DELETE FROM people WHERE id = ?", (other.id,))
+        catalog.move_faces(other.id, keep.id)
+        catalog.delete_person(other.id)
         if other.name and not keep.name:
-            catalog.con.execute("UPDATE people SET name = ? WHERE id = ?", (other.name, keep.id))
+            catalog.rename_person(keep.id, other.name)
         rederive(catalog, settings, affected)
     return _find(catalog, str(keep.id))
 
@@ -92,8 +88,8 @@ def recluster(catalog: Catalog, settings: Settings, key: str) -> list[store.Pers
         raise PeopleError(f"{source.label} is named: split faces out of it instead")
     faces = [f.detection_id for f in store.faces_of(catalog, source.id)]
     with catalog.transaction():
-        catalog.con.execute("DELETE FROM faces WHERE person_id = ?", (source.id,))
-        catalog.con.execute("DELETE FROM people WHERE id = ?", (source.id,))
+        catalog.forget_faces_of(source.id)
+        catalog.delete_person(source.id)
         store.add_waiting(catalog, faces)
         made = cluster_faces(catalog, settings, faces, restrict=set(faces))
         rederive(catalog, settings, store.contents_of(catalog, made))

@@ -16,15 +16,16 @@ import logging
 import threading
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tagd.catalog.catalog import Detection, Media, Tag
-from tagd.config import ClipTagSettings, PromptSet, unknown_labels
+from tagd.config import ClipTagSettings, PromptSet
+from tagd.policy.label_names import unknown_labels
+from tagd.policy.rules import LabelRule, group_rule
+from tagd.records import Detection, Media, Tag
 
 if TYPE_CHECKING:
     from tagd.runtime.clip import ClipModel
@@ -105,32 +106,13 @@ def register(model: ClipModel) -> TextEncoder:
     return encoder
 
 
-@dataclass(frozen=True)
-class _Rule:
-    threshold: float
-    path: str | None  # the full tag, None when switched off
-
-
-def _rules(root: str, settings: ClipTagSettings, sets: dict[str, PromptSet]) -> dict[str, _Rule]:
-    rules = {}
-    for name, ps in sets.items():
-        rule = settings.labels.get(name)
-        if rule is not None and not rule.enabled:
-            rules[name] = _Rule(1.0, None)
-            continue
-        if rule is not None and rule.threshold is not None:
-            threshold = rule.threshold
-        else:
-            threshold = ps.threshold if ps.threshold is not None else settings.threshold
-        if rule is not None and rule.parent is not None:
-            parent = rule.parent
-        else:
-            parent = "|".join(p for p in (settings.parent, ps.parent or "") if p)
-        shown = (rule.name if rule and rule.name else name).strip()
-        rules[name] = _Rule(
-            threshold, "|".join([root, *(p for p in parent.split("|") if p), shown])
-        )
-    return rules
+def _rules(
+    root: str, settings: ClipTagSettings, sets: dict[str, PromptSet]
+) -> dict[str, LabelRule]:
+    return {
+        name: group_rule(root, settings, name, own_parent=ps.parent, own_threshold=ps.threshold)
+        for name, ps in sets.items()
+    }
 
 
 def frame_scores(
@@ -153,11 +135,11 @@ def passing(
     best: dict[str, float] = {}
     for j, name in enumerate(names):
         rule = rules[name]
-        if rule.path is None:
+        if rule.tag is None:
             continue
         score = float(probs[:, j].max()) if len(probs) else 0.0
-        if score >= rule.threshold and score > best.get(rule.path, -1.0):
-            best[rule.path] = score
+        if score >= rule.threshold and score > best.get(rule.tag, -1.0):
+            best[rule.tag] = score
     return best
 
 

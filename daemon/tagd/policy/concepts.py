@@ -21,8 +21,10 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from tagd.catalog.catalog import Detection, Media, Tag
-from tagd.config import ConceptEntry, ConceptTagSettings, TagRule, unknown_labels
+from tagd.config import ConceptEntry, ConceptTagSettings, TagRule
+from tagd.policy.label_names import unknown_labels
+from tagd.policy.rules import LabelRule, group_rule
+from tagd.records import Detection, Media, Tag
 
 if TYPE_CHECKING:
     from tagd.policy.tags import TagPolicy
@@ -184,31 +186,28 @@ def frame_scores(settings: ConceptTagSettings, detections: Iterable[Detection]) 
     }
 
 
-def rule_for(settings: ConceptTagSettings, name: str) -> tuple[float, str | None]:
-    """(threshold, full parent or None when switched off) for a concept tag.
-    Config rules may be keyed by the tag or by one of its aliases."""
+def label_rule(root: str, settings: ConceptTagSettings, name: str) -> LabelRule:
+    """Threshold and full tag (None: switched off) of a concept tag, by the shared
+    resolver. Config rules may be keyed by the tag or by one of its aliases."""
     concepts, _ = _concepts(settings)
-    rule = _rule(settings, name)
-    if rule is not None and not rule.enabled:
-        return 1.0, None
     concept = concepts[name]
-    if rule is not None and rule.threshold is not None:
-        threshold = rule.threshold
-    else:
-        threshold = concept.threshold if concept.threshold is not None else settings.threshold
-    if rule is not None and rule.parent is not None:
-        parent = rule.parent
-    else:
-        parent = "|".join(p for p in (settings.parent, concept.parent) if p)
-    return threshold, parent
+    return group_rule(
+        root,
+        settings,
+        name,
+        own_parent=concept.parent,
+        own_threshold=concept.threshold,
+        rule=_rule(settings, name),
+    )
 
 
 def passing(settings: ConceptTagSettings, scores: dict[str, float]) -> dict[str, float]:
     """The concepts whose score reaches their threshold (tag name -> score)."""
     out = {}
     for name, score in scores.items():
-        threshold, parent = rule_for(settings, name)
-        if parent is not None and score >= threshold:
+        # Only switched on or off matters here, not where the tag goes: no root.
+        rule = label_rule("", settings, name)
+        if rule.tag is not None and score >= rule.threshold:
             out[name] = score
     return out
 
@@ -234,10 +233,7 @@ def concept_tags(
 
 
 def _tag_path(root: str, settings: ConceptTagSettings, name: str) -> str:
-    _, parent = rule_for(settings, name)
-    rule = _rule(settings, name)
-    shown = (rule.name if rule and rule.name else name).strip()
-    return "|".join([root, *(p for p in (parent or "").split("|") if p), shown])
+    return label_rule(root, settings, name).tag or ""
 
 
 def concept_video_tags(

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from rapidfuzz import fuzz
 
-from tagd.catalog.catalog import Detection, Media, Tag
+from tagd.policy.rules import resolve
+from tagd.records import Detection, Media, Tag
 
 if TYPE_CHECKING:
     from tagd.policy.tags import TagPolicy
@@ -87,13 +88,17 @@ def _frame_tags(policy: TagPolicy, lines: Sequence[Detection]) -> dict[str, floa
     (a name split over two lines)."""
     rules = policy.settings.text
     root = policy.settings.root
-    tags = {f"{root}|{rules.name.strip()}": round(max(d.score for d in lines), 4)}
+    # Text has no per-label config rules: the group's settings are the whole rule.
+    text = resolve(root, rules.name, None, parent="", threshold=rules.threshold)
+    tags = {text.tag or "": round(max(d.score for d in lines), 4)}
     texts = [d.text or "" for d in lines]
     if len(texts) > 1:
         texts.append(" ".join(texts))
-    parent = [p for p in rules.studio_parent.split("|") if p]
     for studio in rules.studios:
+        rule = resolve(
+            root, studio, None, parent=rules.studio_parent, threshold=rules.studio_threshold
+        )
         score = max(name_score(studio, t) for t in texts)
-        if score >= rules.studio_threshold:
-            tags["|".join([root, *parent, studio.strip()])] = round(score / 100, 4)
+        if rule.tag is not None and score >= rule.threshold:
+            tags[rule.tag] = round(score / 100, 4)
     return tags

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from tagd.catalog.catalog import Detection, Media, Tag
+from tagd.records import Detection, Media, Tag
 
 if TYPE_CHECKING:
     from tagd.policy.tags import TagPolicy

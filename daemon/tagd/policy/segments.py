@@ -48,8 +48,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tagd.catalog.catalog import Detection, Media, Segment, Tag
 from tagd.config import DecodeSettings, TagGroupSettings
+from tagd.records import Detection, Media, Segment, Tag
 
 if TYPE_CHECKING:  # tags.py imports this module: no import cycle at run time
     from tagd.policy.tags import TagPolicy
@@ -156,11 +156,10 @@ def video_tags(
     hits: dict[str, dict[float, float]] = {}  # tag name -> frame time -> best score
     labels: dict[str, set[str]] = {}
     for d in detections:
-        if d.score < policy.threshold(group, d.label):
+        rule = policy.rule(group, d.label)
+        if d.score < rule.threshold or rule.tag is None:
             continue
-        name = policy.tag_name(group, d.label)
-        if name is None:
-            continue
+        name = rule.tag
         t = round(d.t or 0.0, _T_DIGITS)
         frames = hits.setdefault(name, {})
         frames[t] = max(frames.get(t, -1.0), d.score)

@@ -90,6 +90,7 @@ class HoldsModel:
     """Lifecycle of a runtime class built around one ManagedModel (`self.model`)."""
 
     model: ManagedModel
+    spec: ModelSpec
 
     def check(self) -> None:
         self.model.check()

@@ -16,7 +16,9 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from tagd.catalog.catalog import Catalog, IndexedFile
+from tagd.catalog.catalog import Catalog
+from tagd.config import Settings
+from tagd.records import IndexedFile
 from tagd.scan.fingerprint import fingerprint
 from tagd.scan.walk import FoundFile, Walker
 
@@ -44,6 +46,18 @@ class _Fingerprinted:
     found: FoundFile
     fingerprint: str | None
     error: str | None
+
+
+def make_walker(settings: Settings) -> Walker:
+    """The walker for the library as configured (scans and the watcher agree on it)."""
+    lib = settings.library
+    return Walker(
+        lib.image_extensions,
+        lib.video_extensions,
+        lib.exclude,
+        include_hidden=lib.include_hidden,
+        follow_symlinks=lib.follow_symlinks,
+    )
 
 
 def index_roots(

@@ -42,6 +42,8 @@ from tagd.config import ConfigError, Settings, load_settings
 from tagd.paths import models_dir, state_dir
 from tagd.runtime.backends import resolve_backend
 from tagd.runtime.manifest import ModelError
+from tagd.scan.index import make_walker
+from tagd.scan.run import checked_analyzers
 from tagd.service import logs
 from tagd.service.control import ControlError, ControlSocket, socket_path
 from tagd.service.lock import InstanceLock
@@ -51,7 +53,7 @@ from tagd.service.priority import lower_priority
 from tagd.service.schedule import Schedule
 from tagd.service.stats import SERVICE, put_json
 from tagd.service.watch import Watcher
-from tagd.service.work import Generation, ScanWorker, make_walker
+from tagd.service.work import Generation, ScanWorker
 from tagd.sinks.select import enabled_sinks
 
 log = logging.getLogger("tagd.service")
@@ -64,13 +66,7 @@ HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
 def build_generation(settings: Settings) -> Generation:
     """The analyzers of a config, with their model files checked (not loaded)."""
-    from tagd.pipeline import build_analyzers
-
-    analyzers = build_analyzers(settings, models_dir(settings))
-    for analyzer in analyzers:
-        for model in analyzer.models:
-            model.check()
-    return Generation(settings, analyzers)
+    return Generation(settings, checked_analyzers(settings, models_dir(settings)))
 
 
 class Service:

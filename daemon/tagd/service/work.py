@@ -20,21 +20,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tagd.analyzers.base import Analyzer
 from tagd.catalog.catalog import Catalog
 from tagd.catalog.connect import DiskFullError, disk_full
 from tagd.config import Settings
-from tagd.people.cluster import after_scan
-from tagd.pipeline import Pipeline
-from tagd.scan.index import IndexReport, index_root
+from tagd.scan.index import IndexReport
 from tagd.scan.roots import SKIPPED, usable_roots
-from tagd.scan.walk import Walker
+from tagd.scan.run import ScanEvents, ScanOptions, run_scan
 from tagd.service.notify import Notifier
-from tagd.service.stats import ACTIVITY, ScanStats, put_json, record_scan
-from tagd.sinks.deliver import deliver_xmp
-from tagd.sinks.select import enabled_sinks
+from tagd.service.stats import ACTIVITY, ScanStats, put_json
+from tagd.sinks.outbox import DeliveryReport, Sink, deliver_all
 from tagd.sinks.writer import WriterProcess
+
+if TYPE_CHECKING:
+    from tagd.pipeline import AnalyzeReport
 
 log = logging.getLogger("tagd.scan")
 
@@ -74,17 +75,6 @@ class Activity:
     progress: list[int] | None = None
     since: float = field(default_factory=time.time)
     last_error: dict[str, object] | None = None
-
-
-def make_walker(settings: Settings) -> Walker:
-    lib = settings.library
-    return Walker(
-        lib.image_extensions,
-        lib.video_extensions,
-        lib.exclude,
-        include_hidden=lib.include_hidden,
-        follow_symlinks=lib.follow_symlinks,
-    )
 
 
 def merge(requests: list[ScanRequest]) -> list[ScanRequest]:
@@ -237,9 +227,7 @@ class ScanWorker(threading.Thread):
         generation = self.generation
         try:
             if request.source == "deliver":
-                request.summary[:] = self.deliver(
-                    generation.settings, retry=True, request=request
-                )
+                request.summary[:] = self.deliver(generation.settings, request)
             elif request.source in ("stash", "tagme"):
                 self.scan_from_stash(request, generation)
             else:
@@ -321,69 +309,45 @@ class ScanWorker(threading.Thread):
         settings = generation.settings
         all_roots = [os.path.abspath(r) for r in settings.library.roots]
         roots = sorted(request.roots) if request.roots is not None else all_roots
-        stats = ScanStats(request.trigger, roots)
-        scannable = roots
+        usable, problems = roots, []
         if from_stash is None and request.roots is None:
             # An unmounted share is skipped (nothing forgotten), logged at every
             # library scan and shown by `tagd status` until it is back.
-            scannable, stats.root_problems = usable_roots(roots)
-            for problem in stats.root_problems:
+            usable, problems = usable_roots(roots)
+            for problem in problems:
                 log.warning("%s; %s", problem, SKIPPED)
         if not roots:
             log.warning("library.roots is empty: nothing to scan")
             request.summary[:] = ["nothing to scan: library.roots is empty"]
-            return stats
-        sinks = enabled_sinks(settings)
-        self._set_activity("indexing")
-        walker = make_walker(settings)
-        index = IndexReport()
-        for root in scannable:
-            if self.stop.is_set():
-                break
-            index.merge(index_root(catalog, walker, root, sinks))
-            self.heartbeat = time.monotonic()
-        for problem in index.problems[:MAX_LOGGED]:
-            log.warning("%s", problem)
-        if from_stash is not None and settings.stash.enabled:
-            from tagd.sinks.stash_source import queue_listed
-
-            queue_listed(catalog, from_stash)
-        for name in ("new", "changed", "moved", "deleted"):
-            setattr(stats, name, getattr(index, name))
-        stats.indexed = index.seen
-
-        pipeline = Pipeline(catalog, settings, generation.analyzers, prefixes=roots)
-        pipeline.rederive_if_policy_changed()
-        unsettled: list[str] = []
-        if not self.stop.is_set() and generation.analyzers:
-            total = pipeline.pending_count()
-            done = [0]
-            last = [0.0]
-
-            def progress(n: int) -> None:
-                done[0] += n
-                self.heartbeat = now = time.monotonic()
-                if now - last[0] >= PROGRESS_EVERY or done[0] >= total:
-                    last[0] = now
-                    self._set_activity("analysing", [done[0], total])
-
-            if total:
-                self._set_activity("analysing", [0, total])
-            report = pipeline.run(progress=progress, stop=self.stop)
-            stats.analysed, stats.failed, stats.frames = report.done, report.failed, report.frames
-            stats.analyse_seconds = report.seconds
-            for path, reason in report.errors[:MAX_LOGGED]:
-                log.warning("%s: %s", path, reason)
-            unsettled = report.unsettled
-            self._recheck_later(unsettled, settings.library.settle_seconds)
-            if not self.stop.is_set():
-                after_scan(catalog, settings)  # people: cluster the new faces
-        written = self.deliver(settings, stats=stats, request=request)
-        stats.stopped = self.stop.is_set()
-        stats.end = time.time()
-        record_scan(catalog, stats)
+            return ScanStats(request.trigger, roots)
+        options = ScanOptions(
+            request.trigger,
+            from_stash=from_stash is not None,
+            retry_all=request.force,
+            root_problems=problems,
+        )
+        # File writes run in a child process: a write hung on a dead share or a
+        # frozen disk must not keep the daemon from stopping (see sinks/writer.py).
+        with WriterProcess(self.catalog_path) as writer:
+            report = run_scan(
+                catalog,
+                settings,
+                roots,
+                generation.analyzers,
+                options=options,
+                usable=usable,
+                events=_Activity(self),
+                stop=self.stop,
+                stop_by=self._stop_by,
+                writer=writer,
+            )
+        stats = report.stats
+        if report.analysis is not None:
+            self._recheck_later(report.unsettled, settings.library.settle_seconds)
+        written = self._delivered(report.deliveries, request, retry=False)
         self.scans += 1
         self._log(stats)
+        unsettled = report.unsettled
         request.summary[:] = [
             f"{stats.indexed} files indexed ({stats.new} new, {stats.changed} changed), "
             f"{stats.analysed} analysed ({stats.failed} failed)"
@@ -426,68 +390,42 @@ class ScanWorker(threading.Thread):
         if roots and not self.stop.is_set():
             self.request("settle", roots)
 
-    def deliver(
-        self,
-        settings: Settings,
-        stats: ScanStats | None = None,
-        retry: bool = False,
-        request: ScanRequest | None = None,
-    ) -> list[str]:
-        """Write what is due for the sinks; one summary line per sink.
-
-        `retry`: a round of only writes (the retry timer's, logged only when it
-        wrote or failed something); a `request` that forces (someone asked) also
-        writes what still backs off, and counts what failed."""
+    def deliver(self, settings: Settings, request: ScanRequest) -> list[str]:
+        """A round of only writes (the retry timer's, or someone asked: a request
+        that forces also writes what still backs off); one summary line per sink."""
         catalog = self._catalog
         assert catalog is not None
-        now = math.inf if request is not None and request.force else None
-        failed = 0
-        lines = []
-        if settings.xmp.enabled:
-            self._set_activity("writing")
-            # In a child process: a write hung on a dead share or a frozen disk must
-            # not keep the daemon from stopping (see sinks/writer.py).
-            with WriterProcess(self.catalog_path) as writer:
-                delivered = deliver_xmp(
-                    catalog,
-                    settings,
-                    now=now,
-                    deadline=self._write_deadline,
-                    progress=self._writing,
-                    writer=writer,
-                )
-            if stats is not None:
-                stats.written, stats.write_failed = delivered.written, delivered.failed
-            for path, reason in delivered.errors[:MAX_LOGGED]:
-                log.warning("sidecar %s: %s", path, reason)
-            line = f"xmp: {delivered.written} written, {delivered.failed} failed"
-            if delivered.vanished:
-                line += f", {delivered.vanished} skipped (deleted meanwhile)"
-            if delivered.failed:
-                line += " (queued for a retry: `tagd status` says why)"
-            lines.append(line)
-            failed += delivered.failed
-            if retry and (delivered.written or delivered.failed):
-                log.info("retry: %s", line)
-        if settings.stash.enabled and not self.stop.is_set():
-            # Not on stop: a slow Stash must not hold up a shutdown; the outbox keeps it.
-            from tagd.sinks import stash
-
-            self._set_activity("writing")
-            # A stop ends it between two files: the rest stays queued.
-            delivered_stash = stash.deliver_stash(
-                catalog, settings, now=now, deadline=self._stop_now, progress=self._writing
+        with WriterProcess(self.catalog_path) as writer:
+            delivered = deliver_all(
+                catalog,
+                settings,
+                now=math.inf if request.force else None,
+                writer=writer,
+                stop=self.stop,
+                stop_by=self._stop_by,
+                progress=self._writing,
+                starting=self._delivering,
             )
-            line = stash.summary(delivered_stash)
+        return self._delivered(delivered, request, retry=True)
+
+    def _delivered(
+        self, delivered: list[tuple[Sink, DeliveryReport]], request: ScanRequest, retry: bool
+    ) -> list[str]:
+        """Log each sink's outcome; its summary lines, and what stays queued as the
+        request's failure count. A retry round that did nothing stays quiet."""
+        lines = []
+        for sink, report in delivered:
+            line = sink.summary(report)
             lines.append(line)
-            failed += delivered_stash.failed + delivered_stash.left
-            if not retry or delivered_stash.written or delivered_stash.failed:
-                log.info("%s%s", "retry: " if retry else "", line)
-            for path, reason in delivered_stash.errors[:MAX_LOGGED]:
-                log.warning("stash %s: %s", path, reason)
-        if request is not None:
-            request.failed = failed
+            level = logging.INFO if report.written or report.queued else logging.DEBUG
+            log.log(level, "%s%s", "retry: " if retry else "", line)
+            for path, reason in report.errors[:MAX_LOGGED]:
+                log.warning("%s %s: %s", sink.name, path, reason)
+        request.failed = sum(report.queued for _, report in delivered)
         return lines
+
+    def _delivering(self, sink: Sink) -> None:
+        self._set_activity("writing")
 
     def _writing(self, done: int, total: int) -> None:
         """Delivery progress: the watchdog sees a long delivery (a first one to Stash,
@@ -498,27 +436,28 @@ class ScanWorker(threading.Thread):
             self._last_progress = now
             self._set_activity("writing", [done, total])
 
-    def _write_deadline(self) -> float | None:
-        return self.stop_deadline if self.stop.is_set() else None
-
-    def _stop_now(self) -> float | None:
-        return time.monotonic() if self.stop.is_set() else None
+    def _stop_by(self) -> float | None:
+        """The stop deadline (monotonic): local writes go on until then."""
+        return self.stop_deadline
 
     def _flush(self) -> None:
-        """On stop: write the sidecars that are due, within the stop deadline."""
-        settings = self.generation.settings
-        if not settings.xmp.enabled or self._catalog is None:
+        """On stop: write the files that are due, within the stop deadline."""
+        if self._catalog is None:
             return
-        self._set_activity("writing")
         with WriterProcess(self.catalog_path) as writer:
-            report = deliver_xmp(
-                self._catalog, settings, deadline=self._write_deadline, writer=writer
+            delivered = deliver_all(
+                self._catalog,
+                self.generation.settings,
+                writer=writer,
+                stop=self.stop,
+                stop_by=self._stop_by,
+                starting=self._delivering,
             )
-        if report.written or report.left:
+        written = sum(report.written for _, report in delivered)
+        left = sum(report.left for _, report in delivered)
+        if written or left:
             log.info(
-                "stopping: %d sidecars written, %d left queued for the next start",
-                report.written,
-                report.left,
+                "stopping: %d sidecars written, %d left queued for the next start", written, left
             )
 
     def _log(self, s: ScanStats) -> None:
@@ -568,3 +507,42 @@ class ScanWorker(threading.Thread):
                 )
             except Exception as exc:  # a status row is not worth a failed scan
                 log.debug("cannot record activity: %s", exc)
+
+
+class _Activity(ScanEvents):
+    """A daemon scan's progress: the worker's activity (`tagd status`, systemd's
+    STATUS=), its heartbeat for the watchdog, and the problems logged."""
+
+    def __init__(self, worker: ScanWorker) -> None:
+        self.worker = worker
+        self.last = 0.0
+
+    def indexing(self) -> None:
+        self.worker._set_activity("indexing")
+
+    def indexed_root(self, root: str) -> None:
+        self.worker.heartbeat = time.monotonic()
+
+    def indexed(self, report: IndexReport) -> None:
+        for problem in report.problems[:MAX_LOGGED]:
+            log.warning("%s", problem)
+
+    def analysing(self, done: int, total: int) -> None:
+        if not done:
+            if total:
+                self.worker._set_activity("analysing", [0, total])
+            return
+        self.worker.heartbeat = now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY or done >= total:
+            self.last = now
+            self.worker._set_activity("analysing", [done, total])
+
+    def analysed(self, report: AnalyzeReport) -> None:
+        for path, reason in report.errors[:MAX_LOGGED]:
+            log.warning("%s: %s", path, reason)
+
+    def delivering(self, sink: Sink) -> None:
+        self.worker._delivering(sink)
+
+    def writing(self, done: int, total: int) -> None:
+        self.worker._writing(done, total)

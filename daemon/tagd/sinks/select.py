@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 from tagd.config import Settings
+from tagd.sinks.outbox import enabled
 
 
 def enabled_sinks(settings: Settings) -> list[str]:
-    sinks = []
-    if settings.xmp.enabled:
-        sinks.append("xmp")
-    if settings.stash.enabled:
-        sinks.append("stash")
-    return sinks
+    return [sink.name for sink in enabled(settings)]

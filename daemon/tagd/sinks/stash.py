@@ -29,10 +29,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from tagd.catalog.catalog import Catalog, Tag
+from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
 from tagd.paths import shown
-from tagd.sinks.deliver import Deadline, DeliveryReport, Progress, backoff, past
+from tagd.records import Tag
+from tagd.sinks.outbox import Deadline, DeliveryReport, Progress, backoff, past
 from tagd.sinks.stash_client import StashClient, StashError, StashUnavailable
 from tagd.sinks.stash_fields import PerformerResolver, StudioResolver, plan_studio, route
 from tagd.sinks.stash_lookup import NotSendable, StashLookup, StashObject, stash_path
@@ -43,13 +44,6 @@ SINK = "stash"
 # change share one bulk update (a first delivery: one per distinct tag set).
 BATCH = 500
 log = logging.getLogger(__name__)
-
-# Bulk update field -> the catalog table (and column) recording tagd's own ids.
-RECORDS = {
-    "tag_ids": ("stash_tags", "tag_id"),
-    "performer_ids": ("stash_performers", "performer_id"),
-    "studio_id": ("stash_studios", "studio_id"),
-}
 
 BULK = {
     "scene": "mutation B($input: BulkSceneUpdateInput!) { bulkSceneUpdate(input: $input) { id } }",
@@ -278,19 +272,14 @@ class StashWriter:
     def kind(self, file_id: int) -> str:
         """Scene or image: asked when sizing the lookup and again when planning."""
         if file_id not in self._kinds:
-            row = self.catalog.con.execute(
-                "SELECT kind FROM files WHERE id = ?", (file_id,)
-            ).fetchone()
-            self._kinds[file_id] = "scene" if row and row[0] == "video" else "image"
+            video = self.catalog.file_kind(file_id) == "video"
+            self._kinds[file_id] = "scene" if video else "image"
         return self._kinds[file_id]
 
     def _error(self, content_id: int | None) -> str | None:
         if content_id is None:
             return "unreadable file"
-        row = self.catalog.con.execute(
-            "SELECT error FROM contents WHERE id = ?", (content_id,)
-        ).fetchone()
-        return row[0] if row else None
+        return self.catalog.content_error(content_id)
 
     # ------------------------------------------------------------ tags, performers, studio
 
@@ -338,22 +327,15 @@ class StashWriter:
             plan.extra["ADD" if change.studio_id else "REMOVE"]["studio_id"] = change.studio_id
 
     def _records(self, batch: list[Pending], forget: bool) -> None:
-        with self.catalog.transaction() as con:
+        change = self.catalog.stash_forget if forget else self.catalog.stash_record
+        with self.catalog.transaction():
             for pending in batch:
                 plan = pending.plan
                 for ids_field, ids in (plan.forget if forget else plan.record).items():
-                    table, column = RECORDS[ids_field]
-                    sql = (
-                        f"DELETE FROM {table} WHERE object = ? AND {column} = ?"
-                        if forget
-                        else f"INSERT OR IGNORE INTO {table}(object, {column}) VALUES (?, ?)"
-                    )
-                    con.executemany(sql, [(pending.obj.key, i) for i in sorted(ids)])
+                    change(ids_field, pending.obj.key, sorted(ids))
 
     def _recorded(self, ids_field: str, key: str) -> set[str]:
-        table, column = RECORDS[ids_field]
-        rows = self.catalog.con.execute(f"SELECT {column} FROM {table} WHERE object = ?", (key,))
-        return {r[0] for r in rows}
+        return self.catalog.stash_recorded(ids_field, key)
 
     def _bulk(self, members: list[Pending], mode: str, result: Applied) -> None:
         """One bulk*Update for objects of one kind that get the same change."""
@@ -380,22 +362,14 @@ class StashWriter:
             tag_id = self.tags.child(_leaf(tag))
             for seg in tag.segments:
                 desired.setdefault((tag_id, _t(seg.start), _t(seg.end)), _leaf(tag))
-        con = self.catalog.con
-        tracked = {
-            r[0]: (r[1], r[2], r[3])
-            for r in con.execute(
-                "SELECT marker_id, tag_id, seconds, end_seconds FROM stash_markers "
-                "WHERE scene_id = ?",
-                (obj.id,),
-            )
-        }
+        tracked = self.catalog.stash_markers(obj.id)
         existing = {
             str(m["id"]): (str(m["primary_tag"]["id"]), _t(m["seconds"]), _t(m["end_seconds"]))
             for m in obj.markers
         }
         # Markers deleted in Stash are forgotten (and made again if still wanted).
         for gone in set(tracked) - set(existing):
-            con.execute("DELETE FROM stash_markers WHERE marker_id = ?", (gone,))
+            self.catalog.forget_stash_marker(gone)
             del tracked[gone]
         # An identical marker not recorded (a create whose answer was lost) is adopted.
         for mid, key in existing.items():
@@ -429,17 +403,12 @@ class StashWriter:
             changed = True
         for mid in spare:
             self.client.call(DESTROY_MARKER, {"id": mid})
-            con.execute("DELETE FROM stash_markers WHERE marker_id = ?", (mid,))
+            self.catalog.forget_stash_marker(mid)
             changed = True
         return changed
 
     def _record_marker(self, marker_id: str, scene_id: str, key: tuple[str, float, float]) -> None:
-        self.catalog.con.execute(
-            "INSERT INTO stash_markers(marker_id, scene_id, tag_id, seconds, end_seconds) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(marker_id) DO UPDATE SET tag_id = excluded.tag_id, "
-            "seconds = excluded.seconds, end_seconds = excluded.end_seconds",
-            (marker_id, scene_id, *key),
-        )
+        self.catalog.record_stash_marker(marker_id, scene_id, *key)
 
 
 def _leaf(tag: Tag) -> str:

@@ -41,8 +41,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tagd.catalog.catalog import Tag
 from tagd.config import Settings
+from tagd.records import Tag
 from tagd.sinks.stash_client import StashClient
 
 log = logging.getLogger(__name__)

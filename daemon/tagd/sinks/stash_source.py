@@ -116,7 +116,6 @@ def queue_listed(catalog: Catalog, paths: list[str]) -> None:
     already knew must still get its tags written and TagMe swapped for Tagged."""
     from tagd.sinks.stash import SINK
 
-    con = catalog.con
-    ids = [r[0] for p in paths for r in con.execute("SELECT id FROM files WHERE path = ?", (p,))]
+    ids = [f.id for p in paths if (f := catalog.file_by_path(p)) is not None]
     with catalog.transaction():
         catalog.enqueue(ids, SINK)

@@ -1,8 +1,8 @@
-"""Drain the outbox: write each queued file's tags to its sink, retry failures.
+"""The XMP sink's writes: each queued file's tags into its sidecar or embedded XMP.
 
 A write that fails (read-only share, full disk, a sidecar that cannot be
 parsed) stays queued with exponential backoff and its reason visible in
-`tagd status`; nothing is dropped.
+`tagd status`; nothing is dropped (see outbox.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import os
 import stat
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,41 +20,14 @@ from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
 from tagd.sinks.confined import OutsideLibrary, anchors_for, confined_target
 from tagd.sinks.embed import embedded_format, sync_embedded
+from tagd.sinks.outbox import Deadline, DeliveryReport, Progress, backoff, past
 from tagd.sinks.writer import Abandoned, WriterDied, WriterProcess
 from tagd.sinks.xmp import FaceRegion, XmpChange, XmpWriteError, sidecar_path, sync_sidecar
 from tagd.sinks.xmp_regions import face_region
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF = 6 * 3600.0
-
-
-@dataclass
-class DeliveryReport:
-    written: int = 0
-    unchanged: int = 0
-    failed: int = 0
-    left: int = 0  # still queued because the deadline passed
-    vanished: int = 0  # the file was deleted since it was queued: nothing written
-    changes: list[XmpChange] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)
-
-
-# When a delivery must stop (time.monotonic()), asked between files; None: no limit yet.
-Deadline = Callable[[], float | None]
-# Told (files handled, files due) between files: a long delivery shows it is alive.
-Progress = Callable[[int, int], None]
-
-
-def past(deadline: Deadline | None) -> bool:
-    if deadline is None:
-        return False
-    until = deadline()
-    return until is not None and time.monotonic() >= until
-
-
-def backoff(attempts: int) -> float:
-    return min(MAX_BACKOFF, 30.0 * 2**attempts)
+SINK = "xmp"
 
 
 def _faces(
@@ -231,7 +203,7 @@ def deliver_xmp(
             return fn(catalog, *args)
         return writer.call(fn, *args, deadline=deadline)
 
-    due = catalog.due("xmp", time.time() if now is None else now, limit=10**9)
+    due = catalog.due(SINK, time.time() if now is None else now, limit=10**9)
     for index, (file_id, path, content_id) in enumerate(due):
         if progress is not None:
             progress(index, len(due))
@@ -241,14 +213,14 @@ def deliver_xmp(
         if content_id is None:
             # Unreadable right now: what it holds is unknown, so its sidecar is left alone.
             if not dry_run:
-                catalog.outbox_done(file_id, "xmp")
+                catalog.outbox_done(file_id, SINK)
             continue
         media = Path(path)
         if not _exists(media):
             # Deleted since it was queued: no sidecar for a photo that is gone. The
             # next scan records the deletion.
             if not dry_run:
-                catalog.outbox_done(file_id, "xmp")
+                catalog.outbox_done(file_id, SINK)
             report.vanished += 1
             continue
         new_sidecar = not os.path.lexists(sidecar_path(media, settings.xmp.sidecar))
@@ -262,8 +234,8 @@ def deliver_xmp(
             report.failed += 1
             report.errors.append((path, reason))
             if not dry_run:
-                attempts = catalog.outbox_attempts(file_id, "xmp")
-                catalog.outbox_failed(file_id, "xmp", reason, backoff(attempts))
+                attempts = catalog.outbox_attempts(file_id, SINK)
+                catalog.outbox_failed(file_id, SINK, reason, backoff(attempts))
             continue
         if change.changed:
             report.changes.append(change)
@@ -271,7 +243,7 @@ def deliver_xmp(
                 on_change(change)
         if dry_run:
             continue
-        catalog.outbox_done(file_id, "xmp")
+        catalog.outbox_done(file_id, SINK)
         created = change.changed and new_sidecar and not embedded
         if created and _undo_if_gone(catalog, media, change.sidecar, settings, anchors):
             report.vanished += 1

@@ -1,0 +1,82 @@
+"""Checks that a field's type cannot say: patterns, schedules, tag names, URLs.
+
+Each returns problems as messages naming the key; they run on settings whose
+types and ranges are already valid.
+"""
+
+from __future__ import annotations
+
+from tagd.config.models import Settings, StashSettings
+from tagd.config.schedule import parse_schedule
+
+
+def problems(settings: Settings) -> list[str]:
+    return [
+        *_library_problems(settings),
+        *_schedule_problems(settings),
+        *_ocr_problems(settings),
+        *_tag_name_problems(settings),
+        *_stash_problems(settings.stash),
+    ]
+
+
+def _library_problems(settings: Settings) -> list[str]:
+    out = [
+        f"library.exclude[{i}]: empty pattern"
+        for i, pattern in enumerate(settings.library.exclude)
+        if not pattern.strip()
+    ]
+    for key in ("image_extensions", "video_extensions"):
+        for ext in getattr(settings.library, key):
+            if ext.startswith(".") or ext != ext.lower():
+                out.append(f"library.{key}: {ext!r}: write extensions lower-case without a dot")
+    return out
+
+
+def _schedule_problems(settings: Settings) -> list[str]:
+    out = []
+    for key, text in (
+        ("daemon.schedule", settings.daemon.schedule),
+        ("stash.tagme_schedule", settings.stash.tagme_schedule),
+    ):
+        try:
+            parse_schedule(text)
+        except ValueError as exc:
+            out.append(f"{key} = {text!r}: {exc}")
+    return out
+
+
+def _ocr_problems(settings: Settings) -> list[str]:
+    # The text detector works on a grid of 32 pixels.
+    if settings.ocr.max_side % 32:
+        return [f"ocr.max_side = {settings.ocr.max_side}: must be a multiple of 32"]
+    return []
+
+
+def _tag_name_problems(settings: Settings) -> list[str]:
+    """'|' separates the levels of a hierarchical tag, so no name may contain one."""
+    out = []
+    text = settings.tags.text
+    if not text.name.strip() or "|" in text.name:
+        out.append(f"tags.text.name = {text.name!r}: must be non-empty, without '|'")
+    for i, studio in enumerate(text.studios):
+        if not studio.strip() or "|" in studio:
+            out.append(f"tags.text.studios[{i}] = {studio!r}: must be non-empty, without '|'")
+    if "|" in settings.tags.root or not settings.tags.root:
+        out.append(f"tags.root = {settings.tags.root!r}: must be non-empty, without '|'")
+    return out
+
+
+def _stash_problems(stash: StashSettings) -> list[str]:
+    out = []
+    if not stash.url.startswith(("http://", "https://")):
+        out.append(f"stash.url = {stash.url!r}: must start with http:// or https://")
+    if not stash.parent_tag.strip():
+        out.append("stash.parent_tag: must not be empty")
+    for i, m in enumerate(stash.path_mappings):
+        if not m.stash.strip() or not m.local.startswith("/"):
+            out.append(
+                f"stash.path_mappings[{i}]: needs stash = \"<path in Stash>\" and "
+                "local = \"/absolute/local/path\""
+            )
+    return out

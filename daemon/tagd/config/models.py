@@ -1,0 +1,361 @@
+"""The settings: one frozen pydantic dataclass per section of the config file.
+
+The defaults here are the documented defaults of the repository's
+``config.toml`` (a test keeps the two equal). They are pydantic dataclasses,
+not BaseModels: the rest of tagd (and its tests) build and copy them with the
+dataclasses API (``dataclasses.replace``, ``asdict`` for the rules fingerprint),
+while validation, the JSON schema and serialisation come from pydantic
+(``pydantic.TypeAdapter(Settings)``). Field types come from tagd.config.fields:
+strict scalars and ranges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import field
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic.dataclasses import dataclass
+from pydantic.json_schema import SkipJsonSchema
+
+from tagd.config.fields import SECTION, Bool, Float, Int, Range, Str
+
+Backend = Literal["auto", "cpu", "openvino", "cuda"]
+SidecarNaming = Literal["ext", "stem"]
+# Formats tagd may write XMP into (see tagd.sinks.embed); names as media.sniff gives them.
+EmbedFormat = Literal["jpeg", "tiff", "png", "webp"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+Profile = Literal["low-power", "balanced", "gpu"]
+FaceRegions = Literal["named", "all", "none"]
+# A score or share of something: a detection's confidence, a threshold.
+Fraction = Annotated[Float, Range(0.0, 1.0)]
+# A stretch of time within one video (a day at most).
+Seconds = Annotated[Float, Range(0.0, 86_400)]
+
+
+@dataclass(frozen=True, config=SECTION)
+class LibrarySettings:
+    roots: list[Str] = field(default_factory=list)
+    exclude: list[Str] = field(
+        default_factory=lambda: ["**/@eaDir/**", "**/.thumbnails/**", "**/#recycle/**"]
+    )
+    include_hidden: Bool = False
+    follow_symlinks: Bool = True
+    image_extensions: list[Str] = field(
+        default_factory=lambda: [
+            "jpg",
+            "jpeg",
+            "png",
+            "webp",
+            "tif",
+            "tiff",
+            "heic",
+            "heif",
+            "gif",
+            "bmp",
+        ]
+    )
+    video_extensions: list[Str] = field(
+        default_factory=lambda: ["mp4", "mov", "m4v", "mkv", "webm", "avi"]
+    )
+    # A file changed this recently may still be being copied: its analysis waits
+    # until it is this many seconds old and unchanged (0 = do not wait).
+    settle_seconds: Annotated[Float, Range(0.0, 60.0)] = 2.0
+
+
+@dataclass(frozen=True, config=SECTION)
+class DecodeSettings:
+    reduced: Bool = True
+    max_pixels: Annotated[Int, Range(1)] = 200_000_000
+    workers: Annotated[Int, Range(0, 64)] = 0
+    video_interval: Annotated[Float, Range(0.1, 3600)] = 2.0
+    video_max_frames: Annotated[Int, Range(1, 100_000)] = 300
+
+
+@dataclass(frozen=True, config=SECTION)
+class RuntimeSettings:
+    backend: Backend = "auto"
+    threads: Annotated[Int, Range(0, 256)] = 0
+    batch_size: Annotated[Int, Range(1, 256)] = 8
+    idle_unload: Annotated[Float, Range(0)] = 300.0
+    models_dir: Str = ""
+
+
+@dataclass(frozen=True, config=SECTION)
+class ObjectsSettings:
+    enabled: Bool = True
+    model: Str = "yolox-nano"
+    min_score: Fraction = 0.05
+    nms_iou: Fraction = 0.45
+    max_detections: Annotated[Int, Range(1, 10_000)] = 100
+
+
+@dataclass(frozen=True, config=SECTION)
+class OcrSettings:
+    enabled: Bool = True
+    det_model: Str = "auto"
+    cls_model: Str = "auto"
+    rec_model: Str = "auto"
+    angle: Bool = True
+    max_side: Annotated[Int, Range(64, 4096)] = 960
+    det_threshold: Fraction = 0.3
+    box_threshold: Fraction = 0.5
+    unclip_ratio: Annotated[Float, Range(1.0, 4.0)] = 1.6
+    min_text_size: Annotated[Int, Range(0, 1000)] = 3
+    angle_threshold: Fraction = 0.9
+    min_score: Fraction = 0.5
+    video_interval: Seconds = 10.0
+
+
+@dataclass(frozen=True, config=SECTION)
+class TagRule:
+    """Per-label override of the tag policy."""
+
+    threshold: Fraction | None = None
+    name: Str | None = None
+    parent: Str | None = None
+    enabled: Bool = True
+    # Videos only (see tagd.policy.segments); None = the group's, else [tags.video]'s.
+    max_gap: Seconds | None = None
+    min_segment: Seconds | None = None
+    min_total: Seconds | None = None
+
+
+@dataclass(frozen=True, config=SECTION)
+class TagGroupSettings:
+    parent: Str = "Objects"
+    threshold: Fraction = 0.5
+    labels: dict[str, TagRule] = field(default_factory=dict)
+    # Videos only: this group's time-range rules; None = [tags.video]'s.
+    max_gap: Seconds | None = None
+    min_segment: Seconds | None = None
+    min_total: Seconds | None = None
+
+
+@dataclass(frozen=True, config=SECTION)
+class VideoTagSettings:
+    """How per-frame hits in a video become time ranges and a file tag (defaults for
+    every tag group; groups and labels override max_gap, min_segment, min_total)."""
+
+    max_gap: Seconds = 4.0
+    min_segment: Seconds = 2.0
+    min_total: Seconds = 4.0
+    min_fraction: Fraction = 0.25
+
+
+@dataclass(frozen=True, config=SECTION)
+class TextTagSettings:
+    """Tags from recognised text: one for "has text", and names found in it."""
+
+    name: Str = "Text"
+    threshold: Fraction = 0.8
+    min_chars: Annotated[Int, Range(1, 1000)] = 3
+    studios: list[Str] = field(default_factory=list)
+    studio_parent: Str = "Studio"
+    studio_threshold: Annotated[Float, Range(0.0, 100.0)] = 90.0
+
+
+@dataclass(frozen=True, config=SECTION)
+class ConceptsSettings:
+    """ImageNet classes -> concept/scene tags (tagd.analyzers.concepts)."""
+
+    enabled: Bool = True
+    model: Str = "auto"
+    # Classes stored per photo/frame; tags sum the stored probabilities.
+    top_k: Annotated[Int, Range(1, 1000)] = 10
+    min_score: Fraction = 0.005
+
+
+@dataclass(frozen=True, config=SECTION)
+class ClipSettings:
+    """CLIP image embeddings (similar-image and text search, zero-shot tags)."""
+
+    # Runs only when a CLIP model is installed (`tagd models export clip`).
+    enabled: Bool = True
+    model: Str = "auto"
+
+
+@dataclass(frozen=True, config=SECTION)
+class Dinov2Settings:
+    """DINOv2 image embeddings for `tagd similar`; off unless asked for."""
+
+    # Runs only when enabled and a DINOv2 model is installed (`tagd models export dinov2`).
+    enabled: Bool = False
+    model: Str = "auto"
+
+
+@dataclass(frozen=True, config=SECTION)
+class NsfwSettings:
+    """NudeNet body-part detection; off unless asked for."""
+
+    enabled: Bool = False
+    model: Str = "auto"
+    min_score: Fraction = 0.2
+    nms_iou: Fraction = 0.45
+    max_detections: Annotated[Int, Range(1, 10_000)] = 50
+
+
+@dataclass(frozen=True, config=SECTION)
+class DuplicatesSettings:
+    """Perceptual hashes (tagd.analyzers.phash) for `tagd dupes` and `tagd similar`."""
+
+    enabled: Bool = True
+    # Bits (of 64) within which two photos count as near-duplicates. 8 keeps
+    # 10 % crops (≤ 8 on the dev set) apart from distinct photos (≥ 10).
+    threshold: Annotated[Int, Range(0, 16)] = 8
+
+
+@dataclass(frozen=True, config=SECTION)
+class FacesSettings:
+    """Face detection + descriptors (tagd.analyzers.faces) and people clustering
+    (tagd.people.cluster)."""
+
+    enabled: Bool = True
+    detector: Str = "auto"
+    embedder: Str = "auto"
+    detect_size: Annotated[Int, Range(64, 4096)] = 640
+    decode_size: Annotated[Int, Range(64, 8192)] = 1280
+    min_score: Fraction = 0.9
+    min_size: Annotated[Int, Range(0, 10_000)] = 24
+    min_faces: Annotated[Int, Range(1, 1000)] = 2
+    max_distance: Annotated[Float, Range(0.0, 2.0)] = 0.5
+    video_dedupe: Annotated[Float, Range(0.0, 2.0)] = 0.3
+
+
+@dataclass(frozen=True, config=SECTION)
+class PeopleTagSettings:
+    parent: Str = "People"
+
+
+@dataclass(frozen=True, config=SECTION)
+class ConceptEntry:
+    """One tag of the concept taxonomy (see daemon/tagd/policy/taxonomy.toml)."""
+
+    classes: list[Str] = field(default_factory=list)
+    includes: list[Str] = field(default_factory=list)
+    parent: Str | None = None
+    threshold: Fraction | None = None
+    aliases: list[Str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, config=SECTION)
+class ConceptTagSettings(TagGroupSettings):
+    parent: Str = "Concepts"
+    threshold: Fraction = 0.35
+    # Added to (same name: replaces) the shipped taxonomy.
+    taxonomy: dict[str, ConceptEntry] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, config=SECTION)
+class PromptSet:
+    """One CLIP zero-shot tag: its prompts (averaged) and where it goes."""
+
+    prompts: list[Str] = field(default_factory=list)
+    parent: Str | None = None
+    threshold: Fraction | None = None
+
+
+@dataclass(frozen=True, config=SECTION)
+class ClipTagSettings(TagGroupSettings):
+    parent: Str = "Concepts"
+    threshold: Fraction = 0.3
+    # Added to (same name: replaces) the shipped prompt sets.
+    prompts: dict[str, PromptSet] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, config=SECTION)
+class NsfwTagSettings(TagGroupSettings):
+    parent: Str = "NSFW"
+    threshold: Fraction = 0.5
+
+
+@dataclass(frozen=True, config=SECTION)
+class TagSettings:
+    root: Str = "AI"
+    objects: TagGroupSettings = field(default_factory=TagGroupSettings)
+    video: VideoTagSettings = field(default_factory=VideoTagSettings)
+    text: TextTagSettings = field(default_factory=TextTagSettings)
+    concepts: ConceptTagSettings = field(default_factory=ConceptTagSettings)
+    clip: ClipTagSettings = field(default_factory=ClipTagSettings)
+    nsfw: NsfwTagSettings = field(default_factory=NsfwTagSettings)
+    people: PeopleTagSettings = field(default_factory=PeopleTagSettings)
+
+
+@dataclass(frozen=True, config=SECTION)
+class XmpSettings:
+    enabled: Bool = True
+    sidecar: SidecarNaming = "ext"
+    # Face regions (MWG) + PersonInImage: named faces only, every face, or none.
+    faces: FaceRegions = "named"
+    # Formats whose XMP goes into the file itself instead of a sidecar (opt-in).
+    embed: list[EmbedFormat] = field(default_factory=list)
+    # Embedded writes keep the file's mtime/atime (photo managers sort by mtime).
+    preserve_mtime: Bool = True
+
+
+@dataclass(frozen=True, config=SECTION)
+class PathMapping:
+    """One prefix as Stash sees it and as tagd sees it (Docker volumes, NFS mounts)."""
+
+    stash: Str = ""
+    local: Str = ""
+
+
+@dataclass(frozen=True, config=SECTION)
+class StashSettings:
+    enabled: Bool = False
+    url: Str = "http://localhost:9999/graphql"
+    api_key: Str = ""
+    timeout: Annotated[Float, Range(0.1, 600)] = 30.0
+    retries: Annotated[Int, Range(0, 10)] = 2
+    parent_tag: Str = "AI"
+    markers: Bool = True
+    # Named people become Stash performers, the best OCR studio match the studio.
+    performers: Bool = False
+    studio: Bool = False
+    workflow_prefix: Str = "tagd"
+    path_mappings: list[PathMapping] = field(default_factory=list)
+    # Scenes/images per request when listing them (--from-stash, many files to write).
+    page_size: Annotated[Int, Range(1, 1000)] = 100
+    # `tagd run`: when to look for <prefix>_TagMe files in Stash (like daemon.schedule).
+    tagme_schedule: Str = "15m"
+
+
+@dataclass(frozen=True, config=SECTION)
+class DaemonSettings:
+    state_dir: Str = ""
+    log_level: LogLevel = "info"
+    # `tagd run`: a cron expression ("0 3 * * *") or an interval ("30m", "6h"); "" = none.
+    schedule: Str = "0 3 * * *"
+    scan_on_start: Bool = True
+    watch: Bool = True
+    watch_debounce: Annotated[Float, Range(0.0, 600)] = 2.0
+    nice: Annotated[Int, Range(0, 19)] = 15
+    io_idle: Bool = True
+    stop_timeout: Annotated[Float, Range(1.0, 600)] = 8.0
+    # `tagd run`'s control socket: "auto" ($RUNTIME_DIRECTORY or the state dir), "" = none.
+    control_socket: Str = "auto"
+    # tagd's user and group only: any local user could trigger scans and retries.
+    control_socket_mode: Annotated[Int, Range(0, 0o777)] = 0o660
+
+
+@dataclass(frozen=True, config=SECTION)
+class Settings:
+    profile: Profile = "balanced"
+    library: LibrarySettings = field(default_factory=LibrarySettings)
+    decode: DecodeSettings = field(default_factory=DecodeSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    objects: ObjectsSettings = field(default_factory=ObjectsSettings)
+    ocr: OcrSettings = field(default_factory=OcrSettings)
+    concepts: ConceptsSettings = field(default_factory=ConceptsSettings)
+    clip: ClipSettings = field(default_factory=ClipSettings)
+    dinov2: Dinov2Settings = field(default_factory=Dinov2Settings)
+    nsfw: NsfwSettings = field(default_factory=NsfwSettings)
+    faces: FacesSettings = field(default_factory=FacesSettings)
+    duplicates: DuplicatesSettings = field(default_factory=DuplicatesSettings)
+    tags: TagSettings = field(default_factory=TagSettings)
+    xmp: XmpSettings = field(default_factory=XmpSettings)
+    stash: StashSettings = field(default_factory=StashSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    # The file these came from (set by load_settings); not a key of the file.
+    source: SkipJsonSchema[Path | None] = field(default=None, compare=False)

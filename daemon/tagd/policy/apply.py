@@ -1,0 +1,57 @@
+"""Derive tags from stored findings and queue the changes for the sinks.
+
+The one path from "something about a file changed" to "its sidecar and Stash
+will say so": an analysis finished, the tag rules or sinks changed, a person
+was named, merged or split. Each caller says which analyzers' tags to derive
+for which contents; the tags are replaced in the catalog and every enabled
+sink (XMP, Stash) gets a queued write where they changed. Writes go through
+the outbox, so this runs inside the caller's transaction and is cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from tagd.analyzers.registry import plugin
+from tagd.catalog.catalog import Catalog
+from tagd.policy.tags import TagPolicy
+from tagd.records import Media
+
+
+def derive(
+    catalog: Catalog, policy: TagPolicy, content_id: int, analyzer: str, media: Media
+) -> bool:
+    """Replace one analyzer's tags of a content with those its stored findings give
+    now; True when they changed."""
+    found = plugin(analyzer)
+    detections = catalog.detections(
+        content_id, analyzer, with_vectors=found is not None and found.needs_vectors
+    )
+    # A video's frame interval as this analyzer saw it (some skip frames).
+    seen = catalog.media_for(media, content_id, analyzer)
+    return catalog.replace_tags(content_id, analyzer, policy.derive(analyzer, detections, seen))
+
+
+def derive_and_queue(
+    catalog: Catalog,
+    policy: TagPolicy,
+    sinks: Sequence[str],
+    work: Mapping[int, Iterable[str]],
+    *,
+    queue_all: bool = False,
+) -> list[int]:
+    """Derive the tags of `work` (content id -> analyzers) and queue a write to every
+    sink for each content whose tags changed, or for every content of `work` with
+    `queue_all` (what the sinks write changed, not only the tags). Runs inside the
+    caller's transaction. Returns the contents queued, in id order."""
+    queued = []
+    for content_id in sorted(work):
+        media = catalog.media(content_id)  # once per file, not once per analyzer
+        # A list, not any(generator): every analyzer's tags are derived.
+        changed = [derive(catalog, policy, content_id, a, media) for a in work[content_id]]
+        if any(changed) or queue_all:
+            queued.append(content_id)
+    if queued:
+        for sink in sinks:
+            catalog.enqueue_content(queued, sink)
+    return queued

@@ -1,0 +1,66 @@
+"""What the tag rules say about one label: its threshold and its full tag, or off.
+
+Every tag group resolves a label the same way, most specific first:
+
+1. the label's own config rule (`[tags.<group>.labels.<label>]`: threshold,
+   name, parent, enabled);
+2. the label's shipped defaults, where the group has them (a concept of the
+   taxonomy, a CLIP prompt set: a parent below the group's, a threshold);
+3. the group's threshold and parent.
+
+Objects, NSFW, concepts, CLIP prompts and text all call `resolve`, so a rule
+means the same wherever it is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tagd.config import TagGroupSettings, TagRule
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    threshold: float
+    tag: str | None  # the full tag, e.g. "AI|Objects|dog"; None when the label is off
+
+
+def tag_path(root: str, parent: str, name: str) -> str:
+    """root|parent parts|name, empty parts dropped (a parent may be "" or "A|B")."""
+    return "|".join([root, *(p for p in parent.split("|") if p), name.strip()])
+
+
+def resolve(
+    root: str, label: str, rule: TagRule | None, *, parent: str, threshold: float
+) -> LabelRule:
+    """A label's rule: its config `rule` (None: none written) over the defaults."""
+    if rule is not None and not rule.enabled:
+        return LabelRule(threshold, None)
+    if rule is not None and rule.threshold is not None:
+        threshold = rule.threshold
+    if rule is not None and rule.parent is not None:
+        parent = rule.parent
+    name = rule.name if rule is not None and rule.name else label
+    return LabelRule(threshold, tag_path(root, parent, name))
+
+
+def group_rule(
+    root: str,
+    group: TagGroupSettings,
+    label: str,
+    *,
+    own_parent: str | None = None,
+    own_threshold: float | None = None,
+    rule: TagRule | None = None,
+) -> LabelRule:
+    """A label of a tag group: `rule` (default: the one under the label's own name)
+    over the label's shipped parent (below the group's) and threshold, over the
+    group's."""
+    parent = "|".join(p for p in (group.parent, own_parent or "") if p)
+    return resolve(
+        root,
+        label,
+        rule if rule is not None else group.labels.get(label),
+        parent=parent,
+        threshold=own_threshold if own_threshold is not None else group.threshold,
+    )
