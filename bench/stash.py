@@ -33,8 +33,8 @@ from stash_server import StashServer  # noqa: E402
 from tagd.catalog.catalog import Catalog  # noqa: E402
 from tagd.config import PathMapping, Settings, StashSettings  # noqa: E402
 from tagd.records import Tag  # noqa: E402
-from tagd.sinks import stash  # noqa: E402
-from tagd.sinks.stash import SINK, deliver_stash  # noqa: E402
+from tagd.sinks.stash import deliver as stash  # noqa: E402
+from tagd.sinks.stash.deliver import SINK, deliver_stash  # noqa: E402
 
 LABELS = ("person", "dog", "cat", "car", "bicycle", "boat", "bird", "cup")
 

@@ -24,7 +24,7 @@ from tagd.catalog.catalog import Catalog
 from tagd.config import PathMapping, Settings, StashSettings
 from tagd.paths import ESCAPE, escape_streams, shown
 from tagd.records import Tag
-from tagd.sinks.stash import SINK, deliver_stash
+from tagd.sinks.stash.deliver import SINK, deliver_stash
 
 ODD_FILE = os.fsdecode(b"caf\xe9.jpg")  # Latin-1 e-acute
 ODD_DIR = os.fsdecode(b"F\xfcr Oma")  # Latin-1 u-umlaut

@@ -23,8 +23,8 @@ from tagd.pipeline import Pipeline, build_analyzers
 from tagd.scan.index import index_roots, make_walker
 from tagd.service.control import ask
 from tagd.service.lock import holder_notes
-from tagd.sinks.xmp import XmpChange, sidecar_path
-from tagd.sinks.xmp_deliver import deliver_xmp
+from tagd.sinks.xmp.deliver import deliver_xmp
+from tagd.sinks.xmp.sidecar import XmpChange, sidecar_path
 
 PERSON = "AI|Objects|person"
 DIGIKAM_SIDECAR = REPO / "tests" / "data" / "xmp" / "digikam.xmp"

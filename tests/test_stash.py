@@ -22,8 +22,7 @@ from stash_server import OtherHost, StashServer
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import PathMapping, Settings, StashSettings, parse_settings
-from tagd.sinks.stash import SINK, deliver_stash
-from tagd.sinks.stash_client import (
+from tagd.sinks.stash.client import (
     StashClient,
     StashError,
     StashGraphQLError,
@@ -31,7 +30,8 @@ from tagd.sinks.stash_client import (
     StashRedirectError,
     StashUnavailable,
 )
-from tagd.sinks.stash_lookup import local_path, stash_path
+from tagd.sinks.stash.deliver import SINK, deliver_stash
+from tagd.sinks.stash.lookup import local_path, stash_path
 
 LATER = 10**12  # a `now` past every backoff
 
@@ -686,7 +686,7 @@ def test_one_object_stash_refuses_does_not_fail_its_batch(tmp_path: Path) -> Non
     from test_stash_people import catalog_with
 
     from tagd.records import Tag
-    from tagd.sinks.stash import StashWriter, make_client
+    from tagd.sinks.stash.deliver import StashWriter, make_client
 
     stash = StashServer().start()
     try:
@@ -833,8 +833,11 @@ def test_tagd_scan_reports_an_empty_answer_instead_of_crashing(
 
 def tagd_queries() -> list[str]:
     """Every query and mutation the Stash sink and source send, in every variant."""
-    from tagd.sinks import stash as sink
-    from tagd.sinks import stash_fields, stash_lookup, stash_source, stash_tags
+    from tagd.scan import stash_source
+    from tagd.sinks.stash import deliver as sink
+    from tagd.sinks.stash import fields as stash_fields
+    from tagd.sinks.stash import lookup as stash_lookup
+    from tagd.sinks.stash import tags as stash_tags
 
     out = [*stash_lookup.COUNT.values(), stash_source.SCENES, stash_source.IMAGES]
     for performers in (False, True):
@@ -875,7 +878,7 @@ def test_answer_checks_agree_with_stashs_schema() -> None:
     from graphql import build_schema
     from stash_server import SCHEMA_FILE
 
-    from tagd.sinks.stash_shape import LEAVES, NULLABLE, selection
+    from tagd.sinks.stash.shape import LEAVES, NULLABLE, selection
 
     schema = build_schema(SCHEMA_FILE.read_text(encoding="utf-8"))
     nullable: set[str] = set()

@@ -19,8 +19,8 @@ from stash_server import StashServer
 from tagd.catalog.catalog import Catalog
 from tagd.config import PathMapping, Settings, StashSettings
 from tagd.records import Tag
-from tagd.sinks.stash import SINK, deliver_stash
-from tagd.sinks.stash_fields import route
+from tagd.sinks.stash.deliver import SINK, deliver_stash
+from tagd.sinks.stash.fields import route
 
 LATER = 10**12  # a `now` past every backoff
 DOG = Tag("AI|Objects|dog", 0.9, "objects")
@@ -175,7 +175,7 @@ def test_people_become_performers(
             "c.mp4": [person("Alice")],
         },
     )
-    with caplog.at_level(logging.WARNING, logger="tagd.sinks.stash_fields"):
+    with caplog.at_level(logging.WARNING, logger="tagd.sinks.stash.fields"):
         deliver(catalog, settings_for(server, studio=False))
     assert "'Dana'" in caplog.text and "Dana (actress)" in caplog.text
 

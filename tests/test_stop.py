@@ -25,10 +25,10 @@ from conftest import PERSON_PHOTO, write_config
 from test_races import PERSON, analysed_library, config_text, copied_an_hour_ago, outbox
 from test_service import NotifySocket, running_daemon, start_daemon, stop, wait_until
 
-from tagd.sinks.embed import KILL_ENV
 from tagd.sinks.writer import WriterProcess
-from tagd.sinks.xmp import sidecar_path
-from tagd.sinks.xmp_deliver import deliver_xmp
+from tagd.sinks.xmp.deliver import deliver_xmp
+from tagd.sinks.xmp.embed import KILL_ENV
+from tagd.sinks.xmp.sidecar import sidecar_path
 
 STOP_TIMEOUT = 2.0
 MARGIN = 1.0  # what a stop may take beyond daemon.stop_timeout

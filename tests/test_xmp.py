@@ -1,4 +1,4 @@
-"""Tests for tagd.sinks.xmp: real sidecar files, read back with exiftool (an independent
+"""Tests for tagd.sinks.xmp.sidecar: real sidecar files, read back with exiftool (an independent
 XMP reader) where available."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tagd.sinks.xmp import XmpChange, XmpWriteError, sidecar_path, sync_sidecar
+from tagd.sinks.xmp.sidecar import XmpChange, XmpWriteError, sidecar_path, sync_sidecar
 
 EXIFTOOL = shutil.which("exiftool")
 NOBODY = 65534

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import PERSON_PHOTO, VIDEOS, exiftool_keywords, write_config, write_jpeg
 
-from tagd.sinks.embed import sync_embedded
-from tagd.sinks.xmp import XmpWriteError, sync_sidecar
+from tagd.sinks.xmp.embed import sync_embedded
+from tagd.sinks.xmp.sidecar import XmpWriteError, sync_sidecar
 
 TAGS = ["AI|Objects|dog"]
 GIRAFFES = "000000000025.jpg"  # COCO: two giraffes, no person

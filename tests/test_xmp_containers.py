@@ -23,13 +23,13 @@ import pytest
 from PIL import Image, ImageCms
 from PIL.PngImagePlugin import PngInfo
 
-from tagd.sinks.embed import sync_embedded
-from tagd.sinks.xmp import XmpWriteError
-from tagd.sinks.xmp_container import ContainerError
-from tagd.sinks.xmp_jpeg import JPEG, MAX_PACKET
-from tagd.sinks.xmp_png import PNG
-from tagd.sinks.xmp_tiff import TIFF
-from tagd.sinks.xmp_webp import WEBP
+from tagd.sinks.xmp.container import ContainerError
+from tagd.sinks.xmp.embed import sync_embedded
+from tagd.sinks.xmp.jpeg import JPEG, MAX_PACKET
+from tagd.sinks.xmp.png import PNG
+from tagd.sinks.xmp.sidecar import XmpWriteError
+from tagd.sinks.xmp.tiff import TIFF
+from tagd.sinks.xmp.webp import WEBP
 
 EXIFTOOL = shutil.which("exiftool")
 pytestmark = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not installed")

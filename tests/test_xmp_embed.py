@@ -1,4 +1,4 @@
-"""Tests for tagd.sinks.embed: XMP written into real JPEG/PNG/WebP/TIFF files, read
+"""Tests for tagd.sinks.xmp.embed: XMP written into real JPEG/PNG/WebP/TIFF files, read
 back with exiftool, pixels compared, and writes killed at every step."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from tagd.config import ConfigError, LibrarySettings, parse_settings
 from tagd.records import Tag
 from tagd.scan.index import index_root
 from tagd.scan.walk import Walker
-from tagd.sinks.embed import KILL_ENV, recover, sync_embedded
-from tagd.sinks.xmp import XmpWriteError, sidecar_path
-from tagd.sinks.xmp_deliver import deliver_xmp
+from tagd.sinks.xmp.deliver import deliver_xmp
+from tagd.sinks.xmp.embed import KILL_ENV, recover, sync_embedded
+from tagd.sinks.xmp.sidecar import XmpWriteError, sidecar_path
 
 EXIFTOOL = shutil.which("exiftool")
 pytestmark = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not installed")
@@ -156,7 +156,7 @@ def test_config_embed_is_validated() -> None:
 _CHILD = """
 import sys
 from pathlib import Path
-from tagd.sinks.embed import sync_embedded
+from tagd.sinks.xmp.embed import sync_embedded
 sync_embedded(Path(sys.argv[1]), sys.argv[2:])
 """
 

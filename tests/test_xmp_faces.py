@@ -11,8 +11,8 @@ import cv2
 import pytest
 
 from tagd.config import ConfigError, parse_settings
-from tagd.sinks.xmp import sidecar_path, sync_sidecar
-from tagd.sinks.xmp_regions import face_region
+from tagd.sinks.xmp.regions import face_region
+from tagd.sinks.xmp.sidecar import sidecar_path, sync_sidecar
 
 EXIFTOOL = shutil.which("exiftool")
 FACE_PHOTO = Path("/work/shared/eval/faces/images/couple.jpg")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tagd.sinks.xmp import XmpWriteError, plan_packet, sidecar_path, sync_sidecar
-from tagd.sinks.xmp_packet import parse
-from tagd.sinks.xmp_regions import face_region
-from tagd.sinks.xmp_splice import skeleton
+from tagd.sinks.xmp.packet import parse
+from tagd.sinks.xmp.regions import face_region
+from tagd.sinks.xmp.sidecar import XmpWriteError, plan_packet, sidecar_path, sync_sidecar
+from tagd.sinks.xmp.splice import skeleton
 
 EXIFTOOL = shutil.which("exiftool")
 pytestmark = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not installed")

@@ -282,9 +282,9 @@ def _stash(settings: Settings, r: Report) -> None:
     if not settings.stash.enabled:
         r.line("stash: off")
         return
-    from tagd.sinks.stash import make_client
-    from tagd.sinks.stash_client import StashError
-    from tagd.sinks.stash_lookup import stash_path
+    from tagd.sinks.stash.client import StashError
+    from tagd.sinks.stash.deliver import make_client
+    from tagd.sinks.stash.lookup import stash_path
 
     s = settings.stash
     try:

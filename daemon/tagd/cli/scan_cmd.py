@@ -104,9 +104,9 @@ def _forward_to_daemon(ctx: Context, args: argparse.Namespace) -> int | None:
 
 def _run_from_stash(ctx: Context, args: argparse.Namespace) -> int:
     """Scan exactly the files Stash lists (TagMe-tagged ones with --tagme-only)."""
-    from tagd.sinks.stash import make_client
-    from tagd.sinks.stash_client import StashError
-    from tagd.sinks.stash_source import files_from_stash
+    from tagd.scan.stash_source import files_from_stash
+    from tagd.sinks.stash.client import StashError
+    from tagd.sinks.stash.deliver import make_client
 
     if not args.from_stash:
         raise UsageError("--tagme-only needs --from-stash")

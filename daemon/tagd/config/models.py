@@ -22,7 +22,7 @@ from tagd.config.fields import SECTION, Bool, Float, Int, Range, Str
 
 Backend = Literal["auto", "cpu", "openvino", "cuda"]
 SidecarNaming = Literal["ext", "stem"]
-# Formats tagd may write XMP into (see tagd.sinks.embed); names as media.sniff gives them.
+# Formats tagd may write XMP into (see tagd.sinks.xmp.embed); names as media.sniff gives them.
 EmbedFormat = Literal["jpeg", "tiff", "png", "webp"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 Profile = Literal["low-power", "balanced", "gpu"]

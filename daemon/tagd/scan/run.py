@@ -122,7 +122,7 @@ def run_scan(
     stats.root_problems = list(options.root_problems)
     index = _index(catalog, settings, roots if usable is None else usable, events, stop)
     if options.from_stash and settings.stash.enabled:
-        from tagd.sinks.stash_source import queue_listed
+        from tagd.scan.stash_source import queue_listed
 
         queue_listed(catalog, list(roots))
     for name in ("new", "changed", "moved", "deleted"):

@@ -272,9 +272,9 @@ class ScanWorker(threading.Thread):
 
     def scan_from_stash(self, request: ScanRequest, generation: Generation) -> None:
         """Scan the files Stash lists (`tagme`: only those tagged <prefix>_TagMe)."""
-        from tagd.sinks.stash import make_client
-        from tagd.sinks.stash_client import StashError
-        from tagd.sinks.stash_source import files_from_stash
+        from tagd.scan.stash_source import files_from_stash
+        from tagd.sinks.stash.client import StashError
+        from tagd.sinks.stash.deliver import make_client
 
         settings = generation.settings
         if not settings.stash.enabled:

@@ -19,11 +19,11 @@ from typing import Any
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
 from tagd.sinks.confined import OutsideLibrary, anchors_for, confined_target
-from tagd.sinks.embed import embedded_format, sync_embedded
 from tagd.sinks.outbox import Deadline, DeliveryReport, Progress, backoff, past
 from tagd.sinks.writer import Abandoned, WriterDied, WriterProcess
-from tagd.sinks.xmp import FaceRegion, XmpChange, XmpWriteError, sidecar_path, sync_sidecar
-from tagd.sinks.xmp_regions import face_region
+from tagd.sinks.xmp.embed import embedded_format, sync_embedded
+from tagd.sinks.xmp.regions import face_region
+from tagd.sinks.xmp.sidecar import FaceRegion, XmpChange, XmpWriteError, sidecar_path, sync_sidecar
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ class StashSink:
         return settings.stash.enabled
 
     def deliver(self, catalog: Catalog, settings: Settings, delivery: Delivery) -> DeliveryReport:
-        from tagd.sinks.stash import deliver_stash
+        from tagd.sinks.stash.deliver import deliver_stash
 
         return deliver_stash(
             catalog,
@@ -33,7 +33,7 @@ class StashSink:
         )
 
     def summary(self, report: DeliveryReport) -> str:
-        from tagd.sinks.stash import summary
+        from tagd.sinks.stash.deliver import summary
 
         return summary(report)
 

@@ -1,6 +1,6 @@
 """MWG face regions (``mwg-rs:Regions``) and ``Iptc4xmpExt:PersonInImage``, merged.
 
-The region tree is read from the parsed packet (:mod:`tagd.sinks.xmp_packet`) as
+The region tree is read from the parsed packet (:mod:`tagd.sinks.xmp.packet`) as
 flat keys in the style of Exiv2 (``/mwg-rs:Area/stArea:x`` below one region):
 every region is a tuple of (key, value), sorted, so regions compare by content
 however a tool wrote them (``rdf:parseType="Resource"``, a nested
@@ -22,7 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tagd.sinks.xmp_packet import (
+from tagd.sinks.xmp.packet import (
     MWG_RS,
     OPAQUE,
     PREFIXES,
@@ -39,7 +39,7 @@ from tagd.sinks.xmp_packet import (
     flatten,
     form,
 )
-from tagd.sinks.xmp_splice import El, Splice, SpliceError, edit_items, from_flat, top_key
+from tagd.sinks.xmp.splice import El, Splice, SpliceError, edit_items, from_flat, top_key
 
 REGIONS: Name = (MWG_RS, "Regions")
 OWNED_REGIONS: Name = (TAGD, "Regions")

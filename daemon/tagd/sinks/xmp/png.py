@@ -10,7 +10,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from tagd.sinks.xmp_container import Container, ContainerError, Part, same_parts
+from tagd.sinks.xmp.container import Container, ContainerError, Part, same_parts
 
 __all__ = ["PNG"]
 

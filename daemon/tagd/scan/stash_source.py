@@ -15,9 +15,9 @@ from typing import Any
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
-from tagd.sinks.stash_client import StashClient
-from tagd.sinks.stash_lookup import local_path
-from tagd.sinks.stash_tags import FIND_TAGS
+from tagd.sinks.stash.client import StashClient
+from tagd.sinks.stash.lookup import local_path
+from tagd.sinks.stash.tags import FIND_TAGS
 
 SCENES = """
 query SourceScenes($filter: FindFilterType, $scene_filter: SceneFilterType) {
@@ -114,7 +114,7 @@ def files_from_stash(client: StashClient, settings: Settings, tagme_only: bool) 
 def queue_listed(catalog: Catalog, paths: list[str]) -> None:
     """Queue the listed files for Stash even when unchanged: a TagMe file tagd
     already knew must still get its tags written and TagMe swapped for Tagged."""
-    from tagd.sinks.stash import SINK
+    from tagd.sinks.stash.deliver import SINK
 
     ids = [f.id for p in paths if (f := catalog.file_by_path(p)) is not None]
     with catalog.transaction():

@@ -20,7 +20,7 @@ from typing import Any
 
 from tagd.config import PathMapping, Settings
 from tagd.paths import shown
-from tagd.sinks.stash_client import StashClient, StashError
+from tagd.sinks.stash.client import StashClient, StashError
 
 # What tagd reads of a scene or image; `@fields` becomes `performers { id }` /
 # `studio { id }` when those options are on (off, tagd asks exactly what it

@@ -34,10 +34,10 @@ from tagd.config import Settings
 from tagd.paths import shown
 from tagd.records import Tag
 from tagd.sinks.outbox import Deadline, DeliveryReport, Progress, backoff, past
-from tagd.sinks.stash_client import StashClient, StashError, StashUnavailable
-from tagd.sinks.stash_fields import PerformerResolver, StudioResolver, plan_studio, route
-from tagd.sinks.stash_lookup import NotSendable, StashLookup, StashObject, stash_path
-from tagd.sinks.stash_tags import TagResolver
+from tagd.sinks.stash.client import StashClient, StashError, StashUnavailable
+from tagd.sinks.stash.fields import PerformerResolver, StudioResolver, plan_studio, route
+from tagd.sinks.stash.lookup import NotSendable, StashLookup, StashObject, stash_path
+from tagd.sinks.stash.tags import TagResolver
 
 SINK = "stash"
 # Files planned before their writes go out together: objects that get the same

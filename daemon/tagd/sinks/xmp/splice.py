@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tagd.sinks.xmp_packet import (
+from tagd.sinks.xmp.packet import (
     OPAQUE,
     PREFIXES,
     RDF,

@@ -43,7 +43,7 @@ from typing import Any
 
 from tagd.config import Settings
 from tagd.records import Tag
-from tagd.sinks.stash_client import StashClient
+from tagd.sinks.stash.client import StashClient
 
 log = logging.getLogger(__name__)
 

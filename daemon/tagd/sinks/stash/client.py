@@ -11,7 +11,7 @@ type per kind of failure.
 The API key goes to Stash's origin only: a redirect to another host, port or
 scheme is refused (urllib would follow it with every header), one within the
 origin is followed with the same POST. Every answer is checked against the
-query's fields (stash_shape.py), so the readers can index it safely.
+query's fields (shape.py), so the readers can index it safely.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from tagd.sinks import stash_shape
+from tagd.sinks.stash import shape
 
 
 class StashError(RuntimeError):
@@ -146,7 +146,7 @@ def _parse(raw: bytes) -> dict[str, Any]:
 
 
 def _checked(query: str, data: dict[str, Any]) -> dict[str, Any]:
-    found = stash_shape.problem(query, data)
+    found = shape.problem(query, data)
     if found:
         raise StashAnswerError(
             f"Stash's answer {found} (not what tagd asked for: is [stash] url a Stash "

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tagd.sinks.stash_client import StashClient, StashError
+from tagd.sinks.stash.client import StashClient, StashError
 
 FIND_TAGS = """
 query FindTags($name: String!) {

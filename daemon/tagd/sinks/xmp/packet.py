@@ -5,7 +5,7 @@ other tools wrote come back in Exiv2's spelling (Lightroom's GPS coordinates, an
 old ``exif:ExifVersion``, empty lang-alt items, prefixes), so a sidecar edited
 that way no longer holds what its owner wrote.  tagd never re-serialises.  This
 module parses a packet with expat and keeps the byte range of every element and
-attribute; :mod:`tagd.sinks.xmp_splice` then replaces only the ranges of tagd's
+attribute; :mod:`tagd.sinks.xmp.splice` then replaces only the ranges of tagd's
 own properties, and every other byte stays as written.
 
 Names are matched by namespace URI, never by prefix: ``dcx:subject`` is

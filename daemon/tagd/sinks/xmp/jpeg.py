@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tagd.sinks.xmp_container import Container, ContainerError, Part, same_parts
+from tagd.sinks.xmp.container import Container, ContainerError, Part, same_parts
 
 __all__ = ["JPEG", "MAX_PACKET"]
 

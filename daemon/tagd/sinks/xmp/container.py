@@ -4,7 +4,7 @@ Each container module reads the XMP packet out of a file's bytes, writes a new
 packet by replacing only the bytes that hold it, and checks a written file
 against its original: same container, every other segment or chunk
 byte-identical and in the same order.  Nothing here parses the packet itself;
-that is :mod:`tagd.sinks.xmp`'s job.  Unusual or damaged files are refused with
+that is :mod:`tagd.sinks.xmp.sidecar`'s job.  Unusual or damaged files are refused with
 a :class:`ContainerError` rather than guessed at: the photo is the user's.
 """
 

@@ -21,13 +21,13 @@ Ownership rules (merge, never clobber):
 * An ownership record whose keyword is no longer in ``dc:subject`` is
   dropped, so a person typing the same word later is not mistaken for tagd.
 * Faces (optional, ``faces=``): MWG regions in ``mwg-rs:Regions`` and names in
-  ``Iptc4xmpExt:PersonInImage``; see :mod:`tagd.sinks.xmp_regions`.  tagd owns
+  ``Iptc4xmpExt:PersonInImage``; see :mod:`tagd.sinks.xmp.regions`.  tagd owns
   the regions recorded in ``tagd:Regions`` and the names recorded in
   ``tagd:People`` (names already there are a person's, as for keywords).
 * Everything else in the sidecar (ratings, labels, descriptions, other
   regions, other namespaces, people's keywords and their order) is kept byte
   for byte: the packet is never re-serialised, only tagd's properties are
-  spliced (:mod:`tagd.sinks.xmp_packet`, :mod:`tagd.sinks.xmp_splice`).  Any
+  spliced (:mod:`tagd.sinks.xmp.packet`, :mod:`tagd.sinks.xmp.splice`).  Any
   well-formed XMP is accepted; malformed XML is refused and left alone.
 
 Writes are skipped when nothing differs (so re-runs leave bytes and mtime
@@ -57,8 +57,8 @@ from tagd.sinks.confined import (
     confined_target,
     new_file_owner,
 )
-from tagd.sinks.xmp_packet import TAGD, Name, Packet, PacketError, canonical, parse, texts
-from tagd.sinks.xmp_regions import (
+from tagd.sinks.xmp.packet import TAGD, Name, Packet, PacketError, canonical, parse, texts
+from tagd.sinks.xmp.regions import (
     OWNED_REGIONS,
     REGIONS,
     FaceRegion,
@@ -68,7 +68,7 @@ from tagd.sinks.xmp_regions import (
     region_item_bytes,
     write_regions,
 )
-from tagd.sinks.xmp_splice import Splice, SpliceError, set_array, skeleton
+from tagd.sinks.xmp.splice import Splice, SpliceError, set_array, skeleton
 
 __all__ = [
     "TAGD_NS_PREFIX",

@@ -1,7 +1,7 @@
 """Embedded XMP: tagd's keywords written into JPEG, TIFF, PNG and WebP files.
 
 Opt-in per format (``xmp.embed``).  The packet is planned by
-:func:`tagd.sinks.xmp.plan_packet`, so ownership and merge rules are exactly those
+:func:`tagd.sinks.xmp.sidecar.plan_packet`, so ownership and merge rules are exactly those
 of sidecars; only the container differs.  When a file's format is embedded, tagd
 writes into the file *instead of* a sidecar and leaves an existing sidecar as it
 is (digiKam and Lightroom read both; tagd never deletes what it cannot prove is
@@ -15,7 +15,7 @@ process dies:
 2. write a backup ``.NAME.tagd-backup`` next to it (complete before it gets that
    name, fsynced);
 3. build the new bytes into ``.NAME.tagd-tmp``, fsync: only the bytes that hold
-   the XMP change (:mod:`tagd.sinks.xmp_container` and one module per format);
+   the XMP change (:mod:`tagd.sinks.xmp.container` and one module per format);
 4. verify the temp file: it parses as the same format, every other segment or
    chunk is byte-identical and in the same order, tagd's XMP reads back, pixels
    hash the same;
@@ -44,7 +44,10 @@ import numpy as np
 
 from tagd.media.sniff import sniff
 from tagd.sinks.confined import OutsideLibrary, anchors_for, resolve
-from tagd.sinks.xmp import (
+from tagd.sinks.xmp.container import Container, ContainerError
+from tagd.sinks.xmp.jpeg import JPEG
+from tagd.sinks.xmp.png import PNG
+from tagd.sinks.xmp.sidecar import (
     FaceRegion,
     PacketUpdate,
     XmpChange,
@@ -55,11 +58,8 @@ from tagd.sinks.xmp import (
     plan_packet,
     refuse_read_only,
 )
-from tagd.sinks.xmp_container import Container, ContainerError
-from tagd.sinks.xmp_jpeg import JPEG
-from tagd.sinks.xmp_png import PNG
-from tagd.sinks.xmp_tiff import TIFF
-from tagd.sinks.xmp_webp import WEBP
+from tagd.sinks.xmp.tiff import TIFF
+from tagd.sinks.xmp.webp import WEBP
 
 __all__ = ["EMBED_FORMATS", "KILL_ENV", "embedded_format", "recover", "sync_embedded"]
 
@@ -97,7 +97,7 @@ def sync_embedded(
     roots: Sequence[str | os.PathLike[str]] | None = None,
 ) -> XmpChange:
     """Make the XMP inside `media` hold exactly `tags` (and `faces`) as tagd's part,
-    like :func:`tagd.sinks.xmp.sync_sidecar` does for a sidecar.
+    like :func:`tagd.sinks.xmp.sidecar.sync_sidecar` does for a sidecar.
 
     A photo that resolves outside `roots` (the library roots; None: its own folder),
     a link to a file elsewhere, is refused: tagd never rewrites a file there."""

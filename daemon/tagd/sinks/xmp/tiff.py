@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tagd.sinks.xmp_container import Container, ContainerError
+from tagd.sinks.xmp.container import Container, ContainerError
 
 __all__ = ["TIFF"]
 

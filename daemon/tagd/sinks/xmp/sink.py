@@ -25,7 +25,7 @@ class XmpSink:
         return settings.xmp.enabled
 
     def deliver(self, catalog: Catalog, settings: Settings, delivery: Delivery) -> DeliveryReport:
-        from tagd.sinks.xmp_deliver import deliver_xmp
+        from tagd.sinks.xmp.deliver import deliver_xmp
 
         return deliver_xmp(
             catalog,

@@ -1,0 +1,1 @@
+"""Stash: tags, markers, performers and studios written over its GraphQL API."""

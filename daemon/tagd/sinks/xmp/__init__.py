@@ -1,0 +1,1 @@
+"""XMP: sidecars and embedded packets, edited in place (see sidecar.py)."""
