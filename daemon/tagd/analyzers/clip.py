@@ -8,7 +8,6 @@ tags is decided here, so prompts can change without re-reading a photo.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,10 +55,8 @@ class ClipEmbedder(Analyzer):
     @property
     def model_sha256(self) -> str:
         # Image and text tower are one embedding space: a new export of either is a
-        # new model. sha256 over both, sorted so the manifest's order does not matter.
-        spec = self.clip.spec
-        parts = sorted([spec.sha256, *spec.files.values()])
-        return hashlib.sha256("".join(parts).encode()).hexdigest()
+        # new model.
+        return self.clip.spec.all_files_sha256
 
     def analyze(self, images: Sequence[np.ndarray]) -> list[list[Finding]]:
         embeddings = self.clip.encode_images(images)

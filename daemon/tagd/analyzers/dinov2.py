@@ -13,7 +13,6 @@ connected machine (`tagd models export dinov2 --from facebook/dinov2-small`).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,9 +62,7 @@ class ImageEmbeddings(Analyzer):
     def model_sha256(self) -> str:
         # The network and its recorded preprocessing (the JSON config) make the
         # vectors together: a new export of either re-runs this analyzer.
-        spec = self.embedder.spec
-        parts = sorted([spec.sha256, *spec.files.values()])
-        return hashlib.sha256("".join(parts).encode()).hexdigest()
+        return self.embedder.spec.all_files_sha256
 
     def analyze(self, images: Sequence[np.ndarray]) -> list[list[Finding]]:
         embeddings = self.embedder.embed(images)

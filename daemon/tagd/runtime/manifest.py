@@ -48,6 +48,13 @@ class ModelSpec:
     def engine(self) -> str:
         return "openvino" if self.file.endswith(".xml") else "onnx"
 
+    @property
+    def all_files_sha256(self) -> str:
+        """One digest over every file of the model (sorted: the manifest's order
+        does not matter), for models whose other files shape the results too."""
+        parts = sorted([self.sha256, *self.files.values()])
+        return hashlib.sha256("".join(parts).encode()).hexdigest()
+
 
 _REQUIRED = ("task", "file", "sha256", "input")
 
