@@ -249,7 +249,7 @@ class Pipeline:
         self, batch: list[Loaded], report: AnalyzeReport, stop: threading.Event | None = None
     ) -> None:
         # A file changed since it was indexed is not worth a model's time.
-        steady = [loaded for loaded in batch if self._as_indexed(loaded.item.path) is not None]
+        steady = [loaded for loaded in batch if _as_indexed(loaded.item) is not None]
         findings = {a.name: self._infer(a, steady) for a in self.analyzers}
         settled = self._settled(steady, stop)
         with self.catalog.transaction():
@@ -268,7 +268,7 @@ class Pipeline:
         settled: set[int] = set()
         fresh: dict[int, float] = {}
         for loaded in batch:
-            mtime = self._as_indexed(loaded.item.path)
+            mtime = _as_indexed(loaded.item)
             if mtime is None:
                 continue
             # A future mtime (a share's clock ahead) says nothing once past the window.
@@ -282,22 +282,8 @@ class Pipeline:
         if delay > 0 and (stop.wait(delay) if stop is not None else time.sleep(delay)):
             return settled  # stopping: a later run analyses them
         by_id = {id(loaded): loaded for loaded in batch}
-        settled.update(i for i in fresh if self._as_indexed(by_id[i].item.path) is not None)
+        settled.update(i for i in fresh if _as_indexed(by_id[i].item) is not None)
         return settled
-
-    def _as_indexed(self, path: str) -> float | None:
-        """The file's mtime (seconds) when its size and mtime are still those the
-        index recorded, else None (changed since, or gone)."""
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                return None
-            return -math.inf  # cannot look (permissions): reading it says why
-        known = self.catalog.file_by_path(path)
-        if known is not None and (known.size, known.mtime_ns) != (st.st_size, st.st_mtime_ns):
-            return None
-        return st.st_mtime
 
     def _infer(self, analyzer: Analyzer, batch: list[Loaded]) -> list[list[list[Finding]]]:
         """Findings per item per frame, running the model batch_size frames at a time."""
@@ -413,3 +399,18 @@ def _prefetch(
             pending.append(pool.submit(fn, item))
             break
         yield result
+
+
+def _as_indexed(item: WorkItem) -> float | None:
+    """The file's mtime (seconds) when its size and mtime are still those the index
+    recorded (no catalog query: the work item carries them), else None (changed
+    since, or gone)."""
+    try:
+        st = os.stat(item.path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        return -math.inf  # cannot look (permissions): reading it says why
+    if item.size is not None and (item.size, item.mtime_ns) != (st.st_size, st.st_mtime_ns):
+        return None
+    return st.st_mtime

@@ -80,6 +80,9 @@ class WorkItem:
     path: str
     kind: str
     missing: tuple[str, ...]
+    # The file's size and mtime as indexed: a file that differs now is still changing.
+    size: int | None = None
+    mtime_ns: int | None = None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,9 @@ class AnalysisQueries(VectorQueries):
             return []
         where, params = _pending_where(analyzers, prefixes)
         rows = self.con.execute(
-            "SELECT c.id, MIN(f.path), c.kind FROM contents c JOIN files f ON f.content_id = c.id "
+            # SQLite takes the bare size/mtime from the row MIN(path) chose.
+            "SELECT c.id, MIN(f.path), c.kind, f.size, f.mtime_ns FROM contents c "
+            "JOIN files f ON f.content_id = c.id "
             f"WHERE {where} GROUP BY c.id ORDER BY MIN(f.path) LIMIT ?",
             [*params, limit],
         ).fetchall()
@@ -42,8 +44,10 @@ class AnalysisQueries(VectorQueries):
                 missing=tuple(
                     name for name, sha in analyzers.items() if done.get((cid, name)) != sha
                 ),
+                size=size,
+                mtime_ns=mtime_ns,
             )
-            for cid, path, kind in rows
+            for cid, path, kind, size, mtime_ns in rows
         ]
 
     def pending_count(self, analyzers: dict[str, str], prefixes: Sequence[str] = ()) -> int:
