@@ -185,7 +185,7 @@ def test_naming_tags_the_catalog_and_the_sidecar(
 def test_split_then_merge_moves_tags(library: Library) -> None:
     alice = library.person_of(ID00[0])
     with library.catalog() as cat:
-        moved = [f.detection_id for f in store.faces_of(cat, alice) if f.path.endswith(ID00[2])]
+        moved = [f.detection_id for f in cat.faces_of(alice) if f.path.endswith(ID00[2])]
     assert library.tagd("people", "split", str(alice), *map(str, moved)) == 0
     split_off = library.person_of(ID00[2])
     assert split_off not in (None, alice)

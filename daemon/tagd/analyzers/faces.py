@@ -124,7 +124,7 @@ class FaceAnalyzer(Analyzer):
         # A new detector or embedder re-analyses every face, which replaces the face
         # rows; the people they belonged to (named by hand or found by clustering)
         # move to the new face at the same place, so an upgrade costs no one a name.
-        before = store.assignments(catalog, content_id)
+        before = catalog.face_assignments(content_id, store.ANALYZER)
         ids = catalog.save_analysis(content_id, self.name, self.model_sha256, detections)
         if before:
             store.carry_over(catalog, before, list(zip(ids, detections, strict=True)))

@@ -51,7 +51,7 @@ def _guard(fn):  # type: ignore[no-untyped-def]
 
 
 def list_people(ctx: Context, args: argparse.Namespace) -> int:
-    everyone = store.people(ctx.catalog)
+    everyone = ctx.catalog.people()
     waiting = ctx.catalog.waiting_faces()
     if not everyone:
         print("no people yet: `tagd scan` finds faces and groups them")
@@ -94,7 +94,7 @@ def make_sheet(ctx: Context, args: argparse.Namespace) -> int:
     person = store.person(ctx.catalog, args.person)
     if person is None:
         raise UsageError(f"no person {args.person!r}: see `tagd people list`")
-    faces = store.faces_of(ctx.catalog, person.id)
+    faces = ctx.catalog.faces_of(person.id)
     if not faces:
         print(f"{person.label} has no faces")
         return EXIT_FAILURES

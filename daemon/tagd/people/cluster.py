@@ -53,9 +53,9 @@ def cluster_new_faces(catalog: Catalog, settings: Settings) -> ClusterReport:
     """Cluster the faces found since the last run (called after each scan's analysis);
     re-derives person tags and queues sidecars of files whose faces joined someone."""
     with catalog.transaction():
-        store.drop_empty_unnamed(catalog)
-        new = store.new_faces(catalog)
-        store.add_waiting(catalog, new)
+        catalog.drop_empty_unnamed_people()
+        new = catalog.new_faces(store.ANALYZER)
+        catalog.add_waiting_faces(new)
         report = _Clusterer(catalog, settings).run(new)
         report.new = len(new)
         rederive(catalog, settings, _contents(catalog, report.assigned_ids))
@@ -80,7 +80,7 @@ def rederive(catalog: Catalog, settings: Settings, content_ids: Iterable[int]) -
 
 
 def _contents(catalog: Catalog, detection_ids: Sequence[int]) -> set[int]:
-    return {cid for cid, _ in store.face_info(catalog, detection_ids).values()}
+    return {cid for cid, _ in catalog.face_info(detection_ids).values()}
 
 
 class _Clusterer:
@@ -125,7 +125,7 @@ class _Clusterer:
             return closest_person  # core or border: the closest person within reach
         if self._support(did, near) >= self.cfg.min_faces:
             report.created += 1
-            return store.new_person(self.catalog)
+            return self.catalog.new_person()
         return None
 
     def _neighbours(self, did: int) -> list[tuple[int, float]]:
@@ -163,7 +163,7 @@ class _Clusterer:
     def _load_info(self, ids: Iterable[int]) -> None:
         missing = [i for i in ids if i not in self.info]
         if missing:
-            self.info.update(store.face_info(self.catalog, missing))
+            self.info.update(self.catalog.face_info(missing))
 
 
 def after_scan(catalog: Catalog, settings: Settings) -> ClusterReport | None:

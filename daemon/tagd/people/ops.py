@@ -9,20 +9,21 @@ from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
 from tagd.people import store
 from tagd.people.cluster import cluster_faces, rederive
+from tagd.records import Person
 
 
 class PeopleError(ValueError):
     """A request that cannot be done as asked (unknown person, name taken...)."""
 
 
-def _find(catalog: Catalog, key: str) -> store.Person:
+def _find(catalog: Catalog, key: str) -> Person:
     found = store.person(catalog, key)
     if found is None:
         raise PeopleError(f"no person {key!r}: see `tagd people list`")
     return found
 
 
-def name(catalog: Catalog, settings: Settings, key: str, new_name: str) -> store.Person:
+def name(catalog: Catalog, settings: Settings, key: str, new_name: str) -> Person:
     new_name = new_name.strip()
     # Digits alone would read as a person id in every other command.
     if not new_name or "|" in new_name or "/" in new_name or new_name.isdigit():
@@ -36,11 +37,11 @@ def name(catalog: Catalog, settings: Settings, key: str, new_name: str) -> store
         )
     with catalog.transaction():
         catalog.rename_person(target.id, new_name)
-        rederive(catalog, settings, store.contents_of(catalog, [target.id]))
+        rederive(catalog, settings, catalog.contents_of_people([target.id]))
     return _find(catalog, str(target.id))
 
 
-def merge(catalog: Catalog, settings: Settings, keep_key: str, other_key: str) -> store.Person:
+def merge(catalog: Catalog, settings: Settings, keep_key: str, other_key: str) -> Person:
     """Move every face of `other` into `keep`; `other` is deleted. When only `other`
     has a name, the merged person takes it."""
     keep, other = _find(catalog, keep_key), _find(catalog, other_key)
@@ -52,7 +53,7 @@ def merge(catalog: Catalog, settings: Settings, keep_key: str, other_key: str) -
             "by naming only one"
         )
     with catalog.transaction():
-        affected = store.contents_of(catalog, [keep.id, other.id])
+        affected = catalog.contents_of_people([keep.id, other.id])
         catalog.move_faces(other.id, keep.id)
         catalog.delete_person(other.id)
         if other.name and not keep.name:
@@ -63,34 +64,34 @@ def merge(catalog: Catalog, settings: Settings, keep_key: str, other_key: str) -
 
 def split_faces(
     catalog: Catalog, settings: Settings, key: str, detection_ids: Sequence[int]
-) -> store.Person:
+) -> Person:
     """Move the given faces of a person into a new, unnamed person (a user's choice:
     clustering never moves them back)."""
     source = _find(catalog, key)
-    theirs = {f.detection_id for f in store.faces_of(catalog, source.id)}
+    theirs = {f.detection_id for f in catalog.faces_of(source.id)}
     strangers = sorted(set(detection_ids) - theirs)
     if strangers:
         raise PeopleError(f"faces {strangers} are not faces of {source.label}")
     if not detection_ids:
         raise PeopleError("give the faces to move (detection ids, see `tagd people sheet`)")
     with catalog.transaction():
-        target = store.new_person(catalog)
+        target = catalog.new_person()
         store.assign(catalog, detection_ids, target, by_user=True)
-        rederive(catalog, settings, store.contents_of(catalog, [source.id, target]))
+        rederive(catalog, settings, catalog.contents_of_people([source.id, target]))
     return _find(catalog, str(target))
 
 
-def recluster(catalog: Catalog, settings: Settings, key: str) -> list[store.Person]:
+def recluster(catalog: Catalog, settings: Settings, key: str) -> list[Person]:
     """Forget one unnamed person's clustering and cluster its faces again among
     themselves (e.g. after lowering faces.max_distance). Faces a user placed stay."""
     source = _find(catalog, key)
     if source.name:
         raise PeopleError(f"{source.label} is named: split faces out of it instead")
-    faces = [f.detection_id for f in store.faces_of(catalog, source.id)]
+    faces = [f.detection_id for f in catalog.faces_of(source.id)]
     with catalog.transaction():
         catalog.forget_faces_of(source.id)
         catalog.delete_person(source.id)
-        store.add_waiting(catalog, faces)
+        catalog.add_waiting_faces(faces)
         made = cluster_faces(catalog, settings, faces, restrict=set(faces))
-        rederive(catalog, settings, store.contents_of(catalog, made))
-    return [p for p in store.people(catalog) if p.id in made]
+        rederive(catalog, settings, catalog.contents_of_people(made))
+    return [p for p in catalog.people() if p.id in made]

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from tagd.media.image import DecodeError, decode_image
-from tagd.people.store import FaceRow
+from tagd.records import FaceRow
 
 TILE = 160
 LABEL_H = 34

@@ -1,5 +1,5 @@
-"""The faces and people, as the people code sees them (the queries are the
-catalog's, see tagd.catalog.people).
+"""What the people code adds to the catalog's face queries (tagd.catalog.people):
+user-made assignments, carrying people over a re-analysis, lookup by name, export.
 
 A person is a row of `people`; `name` is NULL for a cluster nobody has named
 yet (shown as "unnamed person N", N = its id). A face is a detection of the
@@ -15,33 +15,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tagd.catalog.catalog import Catalog
-from tagd.records import Assignment, Detection, FaceRow, Person
+from tagd.records import Assignment, Detection, Person
 
 ANALYZER = "faces"
-
-
-def new_faces(catalog: Catalog) -> list[int]:
-    """Face detections clustering has never looked at, oldest first."""
-    return catalog.new_faces(ANALYZER)
-
-
-def add_waiting(catalog: Catalog, detection_ids: Iterable[int]) -> None:
-    catalog.add_waiting_faces(detection_ids)
-
-
-def face_info(catalog: Catalog, detection_ids: Sequence[int]) -> dict[int, tuple[int, int | None]]:
-    """detection id -> (content id, person id) for the given faces."""
-    return catalog.face_info(detection_ids)
 
 
 def assign(
     catalog: Catalog, detection_ids: Iterable[int], person_id: int, *, by_user: bool
 ) -> None:
     catalog.assign_faces(detection_ids, person_id, cluster_id=None if by_user else person_id)
-
-
-def assignments(catalog: Catalog, content_id: int) -> list[Assignment]:
-    return catalog.face_assignments(content_id, ANALYZER)
 
 
 def carry_over(
@@ -80,36 +62,13 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def new_person(catalog: Catalog, name: str | None = None) -> int:
-    return catalog.new_person(name)
-
-
-def drop_empty_unnamed(catalog: Catalog) -> int:
-    """Unnamed clusters left without faces (their photos were deleted or re-analysed).
-    Named people stay: a name is the user's work."""
-    return catalog.drop_empty_unnamed_people()
-
-
-def people(catalog: Catalog) -> list[Person]:
-    """Everyone with at least one face, named ones first, then by face count."""
-    return catalog.people()
-
-
 def person(catalog: Catalog, key: str) -> Person | None:
     """A person by id (`12`) or by name (case-insensitive)."""
-    everyone = people(catalog)
+    everyone = catalog.people()
     if key.isdigit():
         return next((p for p in everyone if p.id == int(key)), None)
     lowered = key.strip().lower()
     return next((p for p in everyone if p.name and p.name.lower() == lowered), None)
-
-
-def faces_of(catalog: Catalog, person_id: int) -> list[FaceRow]:
-    return catalog.faces_of(person_id)
-
-
-def contents_of(catalog: Catalog, person_ids: Iterable[int]) -> set[int]:
-    return catalog.contents_of_people(person_ids)
 
 
 def export_faces(catalog: Catalog, content_id: int) -> list[dict[str, Any]]:
