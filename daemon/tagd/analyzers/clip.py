@@ -20,6 +20,7 @@ from tagd.config import Settings
 from tagd.policy import clip_tags
 from tagd.runtime.clip import TASK, ClipModel
 from tagd.runtime.manifest import ModelSpec, default_for, resolve
+from tagd.runtime.model import batched_options
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,7 @@ def build(settings: Settings, specs: dict[str, ModelSpec], models_dir: Path) -> 
         log.debug("clip: no CLIP model installed (`tagd models export clip`); skipped")
         return None
     spec = resolve(specs, TASK, settings.clip.model, "clip.model")
-    runtime = settings.runtime
-    model = ClipModel(
-        spec,
-        models_dir,
-        backend=runtime.backend,
-        threads=runtime.threads,
-        idle_unload=runtime.idle_unload,
-        batch_size=runtime.batch_size,
-    )
+    model = ClipModel(spec, models_dir, **batched_options(settings.runtime))
     clip_tags.register(model)
     return ClipEmbedder(model)
 

@@ -24,6 +24,7 @@ from tagd.analyzers.registry import AnalyzerPlugin
 from tagd.config import Settings
 from tagd.runtime.image_embedding import TASK, ImageEmbedder
 from tagd.runtime.manifest import ModelSpec, default_for, resolve
+from tagd.runtime.model import batched_options
 
 log = logging.getLogger(__name__)
 SECTION = "dinov2"
@@ -39,15 +40,7 @@ def build(settings: Settings, specs: dict[str, ModelSpec], models_dir: Path) -> 
         log.info("dinov2: no image-embedding model installed (`tagd models export dinov2`)")
         return None
     spec = resolve(specs, TASK, cfg.model, f"{SECTION}.model")
-    runtime = settings.runtime
-    embedder = ImageEmbedder(
-        spec,
-        models_dir,
-        backend=runtime.backend,
-        threads=runtime.threads,
-        idle_unload=runtime.idle_unload,
-        batch_size=runtime.batch_size,
-    )
+    embedder = ImageEmbedder(spec, models_dir, **batched_options(settings.runtime))
     return ImageEmbeddings(embedder)
 
 

@@ -36,7 +36,7 @@ from tagd.records import Detection
 from tagd.runtime.face_embedding import FaceEmbedder
 from tagd.runtime.lifecycle import ModelLifecycle
 from tagd.runtime.manifest import ModelSpec, resolve
-from tagd.runtime.model import ManagedModel, model_for
+from tagd.runtime.model import ManagedModel, batched_options, model_for
 
 STRIDE = 32  # the detector's FPN needs input sides divisible by its largest stride
 LABEL = "face"
@@ -55,14 +55,7 @@ def build(settings: Settings, specs: dict[str, ModelSpec], models_dir: Path) -> 
         same = [s for s in specs.values() if s.task == det.task and s.engine == emb.engine]
         det = same[0] if same else det
     rt = settings.runtime
-    embedder = FaceEmbedder(
-        emb,
-        models_dir,
-        backend=rt.backend,
-        threads=rt.threads,
-        idle_unload=rt.idle_unload,
-        batch_size=rt.batch_size,
-    )
+    embedder = FaceEmbedder(emb, models_dir, **batched_options(rt))
     return FaceAnalyzer(model_for(det, models_dir, rt), embedder, cfg)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from tagd.config import RuntimeSettings
 from tagd.runtime.backends import Session, open_session
@@ -79,6 +80,17 @@ def model_for(
         idle_unload=runtime.idle_unload,
         spin=spin,
     )
+
+
+def batched_options(runtime: RuntimeSettings) -> dict[str, Any]:
+    """The [runtime] keyword arguments of the wrappers that batch their own inputs
+    (CLIP, DINOv2, face embeddings)."""
+    return {
+        "backend": runtime.backend,
+        "threads": runtime.threads,
+        "idle_unload": runtime.idle_unload,
+        "batch_size": runtime.batch_size,
+    }
 
 
 def require_task(spec: ModelSpec, task: str) -> None:
