@@ -12,7 +12,7 @@ deleted.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -34,11 +34,13 @@ class IndexReport:
     deleted: int = 0
     unreadable: int = 0
     problems: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # paths of the deleted files
 
     def merge(self, other: IndexReport) -> None:
         for name in ("seen", "new", "changed", "moved", "deleted", "unreadable"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.problems += other.problems
+        self.gone += other.gone
 
 
 @dataclass(frozen=True)
@@ -165,21 +167,7 @@ def _apply(
         catalog.delete_files(f.id for f in vanished.values())
         report.deleted = len(vanished)
         catalog.drop_orphan_contents()
-        if "xmp" in sinks:
-            # IMG_1.jpg gone, IMG_1.mov stays: with stem sidecars both wrote IMG_1.xmp,
-            # which must now lose the photo's tags (a no-op write otherwise).
-            catalog.enqueue(_siblings(catalog, vanished.values()), "xmp")
-
-
-def _siblings(catalog: Catalog, gone: Iterable[IndexedFile]) -> set[int]:
-    """Files left in the same folder under the same name with another extension."""
-    ids = set()
-    for f in gone:
-        folder = os.path.dirname(f.path)
-        for sibling in catalog.files_starting_with(os.path.splitext(f.path)[0] + "."):
-            if os.path.dirname(sibling.path) == folder:
-                ids.add(sibling.id)
-    return ids
+        report.gone = [f.path for f in vanished.values()]
 
 
 def _same_error(old: IndexedFile | None, item: _Fingerprinted) -> bool:

@@ -23,7 +23,7 @@ from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
 from tagd.scan.index import IndexReport, index_root, make_walker
 from tagd.service.stats import ScanStats, record_scan
-from tagd.sinks.outbox import Deadline, DeliveryReport, Sink, deliver_all
+from tagd.sinks.outbox import Deadline, DeliveryReport, Sink, deliver_all, enabled
 from tagd.sinks.select import enabled_sinks
 
 if TYPE_CHECKING:
@@ -170,6 +170,10 @@ def _index(
             break
         index.merge(index_root(catalog, walker, os.path.abspath(root), sinks))
         events.indexed_root(root)
+    if index.gone:
+        with catalog.transaction():
+            for sink in enabled(settings):
+                sink.forget(catalog, settings, index.gone)
     events.indexed(index)
     return index
 

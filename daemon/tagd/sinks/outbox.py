@@ -89,6 +89,11 @@ class Sink(Protocol):
         self, catalog: Catalog, settings: Settings, delivery: Delivery
     ) -> DeliveryReport: ...
 
+    def forget(self, catalog: Catalog, settings: Settings, gone: Sequence[str]) -> None:
+        """Files that left the library (`gone`: their paths): queue what shared
+        output with them."""
+        ...
+
     def summary(self, report: DeliveryReport) -> str:
         """One line for the daemon's log and the control socket's reply."""
         ...

@@ -1,8 +1,9 @@
 """The Stash sink: tags, markers, performers and studios on Stash's scenes and
-images (writes in stash.py, imported at the first delivery)."""
+images (writes in deliver.py, imported at the first delivery)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tagd.config import Settings
@@ -31,6 +32,9 @@ class StashSink:
             deadline=delivery.deadline,
             progress=delivery.progress,
         )
+
+    def forget(self, catalog: Catalog, settings: Settings, gone: Sequence[str]) -> None:
+        """A file gone from the library is Stash's to handle (its own scan)."""
 
     def summary(self, report: DeliveryReport) -> str:
         from tagd.sinks.stash.deliver import summary

@@ -18,6 +18,7 @@ from typing import Any
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
+from tagd.records import IndexedFile
 from tagd.sinks.confined import OutsideLibrary, anchors_for, confined_target
 from tagd.sinks.outbox import Deadline, DeliveryReport, Progress, backoff, past
 from tagd.sinks.writer import Abandoned, WriterDied, WriterProcess
@@ -50,8 +51,8 @@ def _wanted(catalog: Catalog, content_id: int, root: str) -> set[str]:
     return {t.name for t in catalog.tags(content_id) if t.name.startswith(root + "|")}
 
 
-def sharing_sidecar(catalog: Catalog, path: Path, settings: Settings) -> list[tuple[Path, int]]:
-    """The files whose XMP goes to the same sidecar as `path`'s, with their content ids.
+def sharing_sidecar(catalog: Catalog, path: Path, settings: Settings) -> list[IndexedFile]:
+    """The analysed files whose XMP goes to the same sidecar as `path`'s.
 
     With ``xmp.sidecar = "stem"``, IMG_0001.jpg and IMG_0001.mov (RAW + JPEG, HEIC +
     JPEG) both name IMG_0001.xmp; that sidecar holds the tags of all of them, as
@@ -64,15 +65,20 @@ def sharing_sidecar(catalog: Catalog, path: Path, settings: Settings) -> list[tu
         return []
     members = []
     for sibling in catalog.files_starting_with(str(path.with_suffix("")) + "."):
-        other_path, content_id = Path(sibling.path), sibling.content_id
-        if content_id is None or other_path.parent != path.parent:
+        other = Path(sibling.path)
+        if sibling.content_id is None or sidecar_path(other, naming) != sidecar:
             continue
-        if sidecar_path(other_path, naming) != sidecar:
+        if embedded_format(other, settings.xmp.embed):
             continue
-        if embedded_format(other_path, settings.xmp.embed):
-            continue
-        members.append((other_path, content_id))
+        members.append(sibling)
     return members
+
+
+def queue_sharing(catalog: Catalog, settings: Settings, gone: Sequence[str]) -> None:
+    """IMG_1.jpg deleted, IMG_1.mov still there: with stem sidecars both wrote
+    IMG_1.xmp, which must now lose the photo's tags, so the files left queue again."""
+    ids = {f.id for path in gone for f in sharing_sidecar(catalog, Path(path), settings)}
+    catalog.enqueue(ids, "xmp")
 
 
 def library_roots(settings: Settings, extra: Sequence[str] = ()) -> list[str]:
@@ -107,12 +113,13 @@ def _sync(
             roots=roots,
         )
         return change, True
-    members = sharing_sidecar(catalog, path, settings) or [(path, content_id)]
-    wanted = set().union(*(_wanted(catalog, c, root) for _, c in members))
+    members = [m.content_id for m in sharing_sidecar(catalog, path, settings) if m.content_id]
+    members = members or [content_id]
+    wanted = set().union(*(_wanted(catalog, c, root) for c in members))
     # Face areas are relative to one picture: the largest image of the group gives
     # them (RAW + JPEG show the same scene; a video has none).
     faces, dims = max(
-        (_faces(catalog, c, mode) for _, c in members),
+        (_faces(catalog, c, mode) for c in members),
         key=lambda found: found[1][0] * found[1][1] if found[1] else -1,
     )
     change = sync_sidecar(
@@ -157,7 +164,8 @@ def _undo_if_gone(
     present still uses stays."""
     if _exists(media):
         return False
-    if any(p != media and _exists(p) for p, _ in sharing_sidecar(catalog, media, settings)):
+    sharing = (Path(f.path) for f in sharing_sidecar(catalog, media, settings))
+    if any(p != media and _exists(p) for p in sharing):
         return False
     try:
         with confined_target(sidecar, anchors_for(media, anchors)) as (folder, name):

@@ -1,9 +1,10 @@
 """The XMP sink: tags into sidecars next to the photos, or into the file itself
-for the formats in xmp.embed (writes in xmp_deliver.py, imported at the first
+for the formats in xmp.embed (writes in deliver.py, imported at the first
 delivery: it needs OpenCV, which `tagd scan --index-only` does without)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tagd.config import Settings
@@ -37,6 +38,12 @@ class XmpSink:
             roots=delivery.roots,
             writer=delivery.writer,
         )
+
+    def forget(self, catalog: Catalog, settings: Settings, gone: Sequence[str]) -> None:
+        if settings.xmp.sidecar == "stem":
+            from tagd.sinks.xmp.deliver import queue_sharing
+
+            queue_sharing(catalog, settings, gone)
 
     def summary(self, report: DeliveryReport) -> str:
         line = f"xmp: {report.written} written, {report.failed} failed"
