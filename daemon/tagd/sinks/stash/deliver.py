@@ -7,9 +7,9 @@ mode, so tags people set stay. Scene markers follow the tags' time ranges and
 are matched by (primary tag, start, end): a re-run creates nothing new and
 moves the markers tagd made when the ranges changed. Opt-in, named people
 become performers and the best studio found in the text the studio, by the
-same rules (stash_fields.py); one bulk update adds all, one removes all.
+same rules (fields.py); one bulk update adds all, one removes all.
 
-Files are planned in batches (their objects found through stash_lookup.py),
+Files are planned in batches (their objects found through lookup.py),
 then objects that get the same change share one bulk update, so a first
 delivery costs about one update per distinct tag set, not one per file.
 

@@ -26,7 +26,7 @@ wildcards), so the matches it returns are compared here, case-insensitively:
 - a studio named so, else one whose alias it is, is reused; none: created the
   same way (Stash keeps studio names unique).
 
-What tagd may change afterwards (see stash.py, which records it in the
+What tagd may change afterwards (see deliver.py, which records it in the
 catalog before the write that could be lost): performers tagd added itself and
 only those, once the person no longer applies (renamed, split away);
 performers already on the object are never recorded as tagd's. The studio

@@ -15,7 +15,7 @@ may already exist:
   mix with a tag whose meaning is the user's.
 
 Tags that an existing scene already carries are never recorded as tagd's (see
-stash.py), so reusing a user's aliased tag never makes tagd remove it later.
+deliver.py), so reusing a user's aliased tag never makes tagd remove it later.
 """
 
 from __future__ import annotations

@@ -166,7 +166,7 @@ class XmpChange:
     added: tuple[str, ...]
     removed: tuple[str, ...]
     repaired: bool = False
-    # Face regions tagd added / removed (MWG signatures, see xmp_regions).
+    # Face regions tagd added / removed (MWG signatures, see regions.py).
     regions_added: tuple[str, ...] = ()
     regions_removed: tuple[str, ...] = ()
 

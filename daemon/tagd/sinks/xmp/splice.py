@@ -320,7 +320,7 @@ def _append_items(splice: Splice, prop: Node, items: Sequence[El]) -> None:
 
 def from_flat(name: Name, entries: Sequence[tuple[str, str]], known: dict[str, str]) -> El:
     """An element from flattened (path, value) pairs relative to it, as
-    xmp_packet.flatten reads them; `known` maps the prefixes in paths to URIs."""
+    packet.flatten reads them; `known` maps the prefixes in paths to URIs."""
     own = dict(entries).get("")
     if own is not None and own.startswith(OPAQUE):
         raise SpliceError(f"{name[1]} holds XML tagd cannot rewrite")
