@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 LIBRARY ?=
 
-.PHONY: setup models scan test lint bench clean
+.PHONY: setup models scan test test-fast lint bench clean
 
 $(BIN)/tagd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ scan: models
 test: models
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+
+# Unit tests only (tests/unit): no model needed, under a minute.
+test-fast: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q tests/unit
 
 lint: setup
 	$(BIN)/ruff check .

@@ -3,6 +3,7 @@ shared COCO sample), the CLI run in-process, and exiftool as an independent read
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -14,14 +15,84 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+SHARED = REPO.parent / "shared"
+UNIT = TESTS / "unit"
 COCO_IMAGES = SHARED / "eval" / "objects-coco128-train" / "images"
 VIDEOS = SHARED / "eval" / "video"
 EXIFTOOL = shutil.which("exiftool")
 
 # A COCO photo whose ground truth holds a person (and an umbrella) the model finds.
 PERSON_PHOTO = "000000000036.jpg"
+
+
+# Every test that needs an installed model skips with this one message.
+MISSING_MODELS = "models not installed: {what}. Run `tagd models fetch` first"
+
+
+@functools.cache
+def _missing_models(names: tuple[str, ...]) -> str | None:
+    """Why the named models (none named: the default analyzers' models) cannot be
+    used, or None when each is installed and matches its sha256."""
+    from tagd.config import Settings
+    from tagd.paths import models_dir
+    from tagd.pipeline import build_analyzers
+    from tagd.runtime.manifest import ModelError, load_manifest, verified_path
+
+    folder = models_dir(Settings())
+    problems = []
+    if names:
+        specs = load_manifest(folder)
+        for name in names:
+            try:
+                verified_path(specs[name], folder)
+            except KeyError:
+                problems.append(f"{name} (not in {folder / 'manifest.toml'})")
+            except ModelError:
+                problems.append(name)
+    else:
+        for analyzer in build_analyzers(Settings(), folder):
+            for model in analyzer.models:
+                try:
+                    model.check()
+                except ModelError:
+                    problems.append(model.spec.name)
+    return ", ".join(problems) or None
+
+
+def require_models(*names: str) -> Path:
+    """The models folder; skips the test unless the named models (none named: those
+    of the default analyzers) are installed and verified."""
+    from tagd.config import Settings
+    from tagd.paths import models_dir
+
+    missing = _missing_models(tuple(names))
+    if missing is not None:
+        pytest.skip(MISSING_MODELS.format(what=missing))
+    return models_dir(Settings())
+
+
+@pytest.fixture
+def default_models() -> Path:
+    """For tests that run tagd with its default analyzers."""
+    return require_models()
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_see_no_models(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Tests under tests/unit must not need the installed models: there the default
+    models folder holds the committed manifest and no model file, as on a fresh
+    clone, so a test that loads a model fails."""
+    if UNIT not in Path(request.node.path).parents:
+        return
+    import tagd.paths
+
+    bare = tmp_path_factory.mktemp("no-models")
+    shutil.copyfile(REPO / "models" / "manifest.toml", bare / "manifest.toml")
+    request.getfixturevalue("monkeypatch").setattr(tagd.paths, "REPO_MODELS_DIR", bare)
 
 
 @pytest.fixture

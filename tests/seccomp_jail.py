@@ -44,7 +44,11 @@ def libseccomp() -> ctypes.CDLL | None:
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_rule_add_array.argtypes = [
-        ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_void_p,
     ]
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
@@ -87,14 +91,19 @@ def expand(names: list[str], groups: dict[str, list[str]]) -> set[str]:
 
 def load_mdwe(lib: ctypes.CDLL) -> None:
     ctx = lib.seccomp_init(ALLOW)
-    rules = [("mmap", PROT_WRITE | PROT_EXEC), ("mprotect", PROT_EXEC),
-             ("pkey_mprotect", PROT_EXEC), ("shmat", SHM_EXEC)]
+    rules = [
+        ("mmap", PROT_WRITE | PROT_EXEC),
+        ("mprotect", PROT_EXEC),
+        ("pkey_mprotect", PROT_EXEC),
+        ("shmat", SHM_EXEC),
+    ]
     for name, mask in rules:
         number = lib.seccomp_syscall_resolve_name(name.encode())
         cmp = ArgCmp(2, MASKED_EQ, mask, mask)  # the prot / shmflg argument
-        assert lib.seccomp_rule_add_array(
-            ctx, errno_action(errno.EPERM), number, 1, ctypes.byref(cmp)
-        ) == 0, name
+        assert (
+            lib.seccomp_rule_add_array(ctx, errno_action(errno.EPERM), number, 1, ctypes.byref(cmp))
+            == 0
+        ), name
     assert lib.seccomp_load(ctx) == 0
     lib.seccomp_release(ctx)
 
