@@ -17,14 +17,18 @@ $(BIN)/tagd: pyproject.toml
 
 setup: $(BIN)/tagd
 
-# A model that cannot be had here (say, a registry hiccup) is reported with the
-# step that fixes it; tagging goes on with the models that are installed.
+# Models go to the state dir (~/.local/share/tagd/models; TAGD_MODELS_DIR or
+# runtime.models_dir to choose another). A model that cannot be had here (say, a
+# registry hiccup) is reported with the step that fixes it; tagging goes on with
+# the models that are installed.
 models: setup
 	$(BIN)/tagd models fetch || echo "tagd: some models are missing (see above)" >&2
 
+# tagd scan exits 1 when some files could not be read (the summary names them):
+# the scan itself worked. 2 (it could not run) stays a failure.
 scan: models
 	@test -n "$(LIBRARY)" || (echo "usage: make scan LIBRARY=/path/to/photos" >&2; exit 2)
-	$(BIN)/tagd scan "$(LIBRARY)"
+	$(BIN)/tagd scan "$(LIBRARY)" || test $$? -eq 1
 
 test: models
 	$(BIN)/ruff check .

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from tagd.analyzers.concepts import ConceptClassifier
-from tagd.config import ConceptTagSettings, RuntimeSettings
+from tagd.config import ConceptTagSettings, RuntimeSettings, Settings
 from tagd.media.image import decode_image
+from tagd.paths import models_dir
 from tagd.policy.concepts import class_keys, concept_tags
 from tagd.records import Detection
 from tagd.runtime.manifest import default_for, load_manifest
@@ -40,7 +41,7 @@ def main() -> int:
     if not (EVAL / "labels.json").is_file():
         print(f"skipped: {EVAL} is absent (the shared eval set)")
         return 0
-    specs = load_manifest(REPO / "models")
+    specs = load_manifest(models_dir(Settings()))
     default = default_for(specs, "classes")
     if default is None:
         print("skipped: no classifier installed (tagd models fetch)")
@@ -53,7 +54,7 @@ def main() -> int:
     names = sorted(truth)
     runtime = RuntimeSettings(backend="cpu", threads=0)
     analyzers = [
-        ConceptClassifier(model_for(s, REPO / "models", runtime), top_k=5, min_score=0.0)
+        ConceptClassifier(model_for(s, models_dir(Settings()), runtime), top_k=5, min_score=0.0)
         for s in chosen
     ]
     # Decode once with tagd's decoder, as the pipeline does for every analyzer.

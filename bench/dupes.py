@@ -26,6 +26,9 @@ from pathlib import Path
 
 import cv2
 
+from tagd.config import Settings
+from tagd.paths import models_dir
+
 REPO = Path(__file__).resolve().parents[1]
 EVAL = REPO.parent / "shared" / "eval"
 SETS = ("objects-coco128-train", "faces", "classes-imagenet-dev")
@@ -93,7 +96,11 @@ def main() -> int:
                     out = lib / name / f"{photo.stem}__{kind}{ext}"
                     cv2.imwrite(str(out), pixels, params)
                     source_of[str(out)], kind_of[str(out)] = rel, kind
-        env = os.environ | {"TAGD_STATE_DIR": f"{tmp}/state", "PYTHONPATH": str(REPO)}
+        env = os.environ | {
+            "TAGD_STATE_DIR": f"{tmp}/state",
+            "TAGD_MODELS_DIR": str(models_dir(Settings())),
+            "PYTHONPATH": str(REPO),
+        }
         (Path(tmp) / "c.toml").write_text(CONFIG)
         start = time.perf_counter()
         tagd("--config", f"{tmp}/c.toml", "scan", str(lib), env=env)

@@ -35,6 +35,9 @@ import cv2
 import numpy as np
 import psutil
 
+from tagd.config import Settings
+from tagd.paths import models_dir
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "eval"
 COCO = SHARED / "objects-coco128-train" / "images"
 VIDEOS = SHARED / "video"
@@ -155,7 +158,12 @@ def measure(work: Path, lib: Path, idle_unload: float) -> tuple[list[tuple[str, 
         '[daemon]\nschedule = ""\nwatch = false\nscan_on_start = false\n'
     )
     notes = Notifications(work / "notify.sock")
-    env = dict(os.environ, TAGD_STATE_DIR=str(work / "state"), NOTIFY_SOCKET=str(notes.path))
+    env = dict(
+        os.environ,
+        TAGD_STATE_DIR=str(work / "state"),
+        TAGD_MODELS_DIR=str(models_dir(Settings())),
+        NOTIFY_SOCKET=str(notes.path),
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "tagd", "--config", str(config), "run"],
         env=env,

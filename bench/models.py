@@ -37,7 +37,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tagd.paths import REPO_MODELS_DIR
+from tagd.config import Settings
+from tagd.paths import models_dir
 from tagd.runtime.backends import Session, open_session
 from tagd.runtime.manifest import ModelError, ModelSpec, load_manifest, verified_path
 from tagd.runtime.model import ManagedModel
@@ -227,7 +228,7 @@ def _accuracy(row: Row) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models-dir", type=Path, default=REPO_MODELS_DIR)
+    parser.add_argument("--models-dir", type=Path, default=models_dir(Settings()))
     parser.add_argument("--eval-dir", type=Path, default=EVAL)
     parser.add_argument("--families", help="comma-separated families (default: all installed)")
     parser.add_argument("--threads", type=int, default=2)

@@ -37,10 +37,13 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from tagd.config import Settings
+from tagd.paths import models_dir
+
 REPO = Path(__file__).resolve().parents[1]
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 DATA = EVAL / "objects-coco128-train"
-MODEL = REPO / "models" / "yolox_nano.onnx"
+MODEL = models_dir(Settings()) / "yolox_nano.onnx"
 
 SIZE = 416
 STRIDES = (8, 16, 32)
@@ -185,7 +188,7 @@ def mean_ap(dets: list[Box], truth: list[Box], threshold: float) -> float:
 
 
 def tagd(args: list[str], state: Path, config: Path) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"TAGD_STATE_DIR": str(state)}
+    env = os.environ | {"TAGD_STATE_DIR": str(state), "TAGD_MODELS_DIR": str(MODEL.parent)}
     cmd = [sys.executable, "-m", "tagd", "--config", str(config), *args]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode not in (0, 1):

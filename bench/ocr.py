@@ -31,6 +31,7 @@ from rapidfuzz.distance import Levenshtein
 
 from tagd.analyzers.ocr import TextReader, build
 from tagd.config import OcrSettings, Settings
+from tagd.paths import models_dir
 from tagd.runtime.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,7 +97,7 @@ def rapid_engine() -> Callable[[Path], Read] | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=100, help="COCO photos in the mix")
-    parser.add_argument("--models", type=Path, default=REPO / "models")
+    parser.add_argument("--models", type=Path, default=models_dir(Settings()))
     args = parser.parse_args()
     if not OCR.is_dir() or not COCO.is_dir():
         print(f"skipped: eval data {EVAL} is absent")

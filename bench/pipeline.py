@@ -32,7 +32,7 @@ import numpy as np
 from tagd.analyzers.objects import ObjectDetector
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings, parse_settings
-from tagd.paths import REPO_MODELS_DIR
+from tagd.paths import models_dir
 from tagd.pipeline import Pipeline, build_analyzers
 from tagd.scan.index import index_roots
 from tagd.scan.walk import Walker
@@ -79,7 +79,7 @@ def run_tagd(folder: Path, reduced: bool) -> float:
         lib = cfg.library
         walker = Walker(lib.image_extensions, lib.video_extensions, lib.exclude)
         index_roots(catalog, walker, [str(folder)])
-        pipeline = Pipeline(catalog, cfg, build_analyzers(cfg, REPO_MODELS_DIR))
+        pipeline = Pipeline(catalog, cfg, build_analyzers(cfg, models_dir(cfg)))
         pipeline.analyzers[0].model.session()  # load outside the timed part
         start = time.perf_counter()
         report = pipeline.run()
@@ -92,7 +92,7 @@ def run_tagd(folder: Path, reduced: bool) -> float:
 def run_naive(photos: list[Path]) -> float:
     """Full decode and inference, one file at a time, nothing overlapped."""
     cfg = settings(False)
-    detector = build_analyzers(cfg, REPO_MODELS_DIR)[0]
+    detector = build_analyzers(cfg, models_dir(cfg))[0]
     assert isinstance(detector, ObjectDetector)
     detector.model.session()
     start = time.perf_counter()

@@ -32,6 +32,7 @@ from typing import TypeVar
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
+from tagd.paths import models_dir
 from tagd.scan.index import IndexReport, index_roots, make_walker
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
@@ -96,7 +97,8 @@ def median_of(runs: int, fn: Callable[[], T]) -> tuple[float, T]:
 
 
 def cli(args: list[str], state: Path, config: Path) -> str:
-    env = os.environ | {"TAGD_STATE_DIR": str(state)}
+    models = str(models_dir(Settings()))
+    env = os.environ | {"TAGD_STATE_DIR": str(state), "TAGD_MODELS_DIR": models}
     cmd = [sys.executable, "-m", "tagd", "--config", str(config), *args]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -44,8 +44,10 @@ def make_catalog(path: Path, images: int) -> Catalog:
     with catalog.transaction():
         for i in range(images):
             cid = catalog.ensure_content(f"fp-{i}", "image")
-            tags = [Tag(f"AI|Objects|{LABELS[(i + k) % len(LABELS)]}", 0.9, "objects")
-                    for k in range(1 + i % 3)]
+            tags = [
+                Tag(f"AI|Objects|{LABELS[(i + k) % len(LABELS)]}", 0.9, "objects")
+                for k in range(1 + i % 3)
+            ]
             catalog.replace_tags(cid, "objects", tags)
             catalog.add_file(f"/srv/lib/{i:06d}.jpg", "image", 1, 1, cid, None)
     return catalog
@@ -56,9 +58,7 @@ def queue_all(catalog: Catalog) -> None:
         catalog.enqueue([r[0] for r in catalog.con.execute("SELECT id FROM files")], SINK)
 
 
-def one_run(
-    images: int, page_size: int, batch: int, work: Path
-) -> tuple[float, int, float, int]:
+def one_run(images: int, page_size: int, batch: int, work: Path) -> tuple[float, int, float, int]:
     """(first delivery s, its requests, re-run s, its requests)."""
     stash.BATCH = batch
     server = StashServer().start()
@@ -67,7 +67,11 @@ def one_run(
             server.state.add_image(f"/data/{i:06d}.jpg")
         catalog = make_catalog(work / f"c-{page_size}-{time.monotonic_ns()}.db", images)
         s = StashSettings(
-            enabled=True, url=server.url, timeout=60.0, retries=0, page_size=page_size,
+            enabled=True,
+            url=server.url,
+            timeout=60.0,
+            retries=0,
+            page_size=page_size,
             path_mappings=[PathMapping(stash="/data", local="/srv/lib")],
         )
         settings = dataclasses.replace(Settings(), stash=s)

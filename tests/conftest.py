@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,15 +33,13 @@ MISSING_MODELS = "models not installed: {what}. Run `tagd models fetch` first"
 
 
 @functools.cache
-def _missing_models(names: tuple[str, ...]) -> str | None:
+def _missing_models(folder: Path, names: tuple[str, ...]) -> str | None:
     """Why the named models (none named: the default analyzers' models) cannot be
     used, or None when each is installed and matches its sha256."""
     from tagd.config import Settings
-    from tagd.paths import models_dir
     from tagd.pipeline import build_analyzers
     from tagd.runtime.manifest import ModelError, load_manifest, verified_path
 
-    folder = models_dir(Settings())
     problems = []
     if names:
         specs = load_manifest(folder)
@@ -67,10 +66,11 @@ def require_models(*names: str) -> Path:
     from tagd.config import Settings
     from tagd.paths import models_dir
 
-    missing = _missing_models(tuple(names))
+    folder = models_dir(Settings())
+    missing = _missing_models(folder, tuple(names))
     if missing is not None:
         pytest.skip(MISSING_MODELS.format(what=missing))
-    return models_dir(Settings())
+    return folder
 
 
 @pytest.fixture
@@ -80,19 +80,32 @@ def default_models() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _unit_tests_see_no_models(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+def _models_folder(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """Tests under tests/unit must not need the installed models: there the default
-    models folder holds the committed manifest and no model file, as on a fresh
-    clone, so a test that loads a model fails."""
-    if UNIT not in Path(request.node.path).parents:
-        return
-    import tagd.paths
+    """Tests under tests/unit must need no model: there the models folder is an
+    empty one, as before the first `tagd models fetch`, so a unit test that loads
+    a model fails."""
+    if UNIT in Path(request.node.path).parents:
+        monkeypatch.setenv("TAGD_MODELS_DIR", str(tmp_path_factory.mktemp("no-models")))
 
-    bare = tmp_path_factory.mktemp("no-models")
-    shutil.copyfile(REPO / "models" / "manifest.toml", bare / "manifest.toml")
-    request.getfixturevalue("monkeypatch").setattr(tagd.paths, "REPO_MODELS_DIR", bare)
+
+def _installed_models_dir() -> Path:
+    """Where `tagd models fetch` installed the models for whoever runs the tests
+    (TAGD_MODELS_DIR, else the state dir's models/), found before any test moves
+    the state dir."""
+    from tagd.config import Settings
+    from tagd.paths import models_dir
+
+    return models_dir(Settings())
+
+
+# Every test, wherever its state dir, runs the models installed for the developer
+# (set for the whole session: module-scoped fixtures run tagd too).
+MODELS_DIR = _installed_models_dir()
+os.environ["TAGD_MODELS_DIR"] = str(MODELS_DIR)
 
 
 @pytest.fixture

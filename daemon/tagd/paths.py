@@ -10,8 +10,9 @@ from pathlib import Path
 
 from tagd.config import Settings
 
-# The repository's models/ folder: manifest.toml is committed, model files are not.
-REPO_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+# In a checkout (daemon/tagd/paths.py), the folder beside it that offline machines
+# fill with weights and eval media; `tagd models fetch` looks there by default.
+SHARED_BESIDE_CHECKOUT = Path(__file__).resolve().parents[3] / "shared"
 
 # The error handler of tagd's stdout and stderr (see escape_streams).
 ESCAPE = "tagd-escape"
@@ -33,9 +34,14 @@ def state_dir(settings: Settings) -> Path:
 
 
 def models_dir(settings: Settings) -> Path:
+    """runtime.models_dir, then TAGD_MODELS_DIR, then <state dir>/models (writable
+    under the systemd unit, unlike the installed package)."""
     if settings.runtime.models_dir:
         return Path(settings.runtime.models_dir)
-    return REPO_MODELS_DIR
+    env = os.environ.get("TAGD_MODELS_DIR")
+    if env:
+        return Path(env)
+    return state_dir(settings) / "models"
 
 
 def shown(text: str | os.PathLike[str]) -> str:

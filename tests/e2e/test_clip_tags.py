@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SHARED
+from conftest import MODELS_DIR, SHARED
 
 from tagd.config import ClipTagSettings, ConfigError, PromptSet, parse_settings
 
@@ -89,7 +89,7 @@ def test_no_clip_model_no_analyzer():
     from tagd.pipeline import build_analyzers
     from tagd.runtime.manifest import default_for, load_manifest
 
-    repo_models = REPO / "models"
+    repo_models = MODELS_DIR
     if default_for(load_manifest(repo_models), "clip") is not None:
         pytest.skip("a CLIP model is installed here")
     from tagd.config import Settings
@@ -194,7 +194,7 @@ def test_video_tags_carry_time_ranges(tmp_path: Path, state_dir: Path, clip_mode
     shutil.copyfile(VIDEOS / "chaplin.mp4", folder / "chaplin.mp4")
     loose = _config(tmp_path / "loose.toml", clip_models, "[tags.clip]\nthreshold = 0.0\n")
     code, out, err = cli("--config", loose, "scan", folder)
-    assert code == 0 and "analysed 1 files" in out, out + err
+    assert code == 0 and "analysed 1 file (" in out, out + err
     rows = _db(state_dir, "SELECT name, segments FROM tags")
     assert len(rows) > 5
     (duration,) = _db(state_dir, "SELECT duration FROM contents")[0]

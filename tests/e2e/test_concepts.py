@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import MISSING_MODELS, REPO, SHARED
+from conftest import MISSING_MODELS, MODELS_DIR, SHARED
 
 from tagd.config import ConceptEntry, ConceptTagSettings, ConfigError, Settings, parse_settings
 from tagd.policy import concepts
@@ -49,7 +49,7 @@ def test_taxonomy_loads_and_covers_its_classes():
 
 
 def test_taxonomy_matches_the_installed_classifier():
-    specs = load_manifest(REPO / "models")
+    specs = load_manifest(MODELS_DIR)
     classifiers = [s for s in specs.values() if s.task == "classes"]
     if not classifiers:
         pytest.skip(MISSING_MODELS.format(what="a concepts classifier"))
@@ -188,5 +188,5 @@ def test_scan_tags_dogs_and_rederives_without_the_model(
 def test_concepts_analyzer_is_built_by_default():
     from tagd.pipeline import build_analyzers
 
-    names = [a.name for a in build_analyzers(Settings(), REPO / "models")]
+    names = [a.name for a in build_analyzers(Settings(), MODELS_DIR)]
     assert "concepts" in names and "nsfw" not in names

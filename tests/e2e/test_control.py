@@ -255,7 +255,7 @@ def test_daemon_does_what_the_plugin_and_tagd_scan_ask(
             # The plugin's "Tag files marked TagMe": the daemon lists, scans, writes.
             answer = plugin_task(state, "tagme")
             assert "error" not in answer, answer
-            assert "stash: 1 files to scan, 0 missing here" in answer["output"]
+            assert "stash: 1 file to scan, 0 missing here" in answer["output"]
             assert "1 analysed (0 failed)" in answer["output"]
             tags = image_tags(server)
             assert "tagd_Tagged" in tags[f"/data/{marked.name}"]

@@ -341,8 +341,9 @@ def test_insightface_checks_and_installs_user_files(tmp_path: Path) -> None:
     ]
     assert not any(s.default for s in specs)
     write_manifest(ctx.models_dir, specs)
-    for spec in load_manifest(ctx.models_dir).values():
-        assert verified_path(spec, ctx.models_dir).is_file()
+    installed = load_manifest(ctx.models_dir)
+    for spec in specs:
+        assert verified_path(installed[spec.name], ctx.models_dir).is_file()
     wrong = _tiny_onnx(tmp_path / "wrong.onnx", 96, [("e", ["N", 512])])
     with pytest.raises(ExportError, match="112"):
         insightface.export(ctx, str(wrong), "none", "onnx")

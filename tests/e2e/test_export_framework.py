@@ -13,6 +13,7 @@ from tagd.cli.main import main
 from tagd.runtime.manifest import (
     ModelError,
     ModelSpec,
+    installed_specs,
     load_manifest,
     prefer_engine,
     resolve,
@@ -42,7 +43,7 @@ def test_families_are_discovered_with_their_interface():
 def test_manifest_writer_merges_and_keeps_one_default_per_task(tmp_path: Path):
     write_manifest(tmp_path, [_spec("a", default=True), _spec("b"), _spec("f", "faces", True)])
     write_manifest(tmp_path, [_spec("c", default=True)])
-    specs = load_manifest(tmp_path)
+    specs = installed_specs(tmp_path)
     assert sorted(specs) == ["a", "b", "c", "f"]
     assert [s.name for s in specs.values() if s.default] == ["c", "f"]
     assert resolve(specs, "objects", "auto", "objects.model").name == "c"

@@ -25,7 +25,7 @@ from tagd.runtime.backends import open_session
 from tagd.runtime.manifest import (
     ModelSpec,
     default_for,
-    load_manifest,
+    installed_specs,
     verified_path,
     write_manifest,
 )
@@ -67,7 +67,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def specs(models_dir: Path) -> dict[str, ModelSpec]:
-    return load_manifest(models_dir)
+    return installed_specs(models_dir)
 
 
 def _default(specs: dict[str, ModelSpec], task: str) -> ModelSpec:

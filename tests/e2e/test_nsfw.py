@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import MISSING_MODELS, REPO, SHARED
+from conftest import MISSING_MODELS, MODELS_DIR, SHARED
 
 from tagd.analyzers.nsfw import NsfwDetector, letterbox
 from tagd.config import NsfwTagSettings, Settings, TagRule, TagSettings
@@ -29,10 +29,10 @@ PORTRAITS = ["img1.jpg", "img10.jpg"]
 
 @pytest.fixture(scope="module")
 def detector() -> NsfwDetector:
-    spec = default_for(load_manifest(REPO / "models"), "nsfw")
+    spec = default_for(load_manifest(MODELS_DIR), "nsfw")
     if spec is None:
         pytest.skip(MISSING_MODELS.format(what="a NudeNet model"))
-    model = ManagedModel(spec, REPO / "models", backend="cpu", threads=2, idle_unload=60)
+    model = ManagedModel(spec, MODELS_DIR, backend="cpu", threads=2, idle_unload=60)
     return NsfwDetector(model, min_score=0.2, nms_iou=0.45, max_detections=50)
 
 
@@ -40,7 +40,7 @@ def test_off_by_default():
     from tagd.pipeline import build_analyzers
 
     assert Settings().nsfw.enabled is False
-    assert "nsfw" not in [a.name for a in build_analyzers(Settings(), REPO / "models")]
+    assert "nsfw" not in [a.name for a in build_analyzers(Settings(), MODELS_DIR)]
 
 
 def test_letterbox_scales_and_pads_black_bottom_right():
@@ -110,7 +110,7 @@ def test_policy_thresholds_aliases_switches():
 def test_enabled_scan_stores_boxes_and_tags(tmp_path: Path, state_dir: Path, cli):
     if not FACES.is_dir():
         pytest.skip(f"faces eval set {FACES} is absent")
-    if default_for(load_manifest(REPO / "models"), "nsfw") is None:
+    if default_for(load_manifest(MODELS_DIR), "nsfw") is None:
         pytest.skip(MISSING_MODELS.format(what="a NudeNet model"))
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -114,7 +114,7 @@ def test_a_photo_still_being_copied_is_left_pending_then_tagged(
     # photo, or none) nor an error.
     size, analysed, tags = recorded(state_dir, photo)
     assert not analysed and not tags, (size, tags)
-    assert "1 files changed while tagd read them (still being copied?)" in out
+    assert "1 file changed while tagd read them (still being copied?)" in out
     assert f"  {photo}" in out
     assert not sidecar_path(photo).exists()
 
@@ -123,7 +123,7 @@ def test_a_photo_still_being_copied_is_left_pending_then_tagged(
     assert code == 0, out + err
     size, analysed, tags = recorded(state_dir, photo)
     assert size == len(data) and analysed and PERSON in tags, (size, analysed, tags)
-    assert "analysed 1 files" in out and "changed while" not in out
+    assert "analysed 1 file (" in out and "changed while" not in out
     assert PERSON.rsplit("|", 1)[1] in sidecar_path(photo).read_text()
 
 

@@ -64,7 +64,7 @@ def test_scan_skips_missing_roots_exits_2_and_forgets_nothing(
     assert f"tagd: {nas}: does not exist (not mounted?); skipped" in err
     assert f"tagd: {photo}: not a folder" in err
     assert "Traceback" not in err
-    assert "indexed 1 files: 0 new, 0 changed, 0 moved, 0 deleted" in out  # local still scanned
+    assert "indexed 1 file: 0 new, 0 changed, 0 moved, 0 deleted" in out  # local still scanned
     with Catalog(state_dir / "catalog.db") as catalog:
         assert str(nas / "a.jpg") in catalog.files_under(str(nas))  # not forgotten
 

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_models
+from conftest import MODELS_DIR, require_models
 
-from tagd.paths import REPO_MODELS_DIR
 from tagd.runtime.backends import open_session, resolve_backend
 from tagd.runtime.manifest import ModelError, load_manifest, verified_path
 from tagd.runtime.model import ManagedModel
 
-SPEC = load_manifest(REPO_MODELS_DIR)["yolox-nano"]
+SPEC = load_manifest(MODELS_DIR)["yolox-nano"]
 
 
 @pytest.fixture

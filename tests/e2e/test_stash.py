@@ -441,7 +441,7 @@ def test_scan_from_stash_picks_the_files_stash_lists(
     st.images[marked_id].tag_ids.append(tagme)
     code, out, err = cli("--config", config, "scan", "--from-stash", "--tagme-only")
     assert code == 0, err
-    assert "stash: 1 files to scan" in out and "indexed 1 files: 1 new" in out
+    assert "stash: 1 file to scan" in out and "indexed 1 file: 1 new" in out
     tags = image_tags(server)
     assert "tagd_Tagged" in tags[f"/data/{marked.name}"]
     assert "tagd_TagMe" not in tags[f"/data/{marked.name}"]

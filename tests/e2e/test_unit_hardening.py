@@ -94,7 +94,7 @@ def test_both_engines_run_under_the_units_system_call_filter(
     mdwe = unit_setting("MemoryDenyWriteExecute") == "yes"
     done = jailed_scan(tmp_path, backend, allow=allow, mdwe=mdwe)
     assert done.returncode == 0, done.stderr
-    assert "analysed 1 files" in done.stdout and "; 0 failed" in done.stdout, done.stdout
+    assert "analysed 1 file (" in done.stdout and "; 0 failed" in done.stdout, done.stdout
     assert "sidecars written: 1" in done.stdout
     assert "AI|Objects|person" in (tmp_path / backend / "lib" / f"{PERSON_PHOTO}.xmp").read_text()
 

@@ -275,10 +275,10 @@ def test_tagd_config_env_drives_other_commands(
 
     code, out, err = cli("scan", "--index-only")
     assert code == 0, err
-    assert "indexed 1 files: 1 new" in out
+    assert "indexed 1 file: 1 new" in out
     code, out, err = cli("--config", opt_cfg, "scan", "--index-only")
     assert code == 0, err
-    assert "indexed 1 files: 1 new" in out  # b.jpg, a different file
+    assert "indexed 1 file: 1 new" in out  # b.jpg, a different file
 
     from tagd.catalog.catalog import Catalog
 
@@ -363,12 +363,28 @@ enabled = false
     assert settings.tags.concepts.labels["sailing"] == TagRule(enabled=False)
 
 
-def test_labels_of_a_model_not_installed_are_left_to_the_model_check(tmp_path: Path) -> None:
-    """No manifest to read the labels from: loading the analyzer says what is missing."""
+def test_labels_are_checked_against_the_default_set_before_any_model_is_installed(
+    tmp_path: Path,
+) -> None:
+    """An empty models folder still knows the shipped default set: a typo in a
+    label is caught before the first `tagd models fetch`."""
+    models = tmp_path / "models"
+    models.mkdir()
+    with pytest.raises(ConfigError, match="persn"):
+        load_text(tmp_path, f'[runtime]\nmodels_dir = "{models}"\n[tags.objects.labels.persn]\n')
+
+
+def test_labels_of_a_model_the_manifest_lacks_are_left_to_the_model_check(
+    tmp_path: Path,
+) -> None:
+    """A model named in the config but in no manifest: loading the analyzer says
+    what is missing, so the labels are not judged here."""
     models = tmp_path / "models"
     models.mkdir()
     settings = load_text(
-        tmp_path, f'[runtime]\nmodels_dir = "{models}"\n[tags.objects.labels.anything]\n'
+        tmp_path,
+        f'[runtime]\nmodels_dir = "{models}"\n[objects]\nmodel = "my-detector"\n'
+        "[tags.objects.labels.anything]\n",
     )
     assert "anything" in settings.tags.objects.labels
 

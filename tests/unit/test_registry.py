@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pkgutil
 
-from conftest import REPO
-
 from tagd import analyzers
 from tagd.analyzers.registry import AnalyzerPlugin, plugin, plugins
 from tagd.cli.export_cmd import keys
 from tagd.config import Settings, TagSettings
+from tagd.paths import models_dir
 from tagd.pipeline import build_analyzers
 from tagd.policy.tags import TagPolicy
 from tagd.records import Detection, Media
@@ -36,8 +35,8 @@ def test_a_section_the_config_lacks_keeps_its_analyzer_off() -> None:
             assert hasattr(getattr(settings, p.section), "enabled"), p.name
     dinov2 = plugin("dinov2")
     assert dinov2 is not None
-    assert dinov2.build(settings, {}, REPO / "models") is None  # off by default
-    assert "dinov2" not in [a.name for a in build_analyzers(settings, REPO / "models")]
+    assert dinov2.build(settings, {}, models_dir(settings)) is None  # off by default
+    assert "dinov2" not in [a.name for a in build_analyzers(settings, models_dir(settings))]
 
 
 def test_builtin_model_has_the_lifecycle_and_nothing_to_load() -> None:

@@ -21,6 +21,24 @@ def test_tag_path_drops_empty_parts_and_trims_the_name() -> None:
     assert tag_path("AI", "Animals||Pets|", "dog") == "AI|Animals|Pets|dog"
 
 
+def test_a_tag_that_only_repeats_its_parent_is_the_parent() -> None:
+    assert tag_path("AI", "Concepts|Food", "food") == "AI|Concepts|Food"
+    assert tag_path("AI", "Concepts|Animals", "animal") == "AI|Concepts|Animals"
+    assert tag_path("AI", "People", "people") == "AI|People"
+    assert tag_path("AI", "Concepts|Food", "pizza") == "AI|Concepts|Food|pizza"
+    assert tag_path("AI", "", "ai") == "AI|ai"  # the root is no parent
+    assert tag_path("AI", "Glass", "glasses") == "AI|Glass|glasses"
+
+
+def test_no_shipped_concept_tag_repeats_its_parent() -> None:
+    settings = ConceptTagSettings()
+    for name in concepts.shipped_taxonomy():
+        rule = concepts.label_rule("AI", settings, name)
+        assert rule.tag is not None
+        parts = [p.casefold().rstrip("s") for p in rule.tag.split("|")]
+        assert len(parts) == len(set(parts)), rule.tag
+
+
 def test_label_rule_wins_over_shipped_defaults_which_win_over_the_group() -> None:
     group = TagGroupSettings(parent="Objects", threshold=0.5)
     assert group_rule("AI", group, "dog") == LabelRule(0.5, "AI|Objects|dog")

@@ -99,9 +99,7 @@ class AnalysisQueries(VectorQueries):
             (kind, width, height, duration, interval, content_id),
         )
 
-    def set_analysis_interval(
-        self, content_id: int, analyzer: str, interval: float | None
-    ) -> None:
+    def set_analysis_interval(self, content_id: int, analyzer: str, interval: float | None) -> None:
         """Record the spacing of the frames `analyzer` looked at (None: all of them)."""
         self.con.execute(
             "UPDATE analyses SET frame_interval = ? WHERE content_id = ? AND analyzer = ?",

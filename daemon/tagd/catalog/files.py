@@ -72,9 +72,7 @@ class FileQueries:
 
     def content_error(self, content_id: int) -> str | None:
         """Why the content cannot be read (None: it can, or it is gone)."""
-        row = self.con.execute(
-            "SELECT error FROM contents WHERE id = ?", (content_id,)
-        ).fetchone()
+        row = self.con.execute("SELECT error FROM contents WHERE id = ?", (content_id,)).fetchone()
         return row[0] if row else None
 
     def set_content_error(self, content_id: int, reason: str) -> None:

@@ -90,9 +90,7 @@ class PeopleQueries:
             "GROUP BY d.id ORDER BY MIN(fl.path), d.t, d.id",
             (person_id,),
         )
-        return [
-            FaceRow(r[0], r[1], r[2], r[3], (r[4], r[5], r[6], r[7]), r[8], r[9]) for r in rows
-        ]
+        return [FaceRow(r[0], r[1], r[2], r[3], (r[4], r[5], r[6], r[7]), r[8], r[9]) for r in rows]
 
     def move_faces(self, from_person: int, to_person: int) -> None:
         """Every face of one person to another; faces a user placed stay marked so."""

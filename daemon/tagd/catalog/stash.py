@@ -41,8 +41,7 @@ class StashQueries:
     def stash_markers(self, scene_id: str) -> dict[str, tuple[str, float, float | None]]:
         """marker id -> (tag id, seconds, end seconds) of the markers tagd made on a scene."""
         rows = self.con.execute(
-            "SELECT marker_id, tag_id, seconds, end_seconds FROM stash_markers "
-            "WHERE scene_id = ?",
+            "SELECT marker_id, tag_id, seconds, end_seconds FROM stash_markers WHERE scene_id = ?",
             (scene_id,),
         )
         return {r[0]: (r[1], r[2], r[3]) for r in rows}

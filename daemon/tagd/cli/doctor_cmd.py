@@ -266,7 +266,7 @@ def _control_socket(folder: Path, r: Report) -> None:
 
     path = holder_notes(folder).get("socket")
     if not path:
-        r.line("  control socket: off (daemon.control_socket = \"\")")
+        r.line('  control socket: off (daemon.control_socket = "")')
         return
     try:
         answer = ask(Path(path), "status", timeout=5.0)

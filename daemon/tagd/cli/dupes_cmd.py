@@ -12,6 +12,7 @@ from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
 from tagd.dupes import Group, group, load_photos, similar_by_embedding, similar_by_hash
 from tagd.media import phash as ph
 from tagd.paths import shown
+from tagd.words import count
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -73,8 +74,9 @@ def dupes(ctx: Context, args: argparse.Namespace) -> int:
             )
     extra = sum(len(g.others) for g in groups)
     print(
-        f"{len(groups)} groups, {extra} files that duplicate another, among {len(photos)} "
-        f"hashed files (threshold {threshold} bits). Nothing was deleted or moved."
+        f"{count(len(groups), 'group')}, {count(extra, 'file')} that duplicate another, "
+        f"among {count(len(photos), 'hashed file')} (threshold {threshold} bits). "
+        "Nothing was deleted or moved."
     )
     return EXIT_OK
 

@@ -8,17 +8,15 @@ import sys
 from pathlib import Path
 
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
-from tagd.paths import REPO_MODELS_DIR
+from tagd.paths import SHARED_BESIDE_CHECKOUT
 from tagd.runtime.manifest import (
     ModelError,
     ModelSpec,
+    default_specs,
     load_manifest,
     verified_path,
     write_manifest,
 )
-
-# A checkout next to a shared folder of weights and eval media (offline machines).
-SHARED = REPO_MODELS_DIR.parent.parent / "shared"
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -102,8 +100,8 @@ def _export_context(ctx: Context, sources: list[str] | None):  # -> ExportContex
                 raise UsageError(f"--source {folder}: not a folder")
     else:
         env = os.environ.get("TAGD_MODELS_SOURCE")
-        folders = [Path(env)] if env else [SHARED / "models"]
-    eval_dir = SHARED / "eval"
+        folders = [Path(env)] if env else [SHARED_BESIDE_CHECKOUT / "models"]
+    eval_dir = SHARED_BESIDE_CHECKOUT / "eval"
     return ExportContext(
         models_dir=ctx.models_dir,
         cache_dir=ctx.state_dir / "cache",
@@ -135,10 +133,26 @@ def fetch_cmd(ctx: Context, args: argparse.Namespace) -> int:
             failed += 1
             print(f"MISSING  {name}: {exc}")
             continue
+        except ModuleNotFoundError as exc:
+            # Families that convert weights need the export extra; the others
+            # (ready ONNX files) install without it.
+            failed += 1
+            print(
+                f"MISSING  {name}: converting it needs {exc.name!r} (the export extra): "
+                f"pip install 'tagd[export]', then run `tagd models fetch` again; "
+                f"until then {_what_waits(name)}"
+            )
+            continue
         write_manifest(ctx.models_dir, specs)
         for spec in specs:
             print(f"ok       {spec.name} ({spec.variant}) -> {ctx.models_dir / spec.file}")
     return EXIT_FAILURES if failed else EXIT_OK
+
+
+def _what_waits(family: str) -> str:
+    """What a missing family leaves undone, in words."""
+    tasks = sorted({s.task for s in default_specs().values() if s.family == family})
+    return f"tagd runs without its {' and '.join(tasks) or family} model"
 
 
 def _installed(models_dir: Path, family: str) -> list[ModelSpec]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
 from tagd.people import ops, sheet, store
 from tagd.people.ops import PeopleError
+from tagd.words import count
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -56,15 +57,15 @@ def list_people(ctx: Context, args: argparse.Namespace) -> int:
     if not everyone:
         print("no people yet: `tagd scan` finds faces and groups them")
     for p in everyone:
-        print(f"{p.id:>5}  {p.label:<24} {p.faces:>5} faces  e.g. {p.example or '-'}")
-    print(f"{waiting} faces waiting for more like them")
+        print(f"{p.id:>5}  {p.label:<24} {count(p.faces, 'face'):>11}  e.g. {p.example or '-'}")
+    print(f"{count(waiting, 'face')} waiting for more like them")
     return EXIT_OK
 
 
 @_guard
 def name(ctx: Context, args: argparse.Namespace) -> int:
     person = ops.name(ctx.catalog, ctx.settings, args.person, args.name)
-    print(f"person {person.id} is now {person.name!r} ({person.faces} faces); "
+    print(f"person {person.id} is now {person.name!r} ({count(person.faces, 'face')}); "
           "`tagd scan` writes the sidecars")  # fmt: skip
     return EXIT_OK
 
@@ -72,7 +73,7 @@ def name(ctx: Context, args: argparse.Namespace) -> int:
 @_guard
 def merge(ctx: Context, args: argparse.Namespace) -> int:
     person = ops.merge(ctx.catalog, ctx.settings, args.person, args.other)
-    print(f"merged into person {person.id} ({person.label}, {person.faces} faces)")
+    print(f"merged into person {person.id} ({person.label}, {count(person.faces, 'face')})")
     return EXIT_OK
 
 
@@ -82,10 +83,12 @@ def split(ctx: Context, args: argparse.Namespace) -> int:
         if args.faces:
             raise UsageError("give either FACE ids or --recluster, not both")
         made = ops.recluster(ctx.catalog, ctx.settings, args.person)
-        print(f"re-clustered into {len(made)} people: " + ", ".join(p.label for p in made))
+        print(
+            f"re-clustered into {count(len(made), 'person')}: " + ", ".join(p.label for p in made)
+        )
         return EXIT_OK
     person = ops.split_faces(ctx.catalog, ctx.settings, args.person, args.faces)
-    print(f"moved {person.faces} faces into person {person.id} ({person.label})")
+    print(f"moved {count(person.faces, 'face')} into person {person.id} ({person.label})")
     return EXIT_OK
 
 
@@ -99,5 +102,5 @@ def make_sheet(ctx: Context, args: argparse.Namespace) -> int:
         print(f"{person.label} has no faces")
         return EXIT_FAILURES
     width, height = sheet.write(faces, Path(args.output))
-    print(f"{args.output}: {len(faces)} faces of {person.label}, {width}x{height}")
+    print(f"{args.output}: {count(len(faces), 'face')} of {person.label}, {width}x{height}")
     return EXIT_OK

@@ -11,6 +11,7 @@ from collections import Counter
 from tagd.catalog.catalog import Catalog
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
 from tagd.service.stats import status_lines
+from tagd.words import count
 
 MAX_FAILED_WRITES = 20  # lines; the rest is counted
 
@@ -41,14 +42,15 @@ def status(ctx: Context, args: argparse.Namespace) -> int:
     counts = ctx.catalog.counts()
     print(f"catalog: {ctx.catalog.path}")
     print(
-        f"files: {len(records)} ({by_kind['image']} images, {by_kind['video']} videos): "
+        f"files: {len(records)} ({count(by_kind['image'], 'image')}, "
+        f"{count(by_kind['video'], 'video')}): "
         f"{by_state['ok']} ok, {by_state['pending']} pending, {by_state['error']} error"
     )
     print(
         f"detections: {counts['detections']}; tags: {counts['tags']}; "
         f"queued writes: {counts['outbox']}"
     )
-    print(f"queue: {by_state['pending']} files to analyse, {_writes(ctx.catalog)}")
+    print(f"queue: {count(by_state['pending'], 'file')} to analyse, {_writes(ctx.catalog)}")
     for line in status_lines(ctx.catalog, ctx.state_dir):
         print(line)
     errors = [r for r in records if r.status == "error"]

@@ -15,6 +15,7 @@ from tagd.scan.index import IndexReport
 from tagd.scan.roots import SKIPPED, usable_roots
 from tagd.scan.run import ScanEvents, ScanOptions, ScanReport, checked_analyzers, run_scan
 from tagd.service.lock import instance_lock
+from tagd.words import count
 
 if TYPE_CHECKING:
     from tagd.people.cluster import ClusterReport
@@ -167,7 +168,7 @@ class _Printed(ScanEvents):
 
     def indexed(self, report: IndexReport) -> None:
         print(
-            f"indexed {report.seen} files: {report.new} new, {report.changed} changed, "
+            f"indexed {count(report.seen, 'file')}: {report.new} new, {report.changed} changed, "
             f"{report.moved} moved, {report.deleted} deleted"
         )
         for problem in report.problems[:MAX_LISTED]:
@@ -188,7 +189,8 @@ class _Printed(ScanEvents):
         if report is not None and report.new:
             print(
                 f"faces: {report.new} new, {report.assigned} joined people "
-                f"({report.created} new people); {report.waiting} waiting: "
+                f"({count(report.created, 'new person')}); "
+                f"{report.waiting} waiting: "
                 "see `tagd people list`"
             )
 
@@ -198,13 +200,14 @@ def _summary(ctx: Context, roots: list[str], report: ScanReport, dry_run: bool) 
     assert a is not None
     rate = a.done / a.seconds if a.seconds > 0 else 0.0
     print(
-        f"analysed {a.done} files ({a.frames} frames) in {a.seconds:.1f} s ({rate:.1f} files/s); "
+        f"analysed {count(a.done, 'file')} ({count(a.frames, 'frame')}) in {a.seconds:.1f} s "
+        f"({rate:.1f} files/s); "
         f"{a.failed} failed"
     )
     if a.unsettled:
         print(
-            f"{len(a.unsettled)} files changed while tagd read them (still being copied?): "
-            "not recorded; the next scan analyses them"
+            f"{count(len(a.unsettled), 'file')} changed while tagd read them "
+            "(still being copied?): not recorded; the next scan analyses them"
         )
         for path in a.unsettled[:MAX_LISTED]:
             print(f"  {path}")

@@ -76,7 +76,7 @@ def _stash_problems(stash: StashSettings) -> list[str]:
     for i, m in enumerate(stash.path_mappings):
         if not m.stash.strip() or not m.local.startswith("/"):
             out.append(
-                f"stash.path_mappings[{i}]: needs stash = \"<path in Stash>\" and "
-                "local = \"/absolute/local/path\""
+                f'stash.path_mappings[{i}]: needs stash = "<path in Stash>" and '
+                'local = "/absolute/local/path"'
             )
     return out

@@ -105,4 +105,3 @@ def _without_none(tp: Any) -> Any:
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
         return inner[0] if len(inner) == 1 else tp
     return tp
-

@@ -267,8 +267,11 @@ def _extract_chip_fast(image: np.ndarray, details: ChipDetails) -> np.ndarray:
          [(tr[1] - tl[1]) / cols, (bl[1] - tl[1]) / rows, tl[1]]]
     )  # fmt: skip
     return cv2.warpAffine(
-        level_image, chip_to_image, (details.cols, details.rows),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+        level_image,
+        chip_to_image,
+        (details.cols, details.rows),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
     )
 
 

@@ -26,8 +26,23 @@ class LabelRule:
 
 
 def tag_path(root: str, parent: str, name: str) -> str:
-    """root|parent parts|name, empty parts dropped (a parent may be "" or "A|B")."""
-    return "|".join([root, *(p for p in parent.split("|") if p), name.strip()])
+    """root|parent parts|name, empty parts dropped (a parent may be "" or "A|B").
+
+    A name that only repeats its parent (the catch-all "food" under "Food",
+    "animal" under "Animals") is the parent itself: AI|Concepts|Food, never
+    AI|Concepts|Food|food.
+    """
+    parents = [p for p in parent.split("|") if p]
+    name = name.strip()
+    if parents and _repeats(parents[-1], name):
+        return "|".join([root, *parents])
+    return "|".join([root, *parents, name])
+
+
+def _repeats(parent: str, name: str) -> bool:
+    """Whether a tag name says its parent again, in the singular or plural."""
+    a, b = parent.casefold(), name.casefold()
+    return a == b or a == b + "s" or b == a + "s"
 
 
 def resolve(

@@ -23,17 +23,18 @@ from tagd.records import Detection, Media, Tag
 
 # Raised when a rule's code derives something else from the same findings (2:
 # time ranges for text and CLIP tags of videos), so catalogs re-derive their
-# tags and rewrite sidecars and Stash once after an upgrade.
-RULES_VERSION = 2
+# tags and rewrite sidecars and Stash once after an upgrade. 3: a tag named like
+# its parent is the parent (AI|Concepts|Food, not AI|Concepts|Food|food).
+RULES_VERSION = 3
 
 
 class TagPolicy:
     def __init__(self, settings: TagSettings) -> None:
         self.settings = settings
         rules = {"version": RULES_VERSION, "settings": asdict(settings)}
-        self.fingerprint = hashlib.sha256(
-            json.dumps(rules, sort_keys=True).encode()
-        ).hexdigest()[:16]
+        self.fingerprint = hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[
+            :16
+        ]
 
     def rule(self, group: TagGroupSettings, label: str) -> LabelRule:
         """Threshold and full tag (None: switched off) of a label of a tag group."""

@@ -1,7 +1,11 @@
-"""models/manifest.toml: what each model is, where its files are, their checksums.
+"""The model manifest: what each model is, where its files are, their checksums.
 
-`tagd models fetch` and `tagd models export` write entries; the runtime reads
-them and refuses a file whose sha256 differs. One task (objects, faces, ...)
+Two files make it. `default_models.toml`, shipped inside the package, describes
+the default set (what `tagd models fetch` installs). `manifest.toml` in the
+models folder (`<state dir>/models` unless `runtime.models_dir` says otherwise)
+describes what is installed there: `tagd models fetch` and `tagd models export`
+write it, and its entries replace the shipped ones of the same name. The
+runtime refuses a file whose sha256 differs from its entry. One task (objects, faces, ...)
 may have several variants (fp32, int8, OpenVINO IR); the one marked
 `default = true` is what an analyzer configured with `model = "auto"` runs.
 """
@@ -59,14 +63,50 @@ class ModelSpec:
 _REQUIRED = ("task", "file", "sha256", "input")
 
 
+# The default set, shipped with the package (a checkout's models/ folder holds no
+# manifest: what is installed lives beside the installed files).
+DEFAULT_MANIFEST = Path(__file__).with_name("default_models.toml")
+
+
+def default_specs() -> dict[str, ModelSpec]:
+    """The default set as shipped."""
+    return _read_manifest(DEFAULT_MANIFEST)
+
+
+def installed_specs(models_dir: Path) -> dict[str, ModelSpec]:
+    """What models_dir/manifest.toml says is installed there ({} before any fetch)."""
+    try:
+        return _read_manifest(models_dir / "manifest.toml")
+    except FileNotFoundError:
+        return {}
+
+
 def load_manifest(models_dir: Path) -> dict[str, ModelSpec]:
-    path = models_dir / "manifest.toml"
+    """The shipped default set overlaid with what is installed in models_dir: an
+    installed entry replaces the default of its name, and an installed default
+    for a task replaces the shipped default of that task."""
+    specs = default_specs()
+    installed = installed_specs(models_dir)
+    tasks = {spec.task for spec in installed.values() if spec.default}
+    specs = {
+        name: replace(spec, default=False) if spec.task in tasks else spec
+        for name, spec in specs.items()
+    }
+    specs.update(installed)
+    return specs
+
+
+def _read_manifest(path: Path) -> dict[str, ModelSpec]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"no model manifest at {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ModelError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path}: not UTF-8 text: {exc}") from None
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     return {name: _spec(name, entry, path) for name, entry in data.get("models", {}).items()}
 
 
@@ -145,7 +185,8 @@ def resolve(specs: dict[str, ModelSpec], task: str, name: str, key: str) -> Mode
 
 
 def write_manifest(models_dir: Path, entries: Iterable[ModelSpec], header: str = "") -> Path:
-    """Merge entries into manifest.toml (same name replaces), atomically."""
+    """Merge entries into models_dir/manifest.toml, what is installed there (same
+    name replaces), atomically. The shipped default set is never written."""
     path = models_dir / "manifest.toml"
     try:
         current = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -18,6 +18,7 @@ from tagd.config import Settings
 from tagd.sinks.stash.client import StashClient
 from tagd.sinks.stash.lookup import local_path
 from tagd.sinks.stash.tags import FIND_TAGS
+from tagd.words import count
 
 SCENES = """
 query SourceScenes($filter: FindFilterType, $scene_filter: SceneFilterType) {
@@ -53,7 +54,7 @@ class StashFiles:
         """One line for `tagd scan` and the daemon's log."""
         if self.no_tagme_tag:
             return f"stash: no tag {self.no_tagme_tag} in Stash: nothing to scan"
-        return f"stash: {len(self.local)} files to scan, {len(self.missing)} missing here"
+        return f"stash: {count(len(self.local), 'file')} to scan, {len(self.missing)} missing here"
 
 
 def tag_id(client: StashClient, name: str) -> str | None:

@@ -105,7 +105,10 @@ class RateLimit:
         log.warning(
             "control socket: %d request(s) refused: more than %d at once, or more than "
             "one every %g s (this is logged once every %g s at most)",
-            self._refused, self.burst, self.refill, LOG_REFUSED,
+            self._refused,
+            self.burst,
+            self.refill,
+            LOG_REFUSED,
         )
         self._logged, self._refused = now, 0
 
@@ -180,7 +183,9 @@ class ControlSocket:
         self._server.limit = RateLimit()
         os.chmod(path, mode)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.5}, name="control",
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.5},
+            name="control",
             daemon=True,
         )
         self._thread.start()

@@ -123,8 +123,14 @@ def _sync(
         key=lambda found: found[1][0] * found[1][1] if found[1] else -1,
     )
     change = sync_sidecar(
-        path, sorted(wanted), root=root, naming=settings.xmp.sidecar, dry_run=dry_run,
-        faces=faces, dims=dims, roots=roots,
+        path,
+        sorted(wanted),
+        root=root,
+        naming=settings.xmp.sidecar,
+        dry_run=dry_run,
+        faces=faces,
+        dims=dims,
+        roots=roots,
     )
     return change, False
 
@@ -141,8 +147,12 @@ def _remember_rewrite(catalog: Catalog, path: str) -> None:
         return  # Gone already: the next scan deals with it.
     if known is not None:
         catalog.update_file(
-            known.id, path=path, size=st.st_size, mtime_ns=st.st_mtime_ns,
-            content_id=known.content_id, error=known.error,
+            known.id,
+            path=path,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            content_id=known.content_id,
+            error=known.error,
         )
 
 
@@ -173,8 +183,7 @@ def _undo_if_gone(
             if st is not None and stat.S_ISREG(st.st_mode):
                 folder.unlink(name)
     except (OSError, OutsideLibrary) as exc:
-        log.warning("%s: its photo was deleted while tagd wrote it; not removed: %s",
-                    sidecar, exc)
+        log.warning("%s: its photo was deleted while tagd wrote it; not removed: %s", sidecar, exc)
         return False
     log.info("%s: removed again, its photo was deleted while tagd wrote it", sidecar)
     return True

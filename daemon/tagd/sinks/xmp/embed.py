@@ -302,5 +302,3 @@ def _write_synced(dest: Path, data: bytes, ref: os.stat_result) -> None:
         with contextlib.suppress(OSError):
             dest.unlink()
         raise
-
-

@@ -96,8 +96,9 @@ def face_region(
     """A box (x0, y0, x1, y1 in upright pixels) as a normalised MWG area, clamped to the image."""
     x0, x1 = (min(max(v / width, 0.0), 1.0) for v in (box[0], box[2]))
     y0, y1 = (min(max(v / height, 0.0), 1.0) for v in (box[1], box[3]))
-    return FaceRegion(name, round((x0 + x1) / 2, 6), round((y0 + y1) / 2, 6),
-                      round(x1 - x0, 6), round(y1 - y0, 6))
+    return FaceRegion(
+        name, round((x0 + x1) / 2, 6), round((y0 + y1) / 2, 6), round(x1 - x0, 6), round(y1 - y0, 6)
+    )
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,10 @@ def read_regions(packet: Packet, owned: Sequence[str]) -> Regions:
     for member in fields(node):
         if member is not region_list:
             head.extend(flatten(packet, member, "/" + canonical(member.name)))
-    items = () if region_list is None else tuple(
-        tuple(sorted(flatten(packet, li))) for li in array_items(region_list)
+    items = (
+        ()
+        if region_list is None
+        else tuple(tuple(sorted(flatten(packet, li))) for li in array_items(region_list))
     )
     return Regions(tuple(sorted(head)), items, tuple(owned))
 

@@ -173,7 +173,10 @@ class XmpChange:
     @property
     def changed(self) -> bool:
         return bool(
-            self.added or self.removed or self.repaired or self.regions_added
+            self.added
+            or self.removed
+            or self.repaired
+            or self.regions_added
             or self.regions_removed
         )
 
@@ -191,9 +194,7 @@ class _Keywords:
 
     def arrays(self) -> tuple[tuple[str, ...], ...]:
         """The values in _ARRAYS order."""
-        return (
-            self.subject, self.hier, self.tagslist, self.owned, self.persons, self.owned_people
-        )
+        return (self.subject, self.hier, self.tagslist, self.owned, self.persons, self.owned_people)
 
 
 def sidecar_path(media: Path, naming: str = "ext") -> Path:

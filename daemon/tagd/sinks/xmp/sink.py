@@ -66,7 +66,7 @@ class XmpSink:
         count = len(report.changes) if dry_run else report.written
         out.append(f"sidecars {verb}: {count}; failed: {report.failed}")
         if report.vanished:
-            out.append(f"  {report.vanished} files were deleted meanwhile: no sidecar for them")
+            out.append(f"  {count(report.vanished, 'file')} deleted meanwhile: no sidecar for them")
         err = [f"  {reason}" for _path, reason in report.errors[:MAX_LISTED]]
         if report.failed:
             err.append(
