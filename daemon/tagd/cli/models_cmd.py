@@ -101,12 +101,14 @@ def _export_context(ctx: Context, sources: list[str] | None):  # -> ExportContex
     else:
         env = os.environ.get("TAGD_MODELS_SOURCE")
         folders = [Path(env)] if env else [SHARED_BESIDE_CHECKOUT / "models"]
-    eval_dir = SHARED_BESIDE_CHECKOUT / "eval"
+    # Real photos to check conversions on: the eval folder beside the checkout,
+    # else one beside a source folder (shared/models and shared/eval).
+    evals = [SHARED_BESIDE_CHECKOUT / "eval", *(f.resolve().parent / "eval" for f in folders)]
     return ExportContext(
         models_dir=ctx.models_dir,
         cache_dir=ctx.state_dir / "cache",
         sources=[f for f in folders if f.is_dir()],
-        eval_dir=eval_dir if eval_dir.is_dir() else None,
+        eval_dir=next((e for e in evals if e.is_dir()), None),
     )
 
 
@@ -131,7 +133,7 @@ def fetch_cmd(ctx: Context, args: argparse.Namespace) -> int:
             specs = families[name].fetch(export_ctx)
         except (ExportError, ModelError) as exc:
             failed += 1
-            print(f"MISSING  {name}: {exc}")
+            print(f"MISSING  {name}: {exc}; until then {_what_waits(name)}")
             continue
         except ModuleNotFoundError as exc:
             # Families that convert weights need the export extra; the others
@@ -139,7 +141,7 @@ def fetch_cmd(ctx: Context, args: argparse.Namespace) -> int:
             failed += 1
             print(
                 f"MISSING  {name}: converting it needs {exc.name!r} (the export extra): "
-                f"pip install 'tagd[export]', then run `tagd models fetch` again; "
+                "pip install 'tagd[export]', then run `tagd models fetch` again; "
                 f"until then {_what_waits(name)}"
             )
             continue
@@ -149,10 +151,26 @@ def fetch_cmd(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_FAILURES if failed else EXIT_OK
 
 
+# What each task gives, as `tagd models fetch` names what is missing.
+_TASK_WORDS = {
+    "objects": "object detection",
+    "classes": "concepts",
+    "face-detection": "face detection",
+    "face-embedding": "face recognition",
+    "ocr-det": "text reading",
+    "ocr-rec": "text reading",
+    "ocr-cls": "text reading",
+    "nsfw": "NSFW detection",
+    "clip": "CLIP tags",
+    "image-embedding": "image embeddings",
+}
+
+
 def _what_waits(family: str) -> str:
     """What a missing family leaves undone, in words."""
-    tasks = sorted({s.task for s in default_specs().values() if s.family == family})
-    return f"tagd runs without its {' and '.join(tasks) or family} model"
+    tasks = {s.task for s in default_specs().values() if s.family == family}
+    words = sorted({_TASK_WORDS.get(t, t) for t in tasks})
+    return f"tagd runs without {' and '.join(words) or family}"
 
 
 def _installed(models_dir: Path, family: str) -> list[ModelSpec]:
