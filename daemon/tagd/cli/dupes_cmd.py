@@ -74,7 +74,8 @@ def dupes(ctx: Context, args: argparse.Namespace) -> int:
             )
     extra = sum(len(g.others) for g in groups)
     print(
-        f"{count(len(groups), 'group')}, {count(extra, 'file')} that duplicate another, "
+        f"{count(len(groups), 'group')}, {count(extra, 'file')} that "
+        f"{'duplicates' if extra == 1 else 'duplicate'} another, "
         f"among {count(len(photos), 'hashed file')} (threshold {threshold} bits). "
         "Nothing was deleted or moved."
     )

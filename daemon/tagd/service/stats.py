@@ -23,6 +23,7 @@ from tagd.catalog.catalog import Catalog
 from tagd.catalog.connect import no_room
 from tagd.scan.roots import SKIPPED
 from tagd.service.lock import holder, holder_notes
+from tagd.words import count
 
 SERVICE, ACTIVITY, LAST_SCAN, TOTALS = "service", "service.activity", "last_scan", "scan_totals"
 
@@ -148,10 +149,10 @@ def status_lines(catalog: Catalog, state_dir: Path, now: float | None = None) ->
         how = "stopped early" if last.get("stopped") else f"{last['end'] - last['start']:.1f} s"
         lines.append(
             f"last scan: {_when(last.get('end'), now)} by {last.get('trigger')} ({how}): "
-            f"{last.get('indexed', 0)} files indexed, {last.get('new', 0)} new, "
+            f"{count(last.get('indexed', 0), 'file')} indexed, {last.get('new', 0)} new, "
             f"{last.get('changed', 0)} changed, {last.get('deleted', 0)} deleted; "
             f"{last.get('analysed', 0)} analysed, {last.get('failed', 0)} failed; "
-            f"{last.get('written', 0)} sidecars written"
+            f"{count(last.get('written', 0), 'sidecar')} written"
         )
         for problem in last.get("root_problems") or ():
             lines.append(f"library root {problem}; {SKIPPED}")
@@ -159,7 +160,7 @@ def status_lines(catalog: Catalog, state_dir: Path, now: float | None = None) ->
         if totals.get("seconds"):
             overall = (
                 f"; {totals['analysed'] / totals['seconds']:.1f} files/s over "
-                f"{totals['analysed']} files in {totals['scans']} scans"
+                f"{count(totals['analysed'], 'file')} in {count(totals['scans'], 'scan')}"
             )
         if last.get("analysed"):
             lines.append(
