@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import run_tagd, write_config
 from stash_server import StashServer
-from test_service import running_daemon, stop, wait_until
+from test_service import analysed_paths, running_daemon, stop, wait_until
 from test_stash import image_tags, only_objects
 from test_stash_plugin import run_task
 
@@ -41,7 +41,7 @@ from tagd.service.work import ScanRequest, merge
 def test_socket_answers_commands_and_rejects_garbage(tmp_path: Path) -> None:
     asked: list[tuple[str, bool]] = []
 
-    def handler(command: str, wait: bool) -> dict[str, Any]:
+    def handler(command: str, wait: bool, gone: Any) -> dict[str, Any]:
         asked.append((command, wait))
         if command == "status":
             raise RuntimeError("boom")  # a bug in a handler is an answer, not a crash
@@ -96,7 +96,7 @@ def test_requests_are_rate_limited_and_refusals_logged_once(
     per refusal."""
     asked: list[str] = []
     path = tmp_path / "c.sock"
-    control = ControlSocket(path, 0o600, lambda c, w: asked.append(c) or {"ok": True})
+    control = ControlSocket(path, 0o600, lambda c, w, g: asked.append(c) or {"ok": True})
     try:
         start = time.monotonic()
         with caplog.at_level(logging.INFO, logger="tagd.service"):
@@ -129,7 +129,7 @@ def test_default_mode_lets_the_group_in_and_other_users_not(tmp_path: Path) -> N
         shared.chmod(0o755)
         path = shared / "tagd.sock"
         mode = Settings().daemon.control_socket_mode
-        control = ControlSocket(path, mode, lambda c, w: {"ok": True, "message": c})
+        control = ControlSocket(path, mode, lambda c, w, g: {"ok": True, "message": c})
         try:
             assert stat.S_IMODE(path.stat().st_mode) == 0o660
 
@@ -353,3 +353,64 @@ def test_daemon_picks_up_files_marked_tagme_in_stash(tmp_path: Path, coco_photos
             server.stop()
     assert code == 0, log.read_text()
     assert server.invalid == []
+
+
+# ---------------------------------------------------------------- an asker that hangs up
+
+
+def test_a_waiting_asker_that_hangs_up_is_noticed(tmp_path: Path) -> None:
+    """Stash kills a cancelled task's process: its end of the socket closes, and the
+    handler learns it while the work goes on (to stop the work it asked for)."""
+    import threading
+
+    seen: list[bool] = []
+    noticed = threading.Event()
+
+    def handler(command: str, wait: bool, gone: Any) -> dict[str, Any]:
+        seen.append(gone())  # connected: not gone
+        end = time.monotonic() + 10
+        while time.monotonic() < end and not gone():
+            time.sleep(0.05)
+        noticed.set()
+        return {"ok": True}
+
+    path = tmp_path / "c.sock"
+    control = ControlSocket(path, 0o600, handler)
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(path))
+            sock.sendall(b'{"command": "scan", "wait": true}\n')
+            time.sleep(0.5)
+            assert not noticed.is_set()
+        assert noticed.wait(5) and seen == [False]
+    finally:
+        control.close()
+
+
+@pytest.mark.usefixtures("default_models")
+def test_the_daemon_stops_a_scan_whose_asker_hung_up(tmp_path: Path, coco_photos: Any) -> None:
+    lib = tmp_path / "lib"
+    photos = coco_photos(40, dest=lib)
+    state = tmp_path / "state"
+    config = write_config(
+        tmp_path / "config.toml",
+        f'[library]\nroots = ["{lib}"]\n[runtime]\nbatch_size = 1\n'
+        + '[daemon]\nschedule = ""\nscan_on_start = false\nwatch = false\n',
+    )
+    with running_daemon(tmp_path, state, config, NOTIFY_SOCKET="") as (proc, log, _):
+        try:
+            wait_until(lambda: "socket" in holder_notes(state), 60, "the control socket")
+            sock_path = Path(holder_notes(state)["socket"])
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(str(sock_path))
+                sock.sendall(b'{"command": "scan", "wait": true}\n')
+                wait_until(lambda: analysed_paths(state), 120, "the scan to analyse a file")
+            # Hung up: the daemon stops after the batch in flight.
+            wait_until(lambda: "went away" in log.read_text(), 30, "the hang-up noticed")
+            wait_until(lambda: "stopped early" in log.read_text(), 60, "the scan to stop")
+            analysed = len(analysed_paths(state))
+            assert 1 <= analysed < len(photos), analysed
+            assert ask(sock_path, "status")["ok"]  # and it serves on
+        finally:
+            code, _ = stop(proc)
+        assert code == 0

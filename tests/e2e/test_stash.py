@@ -757,15 +757,29 @@ def test_a_redirect_within_stash_is_followed_with_the_same_post(
         ("findImages", {"data": {}}, "lacks findImages"),
         ("findImages", {"data": None}, "holds no data"),
         ("findImages", {"data": {"findImages": None}}, "has findImages = null"),
-        ("findImages", {"data": {"findImages": {"images": "none"}}}, "images = 'none'"),
+        ("findImages", {"data": {"findImages": {"count": 1, "images": "none"}}}, "'none'"),
         (
             "findImages",
-            {"data": {"findImages": {"images": [{"id": "1", "visual_files": [], "tags": 3}]}}},
+            {
+                "data": {
+                    "findImages": {
+                        "count": 1,
+                        "images": [{"id": "1", "visual_files": [], "tags": 3}],
+                    }
+                }
+            },
             "findImages.images[0].tags = 3, not an object",
         ),
         (
             "findImages",
-            {"data": {"findImages": {"images": [{"id": True, "visual_files": [], "tags": []}]}}},
+            {
+                "data": {
+                    "findImages": {
+                        "count": 1,
+                        "images": [{"id": True, "visual_files": [], "tags": []}],
+                    }
+                }
+            },
             "findImages.images[0].id = True, not an id",
         ),
         # The image is found; creating its tag answers nothing usable.

@@ -6,10 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, require_models, write_config
 
 PLUGIN = REPO / "plugins" / "tagd"
 
@@ -104,7 +105,7 @@ def test_a_socket_stash_may_not_use_is_reported_not_bypassed(tmp_path: Path) -> 
         sock = shared / "tagd.sock"
         mode = Settings().daemon.control_socket_mode
         answer = {"ok": True, "message": "stash: 0 files to scan"}
-        control = ControlSocket(sock, mode, lambda c, w: answer)
+        control = ControlSocket(sock, mode, lambda c, w, g: answer)
 
         def as_stash(groups: list[int]) -> dict[str, str]:
             done = subprocess.run(
@@ -145,7 +146,7 @@ def test_a_daemon_that_refuses_too_many_requests_is_reported(tmp_path: Path) -> 
     from tagd.service.control import BURST, ControlSocket, ask
 
     sock = tmp_path / "tagd.sock"
-    control = ControlSocket(sock, 0o600, lambda c, w: {"ok": True, "message": "done"})
+    control = ControlSocket(sock, 0o600, lambda c, w, g: {"ok": True, "message": "done"})
     try:
         for _ in range(BURST):
             assert ask(sock, "status")["ok"]
@@ -155,3 +156,100 @@ def test_a_daemon_that_refuses_too_many_requests_is_reported(tmp_path: Path) -> 
         control.close()
     assert answer["error"].startswith("tagd daemon: too many requests, try again in "), answer
     assert not record.exists()
+
+
+# ---------------------------------------------------------------- what Stash shows
+
+
+def stash_log(stderr: str) -> list[tuple[str, str]]:
+    """(level, text) of each stderr line in Stash's plugin log protocol
+    (pkg/logger/plugin.go: \\x01 LEVEL \\x02 TEXT)."""
+    out = []
+    for line in stderr.splitlines():
+        if len(line) >= 3 and line[0] == "\x01" and line[2] == "\x02":
+            out.append((line[1], line[3:].strip()))
+    return out
+
+
+def test_the_outcome_shows_in_stashs_log(tmp_path: Path) -> None:
+    """Stash logs a raw plugin's output at debug level only: the task also tells
+    its summary (info) or its failure (error) in the plugin log protocol."""
+    tagd, _ = fake_tagd(tmp_path)
+    stdin = json.dumps({"args": {"mode": "scan"}})
+    env = {**os.environ, "TAGD_BIN": str(tagd), "TAGD_STATE_DIR": str(tmp_path / "state")}
+    env.pop("TAGD_SOCKET", None)
+    run = [sys.executable, str(PLUGIN / "tagd_task.py")]
+    done = subprocess.run(run, input=stdin, capture_output=True, text=True, env=env, check=True)
+    lines = stash_log(done.stderr)
+    assert ("i", "scanned from stash") in lines and ("i", "tagd: scanned from stash") in lines
+    (tmp_path / "f").mkdir()
+    failing, _ = fake_tagd(tmp_path / "f", code=2)
+    env["TAGD_BIN"] = str(failing)
+    done = subprocess.run(run, input=stdin, capture_output=True, text=True, env=env, check=True)
+    assert ("e", "tagd: tagd exited 2: boom") in stash_log(done.stderr)
+    assert json.loads(done.stdout) == {"error": "tagd exited 2: boom"}
+
+
+def test_a_cancelled_task_takes_its_tagd_scan_along(tmp_path: Path) -> None:
+    """Stash cancels a task by killing its process (SIGKILL): the `tagd scan` it
+    started (here waiting on a Stash that takes minutes to answer) must not go
+    on alone."""
+    import signal
+
+    import psutil
+    from stash_server import StashServer
+    from test_stash import only_objects
+
+    tagd = Path(sys.executable).with_name("tagd")
+    if not tagd.is_file():
+        pytest.skip(f"no tagd executable next to {sys.executable}")
+    require_models("yolox-nano")
+    server = StashServer(slow_seconds=120).start()
+    server.mode = "slow"
+    config = write_config(
+        tmp_path / "config.toml",
+        only_objects()
+        + f'[stash]\nenabled = true\nurl = "{server.url}"\ntimeout = 300.0\nretries = 0\n',
+    )
+    env = {
+        **os.environ,
+        "TAGD_BIN": str(tagd),
+        "TAGD_CONFIG": str(config),
+        "TAGD_STATE_DIR": str(tmp_path / "state"),
+    }
+    env.pop("TAGD_SOCKET", None)
+    task = subprocess.Popen(
+        [sys.executable, str(PLUGIN / "tagd_task.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert task.stdin is not None
+        task.stdin.write(json.dumps({"args": {"mode": "scan"}}).encode())
+        task.stdin.close()
+        end = time.monotonic() + 60
+        children: list[psutil.Process] = []
+        while time.monotonic() < end:
+            children = psutil.Process(task.pid).children()
+            talking = [
+                c
+                for c in children
+                for conn in c.net_connections("tcp")
+                if conn.raddr and conn.raddr.port == server.port
+            ]
+            if talking:
+                break  # tagd scan is now waiting on Stash's answer
+            time.sleep(0.05)
+        [child] = children
+        assert "scan" in child.cmdline()
+        task.send_signal(signal.SIGKILL)  # what Stash's Stop() does
+        task.wait(10)
+        _, alive = psutil.wait_procs([child], timeout=15)
+        assert alive == [], "tagd scan kept running after its task was cancelled"
+    finally:
+        if task.poll() is None:
+            task.kill()
+        server.mode = "ok"
+        server.stop()

@@ -284,7 +284,7 @@ def _stash(settings: Settings, r: Report) -> None:
         return
     from tagd.sinks.stash.client import StashError
     from tagd.sinks.stash.deliver import make_client
-    from tagd.sinks.stash.lookup import stash_path
+    from tagd.sinks.stash.lookup import markers_problem, stash_path
 
     s = settings.stash
     try:
@@ -296,6 +296,9 @@ def _stash(settings: Settings, r: Report) -> None:
         r.problem(f"stash: {s.url} answered, but not like Stash (no version)")
         return
     r.line(f"stash: {s.url}: Stash {version}, API key accepted")
+    problem = markers_problem(str(version or "")) if s.markers else None
+    if problem is not None:
+        r.problem(f"stash: {problem}")
     for root in settings.library.roots:
         mapped = stash_path(os.path.abspath(root), s.path_mappings)
         r.line(f"  library root {root} is {mapped} in Stash")

@@ -48,13 +48,19 @@ class StashFiles:
 
     local: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    # Images of zip galleries: a member of an archive, not a file tagd can read.
+    in_archives: list[str] = field(default_factory=list)
     no_tagme_tag: str | None = None  # the TagMe tag Stash does not have (nothing to do)
 
     def summary(self) -> str:
         """One line for `tagd scan` and the daemon's log."""
         if self.no_tagme_tag:
             return f"stash: no tag {self.no_tagme_tag} in Stash: nothing to scan"
-        return f"stash: {count(len(self.local), 'file')} to scan, {len(self.missing)} missing here"
+        line = f"stash: {count(len(self.local), 'file')} to scan, {len(self.missing)} missing here"
+        if self.in_archives:
+            zipped = count(len(self.in_archives), "image")
+            line += f", {zipped} inside zip galleries skipped (tagd reads files, not archives)"
+        return line
 
 
 def tag_id(client: StashClient, name: str) -> str | None:
@@ -73,7 +79,8 @@ def stash_paths(
     page, seen = 1, 0
     while True:
         variables: dict[str, Any] = {
-            "filter": {"page": page, "per_page": per_page, "sort": "path", "direction": "ASC"},
+            # id, not path: a path sort is a full collation sort for every page.
+            "filter": {"page": page, "per_page": per_page, "sort": "id", "direction": "ASC"},
             filter_var: criterion,
         }
         answer = client.call(query, variables)[result]
@@ -108,8 +115,24 @@ def files_from_stash(client: StashClient, settings: Settings, tagme_only: bool) 
             if local in seen:
                 continue
             seen.add(local)
-            (out.local if os.path.isfile(local) else out.missing).append(local)
+            if os.path.isfile(local):
+                out.local.append(local)
+            elif _inside_archive(local):
+                out.in_archives.append(local)
+            else:
+                out.missing.append(local)
     return out
+
+
+def _inside_archive(path: str) -> bool:
+    """Whether `path` names a member of an archive here: Stash gives the images of
+    a zip gallery as ARCHIVE/MEMBER, and the nearest existing part is a file."""
+    parent = os.path.dirname(path)
+    while parent and parent != os.path.dirname(parent):
+        if os.path.exists(parent):
+            return os.path.isfile(parent)
+        parent = os.path.dirname(parent)
+    return False
 
 
 def queue_listed(catalog: Catalog, paths: list[str]) -> None:

@@ -18,7 +18,9 @@ loop can neither hammer Stash nor flood the log:
   `<prefix>_TagMe`), as `tagd scan --from-stash [--tagme-only]`;
 - `deliver`: retry the queued sidecar and Stash writes now;
 - `status`: what the daemon is doing.
-With `"wait": true` the answer comes when that work is done, with its summary.
+With `"wait": true` the answer comes when that work is done, with its summary;
+an asker that hangs up meanwhile (Stash kills a cancelled task) stops the work
+it asked for after the batch in flight, unless others want it too.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import json
 import logging
 import math
 import os
+import select
 import socket
 import socketserver
 import threading
@@ -52,7 +55,8 @@ BURST = 5
 REFILL = 1.0  # seconds per request after a burst
 LOG_REFUSED = 60.0  # seconds between log lines about refused requests
 
-Handler = Callable[[str, bool], dict[str, Any]]
+# (command, wait, gone): `gone()` says whether the asker hung up meanwhile.
+Handler = Callable[[str, bool, Callable[[], bool]], dict[str, Any]]
 
 
 def socket_path(settings: Settings, state_dir: Path) -> Path | None:
@@ -150,11 +154,20 @@ class _Request(socketserver.StreamRequestHandler):
         # A waiting client may wait for hours (a first scan): no timeout on the answer.
         self.connection.settimeout(None)
         try:
-            answer = self.server.handler(command, wait)
+            answer = self.server.handler(command, wait, self._gone)
         except Exception as exc:  # a bug here must not end the daemon
             log.exception("control: %s failed", command)
             answer = {"ok": False, "error": f"{command} failed: {exc!r}"}
         self._answer(answer)
+
+    def _gone(self) -> bool:
+        """Whether the client closed its end (a killed Stash task): its socket
+        reads as ready with nothing left to read."""
+        try:
+            ready, _, _ = select.select([self.connection], [], [], 0)
+            return bool(ready) and not self.connection.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return True
 
     def _answer(self, answer: dict[str, Any]) -> None:
         # A client that went away misses the answer; the work it asked for goes on.

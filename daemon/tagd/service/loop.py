@@ -36,6 +36,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import ConfigError, Settings, load_settings
@@ -59,6 +60,7 @@ from tagd.sinks.select import enabled_sinks
 log = logging.getLogger("tagd.service")
 
 TICK = 1.0  # seconds between housekeeping rounds (idle sweep, status, watchdog)
+GONE_CHECK = 1.0  # seconds between looks at whether a waiting asker hung up
 STALL = 900.0  # a scan with no progress this long stops the watchdog pings
 RETRY_CHECK = 30.0  # seconds between looks at the outbox for writes due again
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
@@ -190,8 +192,11 @@ class Service:
         if self.worker is not None and not self.stop.is_set():
             self.worker.request(trigger, roots, source)
 
-    def command(self, command: str, wait: bool) -> dict[str, object]:
-        """A control-socket command (runs on the socket's thread)."""
+    def command(
+        self, command: str, wait: bool, gone: Callable[[], bool] = lambda: False
+    ) -> dict[str, object]:
+        """A control-socket command (runs on the socket's thread); `gone()` says
+        whether a waiting asker hung up (then its work stops)."""
         worker = self.worker
         if worker is None or self.stop.is_set():
             return {"ok": False, "error": "tagd is stopping"}
@@ -216,8 +221,11 @@ class Service:
         log.info("control socket: %s requested", command)
         if not wait:
             return {"ok": True, "message": f"{command} queued (pid {os.getpid()})"}
-        for event in request.done:
-            event.wait()
+        while not all(event.wait(GONE_CHECK) for event in request.done):
+            if gone():
+                log.info("control socket: the asker of %s went away", command)
+                worker.cancel(request)
+                return {"ok": False, "error": f"{command} cancelled: the asker went away"}
         return {
             "ok": True,
             "message": "; ".join(request.summary) or f"{command} done",

@@ -67,6 +67,15 @@ class ScanRequest:
     done: list[threading.Event] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
     failed: int = 0  # writes that failed and stay queued: the asker's exit code
+    # The asker went away (a Stash task cancelled): see ScanWorker.cancel.
+    cancelled: bool = False
+    # A job made by `merge`: the requests it answers.
+    parts: list[ScanRequest] = field(default_factory=list)
+
+    @property
+    def abandoned(self) -> bool:
+        """Every asker of this job went away (a schedule or a signal never does)."""
+        return bool(self.parts) and all(p.cancelled for p in self.parts)
 
 
 @dataclass
@@ -102,6 +111,7 @@ def merge(requests: list[ScanRequest]) -> list[ScanRequest]:
             roots = set().union(*(r.roots or set() for r in scans))
         job = ScanRequest(triggers, roots, source, force=any(r.force for r in group))
         job.done = [e for r in group for e in r.done]
+        job.parts = list(group)
         jobs.append(job)
     return jobs
 
@@ -120,6 +130,10 @@ class ScanWorker(threading.Thread):
         self.notifier = notifier
         self.stop = stop
         self.stop_deadline: float | None = None  # monotonic; set with `stop`
+        # The running job's stop: set with `stop`, or when its askers all went away.
+        self._job_stop = threading.Event()
+        self._job: ScanRequest | None = None
+        self._job_lock = threading.Lock()
         self.requests: queue.Queue[ScanRequest | None] = queue.Queue()
         self.activity = Activity()
         self.busy = False
@@ -158,7 +172,18 @@ class ScanWorker(threading.Thread):
         """Stop after the batch in flight; write sidecars until `deadline` (monotonic)."""
         self.stop_deadline = deadline
         self.stop.set()
+        self._job_stop.set()
         self.requests.put(None)
+
+    def cancel(self, request: ScanRequest) -> None:
+        """The asker of `request` went away (Stash killed its task): the job stops
+        after the batch in flight, unless someone else (or the schedule) wants it
+        too; a job not started yet is skipped."""
+        with self._job_lock:
+            request.cancelled = True
+            if self._job is not None and self._job.abandoned:
+                log.info("scan (%s): whoever asked for it went away: stopping", self._job.trigger)
+                self._job_stop.set()
 
     # ------------------------------------------------------------ scan thread
 
@@ -181,7 +206,15 @@ class ScanWorker(threading.Thread):
                 for job in merge(taken):
                     if self.stop.is_set():
                         break
-                    self._guarded(job)
+                    with self._job_lock:
+                        self._job, self._job_stop = job, threading.Event()
+                        skip = job.abandoned
+                    if skip:
+                        job.summary[:] = ["not done: whoever asked went away"]
+                    else:
+                        self._guarded(job)
+                    with self._job_lock:
+                        self._job = None
                     self._answer(taken, job)
                 taken = []
             try:
@@ -337,7 +370,7 @@ class ScanWorker(threading.Thread):
                 options=options,
                 usable=usable,
                 events=_Activity(self),
-                stop=self.stop,
+                stop=self._job_stop,
                 stop_by=self._stop_by,
                 writer=writer,
             )

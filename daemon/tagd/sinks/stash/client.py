@@ -46,6 +46,17 @@ class StashAnswerError(StashProtocolError, StashUnavailable):
     upgraded passes)."""
 
 
+class StashTimeout(StashUnavailable):
+    """Stash did not answer in time. A write may still have gone in (Stash runs
+    the update's plugin hooks before it answers): tagd's writes are idempotent."""
+
+
+class StashRefused(StashError):
+    """Stash refused tagd itself (HTTP 401/403: the API key, or Stash's
+    public-exposure lock): every request would fail the same way until the user
+    fixes it, so a delivery stops at the first one and keeps its queue."""
+
+
 class StashRedirectError(StashUnavailable):
     """Stash's URL redirects to another origin: not followed (the API key would
     go along); retried later, and the message says which URL to configure."""
@@ -81,14 +92,24 @@ class StashClient:
         self.backoff = backoff
         self._opener = urllib.request.build_opener(_SameOriginRedirects)
 
-    def call(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The `data` of one GraphQL operation; raises a StashError subclass."""
+    def call(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        retry_timeouts: bool = True,
+    ) -> dict[str, Any]:
+        """The `data` of one GraphQL operation; raises a StashError subclass.
+        `retry_timeouts=False`: a timeout is raised at once (the caller sends a
+        smaller request instead of the same one again)."""
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
         for attempt in range(self.retries + 1):
             try:
                 return _checked(query, self._once(body))
-            except StashUnavailable:
-                if attempt >= self.retries:
+            except StashUnavailable as exc:
+                if attempt >= self.retries or (
+                    isinstance(exc, StashTimeout) and not retry_timeouts
+                ):
                     raise
                 # Bounded: retries is small and validated; the outbox does the long waits.
                 time.sleep(self.backoff * 2**attempt)
@@ -106,23 +127,49 @@ class StashClient:
             if exc.code >= 500:
                 raise StashUnavailable(f"Stash answered HTTP {exc.code}") from None
             if exc.code in (401, 403):
-                raise StashError(
-                    f"Stash refused the request (HTTP {exc.code}): check [stash] api_key"
-                ) from None
+                raise _refused(exc.code, exc.read(), bool(self.api_key)) from None
             # Stash answers GraphQL errors with 422 and a JSON body; keep its message.
             raw = exc.read()
             if not raw:
                 raise StashError(f"Stash answered HTTP {exc.code}") from None
         except TimeoutError:
-            raise StashUnavailable(f"Stash did not answer within {self.timeout:g} s") from None
+            raise StashTimeout(f"Stash did not answer within {self.timeout:g} s") from None
         except urllib.error.URLError as exc:
             reason = exc.reason
             if isinstance(reason, TimeoutError | socket.timeout):
-                raise StashUnavailable(f"Stash did not answer within {self.timeout:g} s") from None
+                raise StashTimeout(f"Stash did not answer within {self.timeout:g} s") from None
             raise StashUnavailable(f"cannot reach Stash at {self.url}: {reason}") from None
         except (ConnectionError, http.client.HTTPException, OSError) as exc:
             raise StashUnavailable(f"connection to Stash failed: {exc}") from None
         return _parse(raw)
+
+
+# What Stash answers (HTTP 403) once it found itself on the internet without a
+# login (internal/api/authentication.go): it then refuses every request.
+_EXPOSED = (b"exposed to the public internet", b"access Stash over the internet")
+
+
+def _refused(code: int, body: bytes, sent_key: bool) -> StashRefused:
+    """What to fix, in words, for a 401 or 403 from Stash."""
+    if code == 403 and any(mark in body for mark in _EXPOSED):
+        return StashRefused(
+            "Stash refuses every request (HTTP 403): it found itself reachable from the "
+            "internet without a login and locked itself; set a username and password in "
+            "Stash (Settings > Security), put its API key in [stash] api_key, and restart "
+            "Stash (see Stash's log)"
+        )
+    if code == 401 and sent_key:
+        return StashRefused(
+            "Stash refused tagd's API key (HTTP 401): copy the key from Stash's Settings > "
+            "Security into [stash] api_key (a new key replaces the old one); if Stash has "
+            "no login set up, leave api_key empty"
+        )
+    if code == 401:
+        return StashRefused(
+            "Stash asks for a login (HTTP 401): put the API key from Stash's Settings > "
+            "Security into [stash] api_key"
+        )
+    return StashRefused(f"Stash refused the request (HTTP {code}): check [stash] api_key")
 
 
 def _parse(raw: bytes) -> dict[str, Any]:

@@ -34,12 +34,27 @@ from tagd.config import Settings
 from tagd.paths import shown
 from tagd.records import Tag
 from tagd.sinks.outbox import Deadline, DeliveryReport, Progress, backoff, past
-from tagd.sinks.stash.client import StashClient, StashError, StashUnavailable
+from tagd.sinks.stash.client import (
+    StashClient,
+    StashError,
+    StashRefused,
+    StashTimeout,
+    StashUnavailable,
+)
 from tagd.sinks.stash.fields import PerformerResolver, StudioResolver, plan_studio, route
-from tagd.sinks.stash.lookup import NotSendable, StashLookup, StashObject, stash_path
+from tagd.sinks.stash.lookup import (
+    NotSendable,
+    StashLookup,
+    StashObject,
+    markers_problem,
+    stash_path,
+)
 from tagd.sinks.stash.tags import TagResolver
 
 SINK = "stash"
+# Stash itself unusable for now (down, overloaded, refusing tagd's key): the
+# delivery stops at once and every due file stays queued.
+STOP = (StashUnavailable, StashRefused)
 # Files planned before their writes go out together: objects that get the same
 # change share one bulk update (a first delivery: one per distinct tag set).
 BATCH = 500
@@ -57,6 +72,7 @@ UPDATE_MARKER = """
 mutation M($input: SceneMarkerUpdateInput!) { sceneMarkerUpdate(input: $input) { id } }
 """
 DESTROY_MARKER = "mutation M($id: ID!) { sceneMarkerDestroy(id: $id) }"
+VERSION = "query V { version { version } }"
 
 
 @dataclass
@@ -119,9 +135,14 @@ def deliver_stash(
     client = client or make_client(settings)
     writer = StashWriter(catalog, settings, client)
     due = catalog.due(SINK, time.time() if now is None else now, limit=10**9)
+    if not due:
+        return report
     try:
-        writer.lookup.prepare(Counter(writer.kind(file_id) for file_id, _, _ in due))
-    except StashUnavailable as exc:
+        kinds = Counter(writer.kind(file_id) for file_id, _, _ in due)
+        if kinds["scene"] and settings.stash.markers:
+            writer.check_markers()
+        writer.lookup.prepare(kinds)
+    except STOP as exc:
         _stash_down(catalog, due, exc, report)
         return report
     except StashError as exc:  # the list failed: ask per file instead
@@ -135,7 +156,7 @@ def deliver_stash(
             file_id, path, content_id = due[index]
             try:
                 pending = writer.prepare(file_id, path, content_id)
-            except StashUnavailable as exc:
+            except STOP as exc:
                 _stash_down(catalog, [p.item for p in batch] + due[index:], exc, report)
                 return report
             except NotSendable as exc:
@@ -154,7 +175,7 @@ def deliver_stash(
             index += 1
         try:
             result = writer.apply(batch)
-        except StashUnavailable as exc:
+        except STOP as exc:
             _stash_down(catalog, [p.item for p in batch] + due[index:], exc, report)
             return report
         for pending in batch:
@@ -198,6 +219,30 @@ def _stash_down(
     report.left += len(rest)
 
 
+class BulkSizer:
+    """How many objects one bulk update carries, from how long Stash took.
+
+    Stash runs every object's Scene/Image.Update.Post plugin hooks, one after
+    the other, before it answers a bulk update: with slow hooks a 500-object
+    update outlasts the timeout although the write goes in. Chunks are sized so
+    that the expected time is a third of the timeout."""
+
+    def __init__(self, timeout: float, largest: int = BATCH) -> None:
+        self.budget = timeout / 3
+        self.largest = largest
+        self.size = largest
+        self.per_object: float | None = None  # seconds, smoothed
+
+    def answered(self, objects: int, seconds: float) -> None:
+        each = seconds / max(objects, 1)
+        self.per_object = each if self.per_object is None else 0.5 * (self.per_object + each)
+        fits = int(self.budget / self.per_object) if self.per_object > 0 else self.largest
+        self.size = max(1, min(self.largest, fits))
+
+    def timed_out(self, objects: int) -> None:
+        self.size = max(1, min(self.size, objects) // 2)
+
+
 class StashWriter:
     def __init__(self, catalog: Catalog, settings: Settings, client: StashClient) -> None:
         self.catalog = catalog
@@ -208,6 +253,7 @@ class StashWriter:
         self.studios = StudioResolver(client)
         self.root = settings.tags.root + "|"
         self.lookup = StashLookup(client, settings)
+        self.sizer = BulkSizer(settings.stash.timeout)
         self._kinds: dict[int, str] = {}  # file id -> scene | image
 
     def prepare(self, file_id: int, path: str, content_id: int | None) -> Pending:
@@ -261,13 +307,20 @@ class StashWriter:
             try:
                 if self._sync_markers(pending.obj, pending.markers):
                     result.changed.add(pending.obj.key)
-            except StashUnavailable:
+            except STOP:
                 raise
             except StashError as exc:
                 result.failed[pending.obj.key] = str(exc)
         return result
 
     # ------------------------------------------------------------ lookups
+
+    def check_markers(self) -> None:
+        """Refuse, once, a Stash too old for the markers tagd writes."""
+        version = str(self.client.call(VERSION)["version"]["version"] or "")
+        problem = markers_problem(version)
+        if problem is not None:
+            raise StashRefused(problem)
 
     def kind(self, file_id: int) -> str:
         """Scene or image: asked when sizing the lookup and again when planning."""
@@ -338,19 +391,37 @@ class StashWriter:
         return self.catalog.stash_recorded(ids_field, key)
 
     def _bulk(self, members: list[Pending], mode: str, result: Applied) -> None:
-        """One bulk*Update for objects of one kind that get the same change."""
+        """Bulk*Updates for objects of one kind that get the same change, in
+        chunks sized so that each answers well within the timeout."""
+        start = 0
+        while start < len(members):
+            chunk = members[start : start + self.sizer.size]
+            began = time.monotonic()
+            try:
+                self._bulk_chunk(chunk, mode, result)
+            except StashTimeout:
+                # Stash runs each object's update hooks before it answers: the
+                # write may have gone in (it is idempotent). Smaller, then again.
+                if len(chunk) == 1:
+                    raise
+                self.sizer.timed_out(len(chunk))
+                continue
+            self.sizer.answered(len(chunk), time.monotonic() - began)
+            start += len(chunk)
+
+    def _bulk_chunk(self, members: list[Pending], mode: str, result: Applied) -> None:
         kind = members[0].obj.kind
         payload = {"ids": [m.obj.id for m in members], **members[0].plan.fields(mode)}
         try:
-            self.client.call(BULK[kind], {"input": payload})
-        except StashUnavailable:
+            self.client.call(BULK[kind], {"input": payload}, retry_timeouts=False)
+        except STOP:
             raise
         except StashError as exc:
             if len(members) == 1:
                 result.failed[members[0].obj.key] = str(exc)
                 return
             for member in members:  # find the one Stash refuses; the others go through
-                self._bulk([member], mode, result)
+                self._bulk_chunk([member], mode, result)
             return
         result.changed.update(m.obj.key for m in members)
 

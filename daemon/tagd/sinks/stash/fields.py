@@ -43,7 +43,7 @@ from typing import Any
 
 from tagd.config import Settings
 from tagd.records import Tag
-from tagd.sinks.stash.client import StashClient
+from tagd.sinks.stash.client import StashClient, StashGraphQLError
 
 log = logging.getLogger(__name__)
 
@@ -198,9 +198,32 @@ class _Resolver:
             aliased = [f for f in found if key in (a.lower() for a in self._aliases(f))]
             if named or aliased:
                 self._ids[key] = self._pick(name, named, aliased)
+            elif found:
+                self._ids[key] = self._blocked(name, found)
             else:
-                self._ids[key] = self._create(name)
+                try:
+                    self._ids[key] = self._create(name)
+                except StashGraphQLError as exc:
+                    if not any("already exists" in m for m in exc.messages):
+                        raise
+                    self._ids[key] = self._blocked(name, [])
         return self._ids[key]
+
+    def _blocked(self, name: str, near: list[dict[str, Any]]) -> None:
+        """Stash compares names with SQL LIKE ('_' and '%' match any character),
+        so a near match keeps it from creating `name`: skipped, with the fix."""
+        others = ", ".join(_label(f) for f in near) or f"another {self.kind}"
+        log.warning(
+            "stash: cannot create %s %r: Stash's name check matches %s ('_' and '%%' "
+            "stand for any characters there); skipped: rename one of them, or give the "
+            "existing one %r as an alias",
+            self.kind,
+            name,
+            others,
+            name,
+        )
+        self.ambiguous[name.lower()] = frozenset(str(f["id"]) for f in near)
+        return None
 
     def _pick(
         self, name: str, named: list[dict[str, Any]], aliased: list[dict[str, Any]]

@@ -14,6 +14,7 @@ what it has already changed.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -28,31 +29,48 @@ from tagd.sinks.stash.client import StashClient, StashError
 SCENE_FIELDS = """
       id
       files { path }
-      tags { id }@fields
-      scene_markers { id seconds end_seconds primary_tag { id } }
+      tags { id }@fields@markers
 """
+# Asked only with [stash] markers: end_seconds exists from Stash v0.28.0 on, so
+# without markers tagd works with older servers too.
+MARKER_FIELDS = "\n      scene_markers { id seconds end_seconds primary_tag { id } }"
+MARKERS_SINCE = (0, 28, 0)
 IMAGE_FIELDS = """
       id
       visual_files { ... on ImageFile { path } ... on VideoFile { path } }
       tags { id }@fields
 """
 
+# Stash's path EQUALS is SQL LIKE ('_' and '%' match other paths too), so the
+# answer may hold other files: pages sorted by id (cheap and stable) are read
+# until this path's own object turns up or the matches run out.
 FIND = {
     "scene": """
-query FindScene($path: String!) {
-  findScenes(scene_filter: {path: {value: $path, modifier: EQUALS}}, filter: {per_page: 10}) {
+query FindScene($path: String!, $page: Int!) {
+  findScenes(
+    scene_filter: {path: {value: $path, modifier: EQUALS}}
+    filter: {per_page: 25, page: $page, sort: "id", direction: ASC}
+  ) {
+    count
     scenes {@scene}
   }
 }
 """,
     "image": """
-query FindImage($path: String!) {
-  findImages(image_filter: {path: {value: $path, modifier: EQUALS}}, filter: {per_page: 10}) {
+query FindImage($path: String!, $page: Int!) {
+  findImages(
+    image_filter: {path: {value: $path, modifier: EQUALS}}
+    filter: {per_page: 25, page: $page, sort: "id", direction: ASC}
+  ) {
+    count
     images {@image}
   }
 }
 """,
 }
+FIND_PAGE = 25
+# Stash may hold a file as the other kind: a video imported as an image clip.
+OTHER_KIND = {"scene": "image", "image": "scene"}
 
 LIST = {
     "scene": """
@@ -80,26 +98,68 @@ RESULT = {
 
 
 def stash_path(local: str, mappings: list[PathMapping]) -> str:
-    """The path Stash knows `local` by."""
-    return _remap(local, [(m.local, m.stash) for m in mappings])
+    """The path Stash knows `local` by (with Windows separators where the
+    mapping's Stash side is a Windows path: Stash on Windows builds paths with \\)."""
+    pairs = [(m.local, _slashed(m.stash)) for m in mappings]
+    mapped, used = _remap(local, pairs)
+    if used is not None and _is_windows(mappings[used].stash):
+        return mapped.replace("/", "\\")
+    return mapped
 
 
 def local_path(stash: str, mappings: list[PathMapping]) -> str:
     """The local path of Stash's `stash` path."""
-    return _remap(stash, [(m.stash, m.local) for m in mappings])
+    pairs = [(_slashed(m.stash), m.local) for m in mappings]
+    windows = [_is_windows(m.stash) for m in mappings]
+    mapped, used = _remap(_slashed(stash) if any(windows) else stash, pairs, fold=windows)
+    return mapped if used is not None else stash
 
 
-def _remap(path: str, pairs: list[tuple[str, str]]) -> str:
-    """`path` with its longest matching (from) prefix replaced by `to`; unchanged
-    when none matches. Prefixes match whole folders: /srv is not /srvother."""
-    best: tuple[str, str] | None = None
-    for src, dest in pairs:
+def _is_windows(path: str) -> bool:
+    """A Windows path as Stash on Windows writes it: a drive letter or a backslash."""
+    return "\\" in path or (len(path) >= 2 and path[1] == ":" and path[0].isalpha())
+
+
+def _slashed(path: str) -> str:
+    """A Windows path with / separators (others unchanged), to compare prefixes."""
+    return path.replace("\\", "/") if _is_windows(path) else path
+
+
+def _remap(
+    path: str, pairs: list[tuple[str, str]], fold: list[bool] | None = None
+) -> tuple[str, int | None]:
+    """`path` with its longest matching (from) prefix replaced by `to`, and the
+    index of the pair used (None: unchanged). Prefixes match whole folders: /srv
+    is not /srvother; `fold[i]` compares pair i case-insensitively (Windows)."""
+    best: tuple[int, int] | None = None  # (prefix length, pair index)
+    for i, (src, _dest) in enumerate(pairs):
         root = src.rstrip("/")
-        if (path == root or path.startswith(root + "/")) and (
-            best is None or len(root) > len(best[0])
-        ):
-            best = (root, dest.rstrip("/"))
-    return path if best is None else best[1] + path[len(best[0]) :]
+        here = path.lower() if fold and fold[i] else path
+        want = root.lower() if fold and fold[i] else root
+        if (here == want or here.startswith(want + "/")) and (best is None or len(root) > best[0]):
+            best = (len(root), i)
+    if best is None:
+        return path, None
+    length, index = best
+    return pairs[index][1].rstrip("/") + path[length:], index
+
+
+def version_tuple(version: str) -> tuple[int, int, int] | None:
+    """(0, 28, 0) from Stash's "v0.28.0" (or "v0.28.0-12-gabc"); None if unparsable."""
+    found = re.match(r"v?(\d+)\.(\d+)\.(\d+)", version.strip())
+    return (int(found[1]), int(found[2]), int(found[3])) if found else None
+
+
+def markers_problem(version: str) -> str | None:
+    """Why scene markers cannot be written to a Stash of this version, or None."""
+    found = version_tuple(version)
+    if found is None or found >= MARKERS_SINCE:
+        return None
+    since = ".".join(map(str, MARKERS_SINCE))
+    return (
+        f"Stash {version} keeps no end time on scene markers (Stash v{since} and later do): "
+        "upgrade Stash, or set [stash] markers = false"
+    )
 
 
 class NotInStash(StashError):
@@ -155,8 +215,9 @@ class StashLookup:
             ("\n      studio { id }", settings.stash.studio),
         ]
         extra = "".join(text for text, on in fields if on)
+        markers = MARKER_FIELDS if settings.stash.markers else ""
         selection = {
-            "@scene": SCENE_FIELDS.replace("@fields", extra),
+            "@scene": SCENE_FIELDS.replace("@fields", extra).replace("@markers", markers),
             "@image": IMAGE_FIELDS.replace("@fields", extra),
         }
 
@@ -182,20 +243,36 @@ class StashLookup:
                 self._listed[kind] = self._list(kind)
 
     def find(self, kind: str, path: str) -> StashObject:
+        """The scene or image holding `path` (`kind` first, then the other one:
+        Stash keeps videos imported as image clips as images)."""
         if not _is_utf8(path):
             raise NotSendable(
                 f"not sent to Stash: the name is not UTF-8 ({shown(path)} there) and Stash "
                 "takes paths as text; rename the file to have its tags in Stash"
             )
-        listed = self._listed.get(kind, {}).get(path)
-        if listed is not None and listed.key not in self._written:
-            return listed
+        for each in (kind, OTHER_KIND[kind]):
+            listed = self._listed.get(each, {}).get(path)
+            if listed is not None and listed.key not in self._written:
+                return listed
+            if each in self._listed and listed is None and each != kind:
+                continue  # the whole kind was listed just now: not there
+            found = self._ask(each, path)
+            if found is not None:
+                return found
+        raise NotInStash(f"no scene or image in Stash with path {path} (not scanned by Stash yet?)")
+
+    def _ask(self, kind: str, path: str) -> StashObject | None:
         result, items, files = RESULT[kind]
-        for item in self.client.call(self.find_query[kind], {"path": path})[result][items]:
-            # EQUALS is SQL LIKE in Stash: check the path really is this one.
-            if any(f.get("path") == path for f in item.get(files) or []):
-                return _object(kind, item)
-        raise NotInStash(f"no {kind} in Stash with path {path} (not scanned by Stash yet?)")
+        page = 1
+        while True:
+            answer = self.client.call(self.find_query[kind], {"path": path, "page": page})[result]
+            batch = answer[items]
+            for item in batch:
+                if any(f.get("path") == path for f in item.get(files) or []):
+                    return _object(kind, item)
+            if len(batch) < FIND_PAGE or page * FIND_PAGE >= int(answer["count"]):
+                return None
+            page += 1
 
     def written(self, obj: StashObject) -> None:
         """`obj` changed: what was listed of it is out of date."""
@@ -210,7 +287,8 @@ class StashLookup:
                 "filter": {
                     "page": page,
                     "per_page": self.page_size,
-                    "sort": "path",
+                    # id, not path: a path sort is a full collation sort per page.
+                    "sort": "id",
                     "direction": "ASC",
                 }
             }

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tagd.sinks.stash.client import StashClient, StashError
+from tagd.sinks.stash.client import StashClient, StashError, StashGraphQLError
 
 FIND_TAGS = """
 query FindTags($name: String!) {
@@ -53,16 +53,14 @@ class TagResolver:
     def parent(self) -> str:
         """The parent tag's id; an existing tag of that name (or alias) is reused."""
         if self._parent is None:
-            found = self._lookup(self.parent_name)
-            self._parent = found[0]["id"] if found else self._create(self.parent_name, parents=[])
+            self._parent = self._exact_or_create(self.parent_name, "[stash] parent_tag")
         return self._parent
 
     def plain(self, name: str) -> str:
         """A tag by exact name, created (top level) when missing: workflow tags."""
         key = "\0" + name.lower()
         if key not in self._ids:
-            found = self._lookup(name)
-            self._ids[key] = found[0]["id"] if found else self._create(name, parents=[])
+            self._ids[key] = self._exact_or_create(name, "the workflow tag")
         return self._ids[key]
 
     def child(self, leaf: str) -> str:
@@ -72,10 +70,15 @@ class TagResolver:
             return self._ids[key]
         parent = self.parent()
         for candidate in _candidates(leaf, self.parent_name):
-            found = self._lookup(candidate)
+            found, near = self._lookup(candidate)
             if not found:
-                self._ids[key] = self._create(candidate, parents=[parent])
-                return self._ids[key]
+                if near:
+                    continue  # Stash's name check would refuse it: the next name
+                created = self._try_create(candidate, parents=[parent])
+                if created is None:
+                    continue  # refused all the same (a tag made meanwhile)
+                self._ids[key] = created
+                return created
             for tag in found:
                 named = tag["name"].lower() == candidate.lower()
                 ours = parent in {p["id"] for p in tag["parents"]}
@@ -85,17 +88,48 @@ class TagResolver:
             # The name is a user's tag outside the parent: try the next name.
         raise StashError(f"no free Stash tag name for {leaf!r} (tried {MAX_SUFFIX + 1})")
 
-    def _lookup(self, name: str) -> list[dict[str, Any]]:
+    def _exact_or_create(self, name: str, what: str) -> str:
+        """The tag named (or aliased) exactly `name`, created when Stash has none."""
+        found, near = self._lookup(name)
+        if found:
+            return str(found[0]["id"])
+        created = None if near else self._try_create(name, parents=[])
+        if created is None:
+            others = ", ".join(repr(t["name"]) for t in near) or "a tag made meanwhile"
+            raise StashError(
+                f"Stash refuses to create {what} {name!r}: its name check matches {others} "
+                "(Stash compares tag names with SQL LIKE, where '_' and '%' stand for any "
+                "characters); rename that tag in Stash"
+            )
+        return created
+
+    def _lookup(self, name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(tags named or aliased exactly `name`, tags Stash's LIKE also matched).
+
+        Stash's EQUALS is SQL LIKE ('_' and '%' are wildcards, ASCII case folding),
+        and its uniqueness check on create uses the same comparison: a near match
+        alone means Stash refuses to create `name`."""
         tags = self.client.call(FIND_TAGS, {"name": name})["findTags"]["tags"]
-        # EQUALS is SQL LIKE in Stash ('_' and '%' are wildcards): compare here.
         low = name.lower()
         exact = [t for t in tags if t["name"].lower() == low]
         aliased = [t for t in tags if low in (a.lower() for a in t["aliases"])]
-        return exact + [t for t in aliased if t not in exact]
+        found = exact + [t for t in aliased if t not in exact]
+        return found, [t for t in tags if t not in found]
 
-    def _create(self, name: str, parents: list[str]) -> str:
+    def _try_create(self, name: str, parents: list[str]) -> str | None:
+        """The new tag's id; None when Stash refuses the name as taken."""
         payload = {"name": name, "ignore_auto_tag": True, "parent_ids": parents}
-        return str(self.client.call(CREATE_TAG, {"input": payload})["tagCreate"]["id"])
+        try:
+            return str(self.client.call(CREATE_TAG, {"input": payload})["tagCreate"]["id"])
+        except StashGraphQLError as exc:
+            if any(_taken(m) for m in exc.messages):
+                return None
+            raise
+
+
+def _taken(message: str) -> bool:
+    """Whether Stash refused a new name as used (pkg/tag/update.go's errors)."""
+    return "already exists" in message or "is used as alias" in message
 
 
 def _candidates(leaf: str, parent: str) -> list[str]:
