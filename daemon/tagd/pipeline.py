@@ -77,6 +77,12 @@ def build_analyzers(settings: Settings, models_dir: Path) -> list[Analyzer]:
     return registry.build_analyzers(settings, specs, models_dir)
 
 
+def analyzer_shas(settings: Settings, models_dir: Path) -> dict[str, str]:
+    """analyzer name -> model sha256 of the enabled analyzers (no model is loaded):
+    what tells a file analysed with today's models (ok) from one to redo (pending)."""
+    return {a.name: a.model_sha256 for a in build_analyzers(settings, models_dir)}
+
+
 class Pipeline:
     def __init__(
         self,

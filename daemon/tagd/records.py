@@ -134,3 +134,12 @@ class Assignment:
     box: tuple[float, float, float, float]
     cluster_id: int | None
     person_id: int
+
+
+@dataclass(frozen=True)
+class ListedFile:
+    """A file as the HTTP API lists it: its record, and what its stat said when indexed."""
+
+    record: FileRecord
+    size: int
+    mtime_ns: int

@@ -6,7 +6,7 @@ results and two copies of one photo are analysed once. An analysis is valid
 for (content, analyzer, model sha256): a new model re-runs only that analyzer.
 
 Every query lives in this package, grouped by subject (files, analyses,
-vectors, tags, outbox, people, search, hashes, stash, reports, meta); `Catalog`
+vectors, tags, outbox, people, search, hashes, stash, reports, browse, meta); `Catalog`
 brings them together over one connection. The records it hands back are in
 tagd.records.
 """
@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tagd.catalog.analyses import AnalysisQueries
+from tagd.catalog.browse import BrowseQueries
 from tagd.catalog.connect import connect
 from tagd.catalog.files import FileQueries
 from tagd.catalog.hashes import HashQueries
@@ -43,6 +44,7 @@ class Catalog(
     HashQueries,
     StashQueries,
     ReportQueries,
+    BrowseQueries,
 ):
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from tagd.catalog.params import path_under
 from tagd.records import FileRecord
@@ -20,39 +21,53 @@ class ReportQueries:
         self, analyzers: dict[str, str], prefixes: Sequence[str] = ()
     ) -> Iterator[FileRecord]:
         """Every file with its status: error, ok (all `analyzers` done), or pending."""
-        done_all = (
-            " AND ".join(
-                "EXISTS (SELECT 1 FROM analyses a WHERE a.content_id = c.id "
-                "AND a.analyzer = ? AND a.model_sha256 = ?)"
-                for _ in analyzers
-            )
-            or "1"
-        )
-        params: list[object] = [v for pair in analyzers.items() for v in pair]
+        select, params = record_select(analyzers)
         under, under_params = path_under(prefixes)
-        params += under_params
-        sql = (
-            "SELECT f.id, f.path, COALESCE(c.kind, f.kind), COALESCE(f.error, c.error), "
-            f"c.width, c.height, c.duration, f.content_id, ({done_all}) "
-            "FROM files f LEFT JOIN contents c ON c.id = f.content_id "
-            f"WHERE {under} ORDER BY f.path"
-        )
-        for r in self.con.execute(sql, params):
-            status = "error" if r[3] else ("ok" if r[8] else "pending")
-            yield FileRecord(
-                id=r[0],
-                path=r[1],
-                kind=r[2],
-                status=status,
-                error=r[3],
-                width=r[4],
-                height=r[5],
-                duration=r[6],
-                content_id=r[7],
-            )
+        rows = self.con.execute(f"{select} WHERE {under} ORDER BY f.path", params + under_params)
+        for r in rows:
+            yield record_of(r)
 
     def counts(self) -> dict[str, int]:
         return {
             table: self.con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
             for table in _COUNTED
         }
+
+
+def record_select(analyzers: dict[str, str]) -> tuple[str, list[object]]:
+    """SELECT of every file (alias f) as `record_of` reads it, with its status:
+    error, ok (all `analyzers` done) or pending; add WHERE and ORDER BY. Also the
+    source of the HTTP API's file listing (tagd.catalog.browse), which filters on
+    the status, so it is computed here rather than in Python."""
+    done_all = (
+        " AND ".join(
+            "EXISTS (SELECT 1 FROM analyses a WHERE a.content_id = c.id "
+            "AND a.analyzer = ? AND a.model_sha256 = ?)"
+            for _ in analyzers
+        )
+        or "1"
+    )
+    params: list[object] = [v for pair in analyzers.items() for v in pair]
+    sql = (
+        "SELECT f.id, f.path, COALESCE(c.kind, f.kind), COALESCE(f.error, c.error), "
+        "c.width, c.height, c.duration, f.content_id, "
+        "CASE WHEN COALESCE(f.error, c.error) <> '' THEN 'error' "
+        f"WHEN ({done_all}) THEN 'ok' ELSE 'pending' END AS status, f.size, f.mtime_ns "
+        "FROM files f LEFT JOIN contents c ON c.id = f.content_id"
+    )
+    return sql, params
+
+
+def record_of(r: Any) -> FileRecord:
+    """A row of `record_select` as a record."""
+    return FileRecord(
+        id=r[0],
+        path=r[1],
+        kind=r[2],
+        status=r[8],
+        error=r[3],
+        width=r[4],
+        height=r[5],
+        duration=r[6],
+        content_id=r[7],
+    )

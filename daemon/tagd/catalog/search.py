@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 from tagd.catalog.params import path_under
 
-# A tag given by full path, leaf name or path prefix (case-insensitive).
-_TAG_NAMED = (
+# A tag given by full path, leaf name or path prefix (case-insensitive); also
+# the tag filter of the HTTP API's file listing (tagd.catalog.browse).
+TAG_NAMED = (
     "(lower(t.name) = lower(?) OR lower(t.name) LIKE '%|' || lower(?) "
     "OR lower(t.name) LIKE lower(?) || '|%')"
 )
@@ -43,7 +44,7 @@ class SearchQueries:
         if tag:
             sql += (
                 " AND EXISTS (SELECT 1 FROM tags t WHERE t.content_id = f.content_id "
-                f"AND {_TAG_NAMED})"
+                f"AND {TAG_NAMED})"
             )
             params += [tag] * 3
         if person:

@@ -44,7 +44,6 @@ class Context:
         configure(self.settings.daemon.log_level, timestamps=timestamps)
 
     def analyzer_shas(self) -> dict[str, str]:
-        """analyzer name -> model sha256 of the enabled analyzers (no model is loaded)."""
-        from tagd.pipeline import build_analyzers
+        from tagd.pipeline import analyzer_shas
 
-        return {a.name: a.model_sha256 for a in build_analyzers(self.settings, self.models_dir)}
+        return analyzer_shas(self.settings, self.models_dir)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
-from tagd.dupes import Group, group, load_photos, similar_by_embedding, similar_by_hash
+from tagd.dupes import Group, Photo, group, load_photos, similar_by_embedding, similar_by_hash
 from tagd.media import phash as ph
 from tagd.paths import shown
 from tagd.words import count
@@ -48,20 +48,24 @@ def _group_json(g: Group) -> dict[str, Any]:
     }
 
 
+def dupes_report(photos: list[Photo], threshold: int) -> dict[str, Any]:
+    """`tagd dupes --json`'s document (the HTTP API's /dupes returns it as is)."""
+    return {
+        "threshold": threshold,
+        "hashed": len(photos),
+        "groups": [_group_json(g) for g in group(photos, threshold)],
+    }
+
+
 def dupes(ctx: Context, args: argparse.Namespace) -> int:
     threshold = ctx.settings.duplicates.threshold if args.threshold is None else args.threshold
     if not 0 <= threshold <= 16:
         raise UsageError(f"--threshold {threshold}: must be between 0 and 16 bits")
     photos = load_photos(ctx.catalog)
-    groups = group(photos, threshold)
     if args.json:
-        doc = {
-            "threshold": threshold,
-            "hashed": len(photos),
-            "groups": [_group_json(g) for g in groups],
-        }
-        print(json.dumps(doc, ensure_ascii=False, indent=1))
+        print(json.dumps(dupes_report(photos, threshold), ensure_ascii=False, indent=1))
         return EXIT_OK
+    groups = group(photos, threshold)
     if not photos:
         print("no hashed photos; run `tagd scan` with [duplicates] enabled first")
         return EXIT_OK

@@ -11,6 +11,7 @@ from pathlib import Path
 from tagd import __version__
 from tagd.catalog.connect import CatalogError, DiskFullError, disk_full
 from tagd.cli import (
+    api_key_cmd,
     config_cmd,
     doctor_cmd,
     dupes_cmd,
@@ -20,6 +21,7 @@ from tagd.cli import (
     report_cmds,
     run_cmd,
     scan_cmd,
+    serve_cmd,
 )
 from tagd.cli.context import EXIT_USAGE, Context, UsageError
 from tagd.config import ConfigError
@@ -50,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         models_cmd,
         config_cmd,
         doctor_cmd,
+        serve_cmd,
+        api_key_cmd,
     ):
         module.register(verbs)
     return parser
@@ -61,9 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ctx = Context(args.config)
     try:
-        # config check and doctor report a broken config themselves.
-        if args.verb not in ("config", "doctor"):
-            ctx.setup_logging(timestamps=args.verb == "run")
+        # config check and doctor report a broken config themselves; a new API key
+        # needs no config at all (the config may be the file it is made for).
+        if args.verb not in ("config", "doctor", "api-key"):
+            ctx.setup_logging(timestamps=args.verb in ("run", "serve"))
         return int(args.handler(ctx, args))
     except DiskFullError as exc:
         return _disk_full(exc.where)

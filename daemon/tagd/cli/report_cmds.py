@@ -7,10 +7,13 @@ import json
 import os
 import time
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 from tagd.catalog.catalog import Catalog
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
-from tagd.service.stats import status_lines
+from tagd.paths import shown
+from tagd.service.stats import LAST_SCAN, get_json, status_lines
 from tagd.words import count
 
 MAX_FAILED_WRITES = 20  # lines; the rest is counted
@@ -35,50 +38,87 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=search)
 
 
-def status(ctx: Context, args: argparse.Namespace) -> int:
-    records = list(ctx.catalog.records(ctx.analyzer_shas()))
+def status_report(
+    catalog: Catalog, analyzers: dict[str, str], state_dir: Path, now: float | None = None
+) -> dict[str, Any]:
+    """What `tagd status` shows, as data (the HTTP API's /status returns it as is)."""
+    records = list(catalog.records(analyzers))
     by_state = Counter(r.status for r in records)
     by_kind = Counter(r.kind for r in records)
-    counts = ctx.catalog.counts()
-    print(f"catalog: {ctx.catalog.path}")
+    counts = catalog.counts()
+    return {
+        # Shown as every report prints them: a name that is not UTF-8 has \xNN in it.
+        "catalog": shown(catalog.path),
+        "files": {
+            "total": len(records),
+            "images": by_kind["image"],
+            "videos": by_kind["video"],
+            "ok": by_state["ok"],
+            "pending": by_state["pending"],
+            "error": by_state["error"],
+        },
+        "detections": counts["detections"],
+        "tags": counts["tags"],
+        "queued_writes": counts["outbox"],
+        "writes": {
+            sink: {"queued": queued, "failed": failed, "next_due": due}
+            for sink, (queued, failed, due) in sorted(catalog.outbox_by_sink().items())
+        },
+        # The daemon, schedule, last scan and throughput, worded as `tagd status` says them.
+        "service": status_lines(catalog, state_dir, now),
+        "last_scan": get_json(catalog, LAST_SCAN) or None,
+        "errors": [
+            {"path": shown(r.path), "error": r.error} for r in records if r.status == "error"
+        ],
+        "failed_writes": [
+            {"path": shown(path), "sink": sink, "attempts": attempts, "error": error}
+            for path, sink, attempts, error in catalog.outbox_errors()
+        ],
+    }
+
+
+def status(ctx: Context, args: argparse.Namespace) -> int:
+    report = status_report(ctx.catalog, ctx.analyzer_shas(), ctx.state_dir)
+    files = report["files"]
+    print(f"catalog: {report['catalog']}")
     print(
-        f"files: {len(records)} ({count(by_kind['image'], 'image')}, "
-        f"{count(by_kind['video'], 'video')}): "
-        f"{by_state['ok']} ok, {by_state['pending']} pending, {by_state['error']} error"
+        f"files: {files['total']} ({count(files['images'], 'image')}, "
+        f"{count(files['videos'], 'video')}): "
+        f"{files['ok']} ok, {files['pending']} pending, {files['error']} error"
     )
     print(
-        f"detections: {counts['detections']}; tags: {counts['tags']}; "
-        f"queued writes: {counts['outbox']}"
+        f"detections: {report['detections']}; tags: {report['tags']}; "
+        f"queued writes: {report['queued_writes']}"
     )
-    print(f"queue: {count(by_state['pending'], 'file')} to analyse, {_writes(ctx.catalog)}")
-    for line in status_lines(ctx.catalog, ctx.state_dir):
+    print(f"queue: {count(files['pending'], 'file')} to analyse, {_writes(report['writes'])}")
+    for line in report["service"]:
         print(line)
-    errors = [r for r in records if r.status == "error"]
+    errors = report["errors"]
     if errors:
         print("files in error:")
-        for r in errors:
-            print(f"  {r.path}: {r.error}")
-    failed_writes = ctx.catalog.outbox_errors()
+        for e in errors:
+            print(f"  {e['path']}: {e['error']}")
+    failed_writes = report["failed_writes"]
     if failed_writes:
         print("writes waiting for a retry:")
         # Stash down for a day means every file waits: the first ones say why.
-        for path, sink, attempts, error in failed_writes[:MAX_FAILED_WRITES]:
-            print(f"  {sink} {path} (attempt {attempts}): {error}")
+        for w in failed_writes[:MAX_FAILED_WRITES]:
+            print(f"  {w['sink']} {w['path']} (attempt {w['attempts']}): {w['error']}")
         if len(failed_writes) > MAX_FAILED_WRITES:
             print(f"  ... and {len(failed_writes) - MAX_FAILED_WRITES} more")
     return EXIT_FAILURES if errors or failed_writes else EXIT_OK
 
 
-def _writes(catalog: Catalog) -> str:
+def _writes(by_sink: dict[str, dict[str, Any]]) -> str:
     """'3 writes (xmp 1, stash 2: 2 waiting for a retry, next at 12:03)'."""
-    by_sink = catalog.outbox_by_sink()
-    total = sum(n for n, _, _ in by_sink.values())
+    total = sum(w["queued"] for w in by_sink.values())
     parts = []
-    for sink, (queued, failed, due) in sorted(by_sink.items()):
-        part = f"{sink} {queued}"
-        if failed:
+    for sink, w in sorted(by_sink.items()):
+        part = f"{sink} {w['queued']}"
+        if w["failed"]:
+            due = w["next_due"]
             when = time.strftime("%H:%M", time.localtime(due)) if due else "now"
-            part += f": {failed} waiting for a retry, next at {when}"
+            part += f": {w['failed']} waiting for a retry, next at {when}"
         parts.append(part)
     return f"{total} writes" + (f" ({'; '.join(parts)})" if parts else "")
 

@@ -16,6 +16,9 @@ from tagd.config.errors import ConfigError
 from tagd.config.files import MAX_CONFIG_BYTES, find_config_file
 from tagd.config.load import load_settings, parse_settings
 from tagd.config.models import (
+    ApiKey,
+    ApiRole,
+    ApiSettings,
     Backend,
     ClipSettings,
     ClipTagSettings,
@@ -55,6 +58,9 @@ from tagd.config.schedule import parse_schedule
 __all__ = [
     "MAX_CONFIG_BYTES",
     "PROFILES",
+    "ApiKey",
+    "ApiRole",
+    "ApiSettings",
     "Backend",
     "ClipSettings",
     "ClipTagSettings",

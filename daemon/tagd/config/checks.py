@@ -6,7 +6,7 @@ types and ranges are already valid.
 
 from __future__ import annotations
 
-from tagd.config.models import Settings, StashSettings
+from tagd.config.models import ApiSettings, Settings, StashSettings
 from tagd.config.schedule import parse_schedule
 
 
@@ -17,6 +17,7 @@ def problems(settings: Settings) -> list[str]:
         *_ocr_problems(settings),
         *_tag_name_problems(settings),
         *_stash_problems(settings.stash),
+        *_api_problems(settings.api),
     ]
 
 
@@ -78,5 +79,24 @@ def _stash_problems(stash: StashSettings) -> list[str]:
             out.append(
                 f'stash.path_mappings[{i}]: needs stash = "<path in Stash>" and '
                 'local = "/absolute/local/path"'
+            )
+    return out
+
+
+def _api_problems(api: ApiSettings) -> list[str]:
+    # tagd.api.listen imports nothing of the web framework: config checks stay light.
+    from tagd.api.listen import ListenError, parse_listen
+
+    out = []
+    try:
+        parse_listen(api.listen)
+    except ListenError as exc:
+        out.append(f"api.listen = {api.listen!r}: {exc}")
+    for i, key in enumerate(api.api_keys):
+        digest = key.sha256.lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            out.append(
+                f"api.api_keys[{i}].sha256: must be the 64 hex digits of the key's sha256 "
+                "(`tagd api-key new` prints the line to paste)"
             )
     return out

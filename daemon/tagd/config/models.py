@@ -27,6 +27,8 @@ EmbedFormat = Literal["jpeg", "tiff", "png", "webp"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 Profile = Literal["low-power", "balanced", "gpu"]
 FaceRegions = Literal["named", "all", "none"]
+# What an API key may do: read the catalog, or also change it.
+ApiRole = Literal["read", "admin"]
 # A score or share of something: a detection's confidence, a threshold.
 Fraction = Annotated[Float, Range(0.0, 1.0)]
 # A stretch of time within one video (a day at most).
@@ -340,6 +342,28 @@ class DaemonSettings:
 
 
 @dataclass(frozen=True, config=SECTION)
+class ApiKey:
+    """One client of the HTTP API. Only the key's sha256 is stored, so a config
+    file that leaks (a backup, a paste) gives nobody access."""
+
+    sha256: Str = ""
+    role: ApiRole = "read"
+    # Who holds it, for people reading the config (never checked).
+    name: Str = ""
+
+
+@dataclass(frozen=True, config=SECTION)
+class ApiSettings:
+    """`tagd serve`: the HTTP API (tagd.api)."""
+
+    enabled: Bool = True
+    # host:port ("[::1]:8765" for IPv6). Anything but loopback needs api_keys.
+    listen: Str = "127.0.0.1:8765"
+    api_keys: list[ApiKey] = field(default_factory=list)
+    max_upload_mb: Annotated[Int, Range(1, 10_000)] = 50
+
+
+@dataclass(frozen=True, config=SECTION)
 class Settings:
     profile: Profile = "balanced"
     library: LibrarySettings = field(default_factory=LibrarySettings)
@@ -357,5 +381,6 @@ class Settings:
     xmp: XmpSettings = field(default_factory=XmpSettings)
     stash: StashSettings = field(default_factory=StashSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     # The file these came from (set by load_settings); not a key of the file.
     source: SkipJsonSchema[Path | None] = field(default=None, compare=False)

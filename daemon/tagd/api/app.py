@@ -1,0 +1,38 @@
+"""The API as an ASGI app: create_app(settings, state_dir) for `tagd serve` and tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from tagd import __version__
+from tagd.api import problems
+from tagd.api.routes import dupes, files, health, people, search, status, tags
+from tagd.api.state import ApiState
+from tagd.config import Settings
+from tagd.paths import models_dir
+
+PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings, state_dir: Path) -> FastAPI:
+    app = FastAPI(
+        title="tagd",
+        version=__version__,
+        summary="Read tagd's catalog: files, tags, search, people, duplicates.",
+        description=(
+            "Every route but /api/v1/healthz needs `Authorization: Bearer <key>` "
+            "once `[api] api_keys` holds a key (`tagd api-key new` makes one); "
+            "without keys only clients on tagd's machine may connect. Errors are "
+            "`application/problem+json`: {type, title, status, detail}."
+        ),
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    app.state.tagd = ApiState(settings, state_dir, models_dir(settings))
+    problems.install(app)
+    for module in (health, status, files, tags, search, people, dupes):
+        app.include_router(module.router, prefix=PREFIX)
+    return app

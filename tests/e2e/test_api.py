@@ -1,0 +1,412 @@
+"""The HTTP API (`tagd serve`) against a real uvicorn server on 127.0.0.1 and a
+catalog made by a real `tagd scan`: every route agrees with the CLI command it
+mirrors, filters and paging, problem+json errors, keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import COCO_IMAGES, PERSON_PHOTO, require_models, write_config
+from PIL import Image, ImageOps
+
+from tagd.api.app import create_app
+from tagd.api.auth import key_sha256
+from tagd.config import ApiKey, Settings, load_settings
+
+Cli = Callable[..., tuple[int, str, str]]
+PROBLEM = "application/problem+json"
+
+
+@dataclasses.dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+def get(base: str, route: str, key: str | None = None, **query: Any) -> Reply:
+    url = base + route + (("?" + urllib.parse.urlencode(query)) if query else "")
+    request = urllib.request.Request(url)
+    if key is not None:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            status, headers, raw = answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as exc:
+        status, headers, raw = exc.code, dict(exc.headers), exc.read()
+    return Reply(status, {k.lower(): v for k, v in headers.items()}, json.loads(raw or b"null"))
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock
+
+
+def wait_healthy(base: str, process: subprocess.Popen[str] | None = None) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"tagd serve exited: {process.communicate()}")
+        try:
+            if get(base, "/api/v1/healthz").status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{base} never became healthy")
+
+
+@dataclasses.dataclass
+class Served:
+    base: str  # http://127.0.0.1:PORT
+    stop: Callable[[], None]
+
+
+def serve(settings: Settings, state: Path) -> Served:
+    """create_app under a real uvicorn server in a thread, on a socket bound first
+    (no window in which another test could take the port)."""
+    import uvicorn
+
+    sock = free_socket()
+    config = uvicorn.Config(create_app(settings, state), log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    wait_healthy(base)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+    return Served(base, stop)
+
+
+@dataclasses.dataclass
+class Library:
+    folder: Path
+    state: Path
+    base: str  # the server without keys
+    export: dict[str, dict[str, Any]]  # `tagd export` by path
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library]:
+    """Four COCO photos and a mirrored copy of the one with a person (a duplicate,
+    and a second face for the people clustering), scanned once for the module."""
+    require_models()
+    if not COCO_IMAGES.is_dir():
+        pytest.skip(f"COCO sample {COCO_IMAGES} is absent")
+    from tagd.cli.main import main
+
+    root = tmp_path_factory.mktemp("api")
+    folder, state = root / "photos", root / "state"
+    folder.mkdir()
+    names = sorted(p.name for p in COCO_IMAGES.glob("*.jpg") if p.name != PERSON_PHOTO)[:3]
+    for name in [PERSON_PHOTO, *names]:
+        (folder / name).write_bytes((COCO_IMAGES / name).read_bytes())
+    with Image.open(COCO_IMAGES / PERSON_PHOTO) as person:
+        ImageOps.mirror(person).save(folder / "mirrored.jpg", quality=92)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TAGD_STATE_DIR", str(state))
+        mp.delenv("TAGD_CONFIG", raising=False)
+        mp.delenv("STATE_DIRECTORY", raising=False)
+        mp.setenv("XDG_CONFIG_HOME", str(root / "xdg-config"))
+        assert main(["scan", str(folder)]) == 0
+        export = root / "export.jsonl"
+        assert main(["export", "-o", str(export)]) == 0
+        rows = [json.loads(line) for line in export.read_text().splitlines()]
+        served = serve(Settings(), state)
+        try:
+            yield Library(folder, state, served.base, {r["path"]: r for r in rows})
+        finally:
+            served.stop()
+
+
+def all_files(base: str, key: str | None = None, **query: Any) -> list[dict[str, Any]]:
+    """Every page of /files, following next_cursor."""
+    out: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(100):
+        args = query | ({"cursor": cursor} if cursor else {})
+        reply = get(base, "/api/v1/files", key, **args)
+        assert reply.status == 200, reply.body
+        out += reply.body["files"]
+        cursor = reply.body["next_cursor"]
+        if cursor is None:
+            return out
+    raise AssertionError("next_cursor never ended")
+
+
+def assert_problem(reply: Reply, status: int, *words: str) -> None:
+    assert reply.status == status, reply.body
+    assert reply.headers["content-type"].startswith(PROBLEM)
+    assert set(reply.body) >= {"type", "title", "status", "detail"}
+    assert reply.body["status"] == status
+    for word in words:
+        assert word in reply.body["detail"], reply.body["detail"]
+
+
+# ---------------------------------------------------------------- routes vs the CLI
+
+
+def test_healthz_status_and_docs(library: Library, cli: Cli) -> None:
+    assert get(library.base, "/api/v1/healthz").body == {"status": "ok"}
+    reply = get(library.base, "/api/v1/status")
+    assert reply.status == 200
+    status = reply.body
+    code, out, err = cli("status")
+    assert code == 0, err
+    files = status["files"]
+    assert files["total"] == len(library.export) == 5
+    assert (
+        f"files: {files['total']} ({files['images']} images, {files['videos']} videos): "
+        f"{files['ok']} ok, {files['pending']} pending, {files['error']} error"
+    ) in out
+    assert f"detections: {status['detections']}; tags: {status['tags']}" in out
+    assert f"catalog: {status['catalog']}" in out
+    # The daemon and last-scan lines are the CLI's, word for word (same second).
+    lines = out.splitlines()
+    for line in status["service"]:
+        if not line.startswith("last scan"):
+            assert line in lines
+    assert status["last_scan"]["analysed"] == 5 and status["errors"] == []
+    schema = get(library.base, "/api/openapi.json").body
+    assert {"/api/v1/files", "/api/v1/files/{file_id}", "/api/v1/search"} <= set(schema["paths"])
+    docs = urllib.request.urlopen(library.base + "/api/docs", timeout=10)
+    assert docs.status == 200 and b"swagger" in docs.read().lower()
+
+
+def test_files_walk_every_page_and_match_the_export(library: Library) -> None:
+    listed = all_files(library.base, limit=2)  # 5 files: pages of 2, 2, 1
+    ids = [f["id"] for f in listed]
+    assert len(ids) == len(set(ids)) == 5 and ids == sorted(ids)
+    assert {f["path"] for f in listed} == set(library.export)
+    for f in listed:
+        exported = library.export[f["path"]]
+        for key in ("kind", "status", "error", "width", "height", "duration"):
+            assert f[key] == exported[key], key
+        assert f["size"] == os.stat(f["path"]).st_size
+    first = get(library.base, "/api/v1/files", limit=2).body
+    assert len(first["files"]) == 2 and first["next_cursor"]
+    assert get(library.base, "/api/v1/files", limit=5).body["next_cursor"] is None
+
+
+def test_files_filters(library: Library) -> None:
+    every = {f["path"] for f in all_files(library.base)}
+
+    def paths(**query: Any) -> set[str]:
+        return {f["path"] for f in all_files(library.base, **query)}
+
+    assert paths(kind="image") == every and paths(kind="video") == set()
+    assert paths(status="ok") == every and paths(status="error") == set()
+    assert paths(changed_since=0) == every
+    assert paths(changed_since=time.time() + 3600) == set()
+    assert paths(path=str(library.folder)) == every
+    assert paths(path=str(library.folder / PERSON_PHOTO)) == {str(library.folder / PERSON_PHOTO)}
+    # A tag by its last part and by its full path; its score bounds.
+    tagged = {p: {t["name"]: t["score"] for t in row["tags"]} for p, row in library.export.items()}
+    name = next(n for tags in tagged.values() for n in tags)
+    leaf = name.rsplit("|", 1)[-1]
+    having = {p for p, tags in tagged.items() if name in tags}
+    assert paths(tag=name) == having and paths(tag=leaf) == having
+    score = min(tags[name] for tags in tagged.values() if name in tags)
+    assert paths(tag=name, min_score=score) == having
+    assert paths(tag=name, max_score=max(score - 0.001, 0)) == {
+        p for p in having if tagged[p][name] <= score - 0.001
+    }
+    assert paths(tag=name, min_score=min(score + 0.001, 1)) == {
+        p for p in having if tagged[p][name] >= score + 0.001
+    }
+
+
+def test_a_file_is_its_export_object_with_sources_and_delivery(library: Library) -> None:
+    for f in all_files(library.base):
+        reply = get(library.base, f"/api/v1/files/{f['id']}")
+        assert reply.status == 200
+        body = reply.body
+        exported = library.export[f["path"]]
+        assert [{"name": t["name"], "score": t["score"]} for t in body["tags"]] == exported["tags"]
+        assert all(t["source"] for t in body["tags"])
+        for key, value in exported.items():
+            if key != "tags":
+                assert body[key] == value, key
+        assert body["id"] == f["id"] and body["size"] == f["size"]
+        # Sidecars were written by the scan: nothing waits for the xmp sink.
+        assert body["delivery"]["xmp"] == {
+            "state": "idle",
+            "due": None,
+            "attempts": 0,
+            "last_error": None,
+        }
+    assert_problem(get(library.base, "/api/v1/files/999999"), 404, "999999")
+
+
+def test_tags_count_files_as_the_export_has_them(library: Library) -> None:
+    expected: dict[str, int] = {}
+    for row in library.export.values():
+        for tag in row["tags"]:
+            expected[tag["name"]] = expected.get(tag["name"], 0) + 1
+    tags = get(library.base, "/api/v1/tags").body["tags"]
+    assert {t["name"]: t["files"] for t in tags} == expected
+    assert [t["name"] for t in tags] == sorted(expected)
+
+
+def test_search_ranks_as_tagd_search(library: Library, cli: Cli) -> None:
+    for words in ("person", "umbrella person", "zebra"):
+        code, out, _ = cli("search", "--json", "--limit", "3", *words.split())
+        reply = get(library.base, "/api/v1/search", q=words, limit=3)
+        assert reply.status == 200
+        assert reply.body["results"] == (json.loads(out) if code == 0 else [])
+    assert reply.body["query"] == "zebra"
+    person = get(library.base, "/api/v1/search", q="person").body["results"]
+    assert {r["path"] for r in person} >= {str(library.folder / PERSON_PHOTO)}
+
+
+def test_people_and_dupes_as_the_cli(library: Library, cli: Cli) -> None:
+    people = get(library.base, "/api/v1/people").body
+    code, out, _ = cli("people", "list")
+    assert code == 0
+    waiting = people["waiting_faces"]
+    assert re.search(rf"^{waiting} faces? waiting", out, re.M)
+    for p in people["people"]:
+        assert re.search(rf"^\s*{p['id']}\s+{re.escape(p['label'])}\s+{p['faces']} face", out, re.M)
+    assert len(people["people"]) == sum(1 for line in out.splitlines() if "  e.g. " in line)
+
+    code, out, _ = cli("dupes", "--json")
+    assert code == 0
+    dupes = get(library.base, "/api/v1/dupes").body
+    assert dupes == json.loads(out)
+    # The mirrored copy is found, with the original kept.
+    (group,) = dupes["groups"]
+    assert {group["keep"]["path"], *(o["path"] for o in group["others"])} == {
+        str(library.folder / PERSON_PHOTO),
+        str(library.folder / "mirrored.jpg"),
+    }
+    assert group["reason"] and group["others"][0]["mirrored"] is True
+    assert get(library.base, "/api/v1/dupes", threshold=0).body["threshold"] == 0
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_bad_values_unknown_routes_and_outside_paths_are_problems(library: Library) -> None:
+    base = library.base
+    assert_problem(get(base, "/api/v1/files", limit=5000), 422, "'limit'")
+    assert_problem(get(base, "/api/v1/files", kind="banana"), 422, "'kind'")
+    assert_problem(get(base, "/api/v1/files", changed_since="yesterday"), 422, "'changed_since'")
+    assert_problem(get(base, "/api/v1/files", cursor="not-a-cursor"), 422, "'cursor'")
+    assert_problem(get(base, "/api/v1/files", min_score=0.5), 422, "'min_score'", "tag")
+    assert_problem(get(base, "/api/v1/files", path="photos"), 422, "'path'", "absolute")
+    assert_problem(get(base, "/api/v1/files/abc"), 422, "'file_id'")
+    assert_problem(get(base, "/api/v1/search"), 422, "'q'")
+    assert_problem(get(base, "/api/v1/dupes", threshold=17), 422, "'threshold'")
+    assert_problem(get(base, "/api/v1/nowhere"), 404, "/api/v1/nowhere", "/api/docs")
+    assert_problem(get(base, "/elsewhere"), 404)
+    outside = library.folder.parent / "elsewhere"
+    assert_problem(get(base, "/api/v1/files", path=str(outside)), 403, "outside the library")
+    assert_problem(get(base, "/api/v1/files", path="/etc"), 403, "/etc")
+
+
+# ---------------------------------------------------------------- keys
+
+
+def test_with_keys_every_route_but_healthz_needs_one(library: Library) -> None:
+    read_key, admin_key = "read-key-for-the-test", "admin-key-for-the-test"
+    settings = dataclasses.replace(
+        Settings(),
+        api=dataclasses.replace(
+            Settings().api,
+            api_keys=[
+                ApiKey(sha256=key_sha256(read_key), role="read", name="frame"),
+                ApiKey(sha256=key_sha256(admin_key), role="admin", name="me"),
+            ],
+        ),
+    )
+    served = serve(settings, library.state)
+    try:
+        base = served.base
+        assert get(base, "/api/v1/healthz").status == 200
+        for route in ("/api/v1/files", "/api/v1/status", "/api/v1/tags", "/api/v1/people"):
+            missing = get(base, route)
+            assert_problem(missing, 401, "Authorization: Bearer")
+            assert missing.headers["www-authenticate"] == "Bearer"
+            assert_problem(get(base, route, key="wrong"), 401, "not one of")
+            assert get(base, route, key=read_key).status == 200
+            assert get(base, route, key=admin_key).status == 200
+        assert all_files(base, key=read_key, limit=3) == all_files(library.base, limit=3)
+    finally:
+        served.stop()
+
+
+def test_serve_refuses_an_open_address_without_keys_and_a_taken_port(
+    state_dir: Path, tmp_path: Path, cli: Cli
+) -> None:
+    code, _, err = cli("serve", "--listen", "0.0.0.0:8765")
+    assert code == 2 and "api.api_keys is empty" in err and "tagd api-key new" in err
+    config = write_config(tmp_path / "open.toml", '[api]\nlisten = "0.0.0.0:8765"\n')
+    code, _, err = cli("--config", config, "serve")
+    assert code == 2 and "api.listen 0.0.0.0:8765" in err
+    code, _, err = cli("serve", "--listen", "127.0.0.1:http")
+    assert code == 2 and "--listen" in err and "port" in err
+    taken = free_socket()
+    try:
+        code, _, err = cli("serve", "--listen", f"127.0.0.1:{taken.getsockname()[1]}")
+    finally:
+        taken.close()
+    assert code == 2 and "is taken" in err
+
+
+def test_a_key_from_api_key_new_opens_a_real_tagd_serve(
+    library: Library, tmp_path: Path, cli: Cli
+) -> None:
+    code, out, _ = cli("api-key", "new", "--read-only", "--name", 'frame "2"')
+    assert code == 0
+    key = re.search(r"^key: (\S+)$", out, re.M)[1]  # type: ignore[index]
+    entry = next(line.strip().rstrip(",") for line in out.splitlines() if "sha256 =" in line)
+    assert key not in entry and key_sha256(key) in entry
+    config = write_config(tmp_path / "config.toml", f"[api]\napi_keys = [{entry}]\n")
+    loaded = load_settings(config).api.api_keys
+    assert loaded == [ApiKey(sha256=key_sha256(key), role="read", name='frame "2"')]
+
+    sock = free_socket()  # a free port, released just before tagd serve binds it
+    port = sock.getsockname()[1]
+    sock.close()
+    env = os.environ | {"TAGD_STATE_DIR": str(library.state)}
+    serve_args = ["--config", str(config), "serve", "--listen", f"127.0.0.1:{port}"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tagd", *serve_args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, process)
+        assert_problem(get(base, "/api/v1/files"), 401)
+        reply = get(base, "/api/v1/files", key=key)
+        assert reply.status == 200 and len(reply.body["files"]) == 5
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    assert "serving the API on" in err
