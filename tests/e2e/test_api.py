@@ -410,3 +410,141 @@ def test_a_key_from_api_key_new_opens_a_real_tagd_serve(
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=20)
     assert "serving the API on" in err
+
+
+# ---------------------------------------------------------------- POST /analyze
+
+
+def post_form(
+    base: str,
+    route: str,
+    fields: dict[str, str],
+    upload: tuple[str, bytes] | None = None,
+    key: str | None = None,
+) -> Reply:
+    """A multipart/form-data POST, as a browser or `curl -F` sends one."""
+    boundary = "tagd-test-boundary-7d1f"
+    parts = []
+    for name, value in fields.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+            + value.encode()
+            + b"\r\n"
+        )
+    if upload is not None:
+        filename, data = upload
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
+            + data
+            + b"\r\n"
+        )
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    request = urllib.request.Request(base + route, data=body, method="POST")
+    request.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
+    if key is not None:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            status, headers, raw = answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as exc:
+        status, headers, raw = exc.code, dict(exc.headers), exc.read()
+    return Reply(status, {k.lower(): v for k, v in headers.items()}, json.loads(raw or b"null"))
+
+
+def same_results(got: dict[str, Any], exported: dict[str, Any]) -> None:
+    """/analyze's object equals `tagd export`'s for the file, path aside and the
+    faces' cluster and person: grouping faces into people is the library's work
+    (after a scan), not one file's."""
+
+    def own(value: Any) -> Any:
+        return [{k: v for k, v in f.items() if k not in ("cluster", "person")} for f in value]
+
+    for key, value in exported.items():
+        if key == "faces":
+            assert own(got[key]) == own(value), key
+        elif key != "path":
+            assert got[key] == value, key
+
+
+def test_analyze_an_upload_or_a_library_path_as_tagd_export_has_it(
+    library: Library, tmp_path: Path
+) -> None:
+    settings = dataclasses.replace(
+        Settings(),
+        library=dataclasses.replace(Settings().library, roots=[str(library.folder)]),
+        api=dataclasses.replace(Settings().api, max_upload_mb=1),
+    )
+    served = serve(settings, tmp_path / "state")
+    try:
+        photo = library.folder / PERSON_PHOTO
+        exported = library.export[str(photo)]
+        up = post_form(served.base, "/api/v1/analyze", {}, (PERSON_PHOTO, photo.read_bytes()))
+        assert up.status == 200, up.body
+        assert up.body["path"] == PERSON_PHOTO and up.body["status"] == "ok"
+        same_results(up.body, exported)
+        assert any(t["name"] == "AI|Objects|person" for t in up.body["tags"])
+
+        by_path = post_form(served.base, "/api/v1/analyze", {"path": str(photo)})
+        assert by_path.status == 200, by_path.body
+        same_results(by_path.body, exported)
+
+        # Only the analyzers asked for ("text" is the OCR analyzer).
+        some = post_form(
+            served.base, "/api/v1/analyze", {"path": str(photo), "analyzers": "objects,text"}
+        )
+        assert some.status == 200 and some.body["analyzers"] == ["objects", "ocr"]
+        assert some.body["objects"] == exported["objects"]
+        assert {t["name"] for t in some.body["tags"]} <= {t["name"] for t in exported["tags"]}
+
+        # Nothing stays behind: no catalog, no upload.
+        scratch = tmp_path / "state" / "tmp"
+        from tagd.catalog.catalog import Catalog
+
+        catalog = Catalog(tmp_path / "state" / "catalog.db")  # the server's own catalog
+        assert list(catalog.records({})) == []
+        catalog.close()
+        assert list(scratch.iterdir()) == []
+
+        # What it refuses, each with a problem, and it serves on.
+        outside = tmp_path / "elsewhere.jpg"
+        outside.write_bytes(photo.read_bytes())
+        link = library.folder / "link-out.jpg"
+        link.symlink_to(outside)
+        try:
+            cases = [
+                (post_form(served.base, "/api/v1/analyze", {"path": str(outside)}), 403),
+                (post_form(served.base, "/api/v1/analyze", {"path": str(link)}), 403),
+                (
+                    post_form(
+                        served.base, "/api/v1/analyze", {"path": f"{library.folder}/../x.jpg"}
+                    ),
+                    403,
+                ),
+                (post_form(served.base, "/api/v1/analyze", {}, ("a.jpg", b"hello world")), 415),
+                (
+                    post_form(
+                        served.base, "/api/v1/analyze", {}, ("t.jpg", photo.read_bytes()[:2000])
+                    ),
+                    422,
+                ),
+                (
+                    post_form(served.base, "/api/v1/analyze", {}, ("big.jpg", b"\xff" * 2**21)),
+                    413,
+                ),
+                (post_form(served.base, "/api/v1/analyze", {"analyzers": "objects"}), 422),
+                (
+                    post_form(
+                        served.base, "/api/v1/analyze", {"path": str(photo), "analyzers": "x"}
+                    ),
+                    422,
+                ),
+            ]
+        finally:
+            link.unlink()
+        for reply, status in cases:
+            assert_problem(reply, status)
+        assert post_form(served.base, "/api/v1/analyze", {"path": str(photo)}).status == 200
+        assert list(scratch.iterdir()) == []
+    finally:
+        served.stop()

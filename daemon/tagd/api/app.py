@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from tagd import __version__
 from tagd.api import problems
-from tagd.api.routes import dupes, files, health, people, search, status, tags
+from tagd.api.routes import analyze, dupes, files, health, people, search, status, tags
 from tagd.api.state import ApiState
 from tagd.config import Settings
 from tagd.paths import models_dir
@@ -20,7 +20,7 @@ def create_app(settings: Settings, state_dir: Path) -> FastAPI:
     app = FastAPI(
         title="tagd",
         version=__version__,
-        summary="Read tagd's catalog: files, tags, search, people, duplicates.",
+        summary="tagd: files, tags, search, people, duplicates, and analysis on demand.",
         description=(
             "Every route but /api/v1/healthz needs `Authorization: Bearer <key>` "
             "once `[api] api_keys` holds a key (`tagd api-key new` makes one); "
@@ -33,6 +33,6 @@ def create_app(settings: Settings, state_dir: Path) -> FastAPI:
     )
     app.state.tagd = ApiState(settings, state_dir, models_dir(settings))
     problems.install(app)
-    for module in (health, status, files, tags, search, people, dupes):
+    for module in (health, status, files, tags, search, people, dupes, analyze):
         app.include_router(module.router, prefix=PREFIX)
     return app

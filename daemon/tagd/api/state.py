@@ -8,11 +8,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
+
+if TYPE_CHECKING:
+    from tagd.api.analyze import OnDemand
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,19 @@ class ApiState:
 
     def analyzer_shas(self) -> dict[str, str]:
         return self.shas
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Where uploads and on-demand scratch catalogs live while a request runs."""
+        return self.state_dir / "tmp"
+
+    @cached_property
+    def on_demand(self) -> OnDemand:
+        """The analyzers for POST /analyze, built once (models load on first use)."""
+        from tagd.api.analyze import OnDemand
+
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        return OnDemand(self.settings, self.models_dir, self.scratch_dir)
 
 
 def api_state(request: Request) -> ApiState:

@@ -12,7 +12,7 @@ from tagd.cli.context import EXIT_OK, Context, UsageError
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
-    p = verbs.add_parser("serve", help="serve the read-only HTTP API (see /api/docs)")
+    p = verbs.add_parser("serve", help="serve the HTTP API (see /api/docs)")
     p.add_argument(
         "--listen", metavar="HOST:PORT", help="address to listen on (default: [api] listen)"
     )
