@@ -548,3 +548,79 @@ def test_analyze_an_upload_or_a_library_path_as_tagd_export_has_it(
         assert list(scratch.iterdir()) == []
     finally:
         served.stop()
+
+
+# ---------------------------------------------------------------- people, written
+
+
+def send_json(base: str, route: str, body: dict[str, Any], key: str | None = None) -> Reply:
+    request = urllib.request.Request(base + route, data=json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    if key is not None:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            status, headers, raw = answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as exc:
+        status, headers, raw = exc.code, dict(exc.headers), exc.read()
+    return Reply(status, {k.lower(): v for k, v in headers.items()}, json.loads(raw or b"null"))
+
+
+def test_people_named_split_and_merged_by_an_admin_key(library: Library, tmp_path: Path) -> None:
+    import shutil
+
+    state = tmp_path / "state"
+    shutil.copytree(library.state, state)  # the module's catalog stays as it was
+    read_key, admin_key = "read-key-for-people", "admin-key-for-people"
+    api = dataclasses.replace(
+        Settings().api,
+        api_keys=[
+            ApiKey(sha256=key_sha256(read_key), role="read", name="frame"),
+            ApiKey(sha256=key_sha256(admin_key), role="admin", name="me"),
+        ],
+    )
+    served = serve(dataclasses.replace(Settings(), api=api), state)
+    base = served.base
+    try:
+        [person] = get(base, "/api/v1/people", read_key).body["people"]
+        assert person["faces"] == 2 and person["name"] is None
+        pid = person["id"]
+        one = get(base, f"/api/v1/people/{pid}", read_key).body
+        assert len(one["face_list"]) == 2
+        assert {Path(f["path"]).name for f in one["face_list"]} == {PERSON_PHOTO, "mirrored.jpg"}
+
+        # A read key may not change people; an admin key may.
+        assert_problem(
+            send_json(base, f"/api/v1/people/{pid}/name", {"name": "Alice"}, read_key),
+            403,
+            "admin",
+        )
+        named = send_json(base, f"/api/v1/people/{pid}/name", {"name": "Alice"}, admin_key)
+        assert named.status == 200 and named.body["name"] == "Alice"
+        files = {f["path"]: f["id"] for f in all_files(base, read_key)}
+        photo = get(base, f"/api/v1/files/{files[str(library.folder / PERSON_PHOTO)]}", read_key)
+        assert "AI|People|Alice" in {t["name"] for t in photo.body["tags"]}
+        assert photo.body["delivery"]["xmp"]["state"] == "queued"  # the sidecar is due
+
+        # Split one face off, then merge it back: Alice keeps her name and both faces.
+        face = one["face_list"][1]["id"]
+        split = send_json(base, f"/api/v1/people/{pid}/split", {"faces": [face]}, admin_key)
+        assert split.status == 200, split.body
+        [new] = split.body["people"]
+        assert new["faces"] == 1 and new["id"] != pid
+        merged = send_json(base, f"/api/v1/people/{pid}/merge", {"other": new["id"]}, admin_key)
+        assert merged.status == 200 and merged.body == {**merged.body, "faces": 2, "name": "Alice"}
+
+        # Refusals: each a problem a person can act on.
+        cases = [
+            (send_json(base, f"/api/v1/people/{pid}/merge", {"other": pid}, admin_key), 409),
+            (send_json(base, f"/api/v1/people/{pid}/name", {"name": "12"}, admin_key), 409),
+            (send_json(base, f"/api/v1/people/{pid}/name", {"name": ""}, admin_key), 422),
+            (send_json(base, f"/api/v1/people/{pid}/split", {}, admin_key), 422),
+            (send_json(base, "/api/v1/people/999/name", {"name": "Bob"}, admin_key), 404),
+            (get(base, "/api/v1/people/999", read_key), 404),
+        ]
+        for reply, status in cases:
+            assert_problem(reply, status)
+    finally:
+        served.stop()

@@ -16,10 +16,14 @@ class PeopleError(ValueError):
     """A request that cannot be done as asked (unknown person, name taken...)."""
 
 
+class NoSuchPerson(PeopleError):
+    """No person has that id or name."""
+
+
 def _find(catalog: Catalog, key: str) -> Person:
     found = store.person(catalog, key)
     if found is None:
-        raise PeopleError(f"no person {key!r}: see `tagd people list`")
+        raise NoSuchPerson(f"no person {key!r}: see `tagd people list`")
     return found
 
 
