@@ -13,14 +13,16 @@ instead of 5·10⁹ × 52 hash pairs. Matches are joined with union-find.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 
 from tagd.catalog.catalog import Catalog
 from tagd.media import phash as ph
+from tagd.paths import shown
 
 BANDS = ((0, 22), (22, 21), (43, 21))  # (first bit, width)
 # Better formats first: lossless and raw keep more than JPEG, JPEG more than WebP/GIF.
@@ -230,3 +232,39 @@ def similar_by_hash(
         scored.append((d, p.path, mirrored))
     scored.sort()
     return [Similar(path, float(d), mirrored) for d, path, mirrored in scored[:limit]]
+
+
+def similar_to(
+    catalog: Catalog,
+    content_id: int | None,
+    path: str,
+    limit: int,
+    own_hashes: Callable[[], np.ndarray] | None = None,
+) -> tuple[str, str, list[Similar]]:
+    """(signal, unit, the nearest files) for the file at `path`: by its image
+    embedding when one is stored, else by perceptual hash (`own_hashes` makes them
+    for a file whose hashes the catalog does not hold)."""
+    found = similar_by_embedding(catalog, content_id, limit) if content_id else None
+    if found:
+        signal, hits = found
+        return signal, "L2 distance", hits
+    photos = load_photos(catalog)
+    own = next((p for p in photos if p.content_id == content_id), None) if content_id else None
+    hashes = own.hashes if own is not None else own_hashes() if own_hashes else None
+    if hashes is None:
+        return "phash", "bits", []
+    return "phash", "bits", similar_by_hash(photos, hashes, limit, skip=path)
+
+
+def similar_json(path: str, signal: str, unit: str, hits: Sequence[Similar]) -> dict[str, Any]:
+    """`tagd similar --json`'s document (the API answers the same)."""
+    return {
+        "file": shown(path),
+        "signal": signal,
+        "unit": unit,
+        "similar": [
+            {"path": shown(h.path), "distance": h.score}
+            | ({"mirrored": True} if h.mirrored else {})
+            for h in hits
+        ],
+    }

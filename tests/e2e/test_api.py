@@ -305,6 +305,16 @@ def test_people_and_dupes_as_the_cli(library: Library, cli: Cli) -> None:
     assert group["reason"] and group["others"][0]["mirrored"] is True
     assert get(library.base, "/api/v1/dupes", threshold=0).body["threshold"] == 0
 
+    # Similar files: what `tagd similar FILE --json` says for the same file.
+    photo = library.folder / PERSON_PHOTO
+    ids = {f["path"]: f["id"] for f in all_files(library.base)}
+    code, out, _ = cli("similar", photo, "--limit", "3", "--json")
+    assert code == 0
+    similar = get(library.base, f"/api/v1/files/{ids[str(photo)]}/similar", limit=3).body
+    assert similar == json.loads(out)
+    assert similar["similar"][0]["path"] == str(library.folder / "mirrored.jpg")
+    assert_problem(get(library.base, "/api/v1/files/999999/similar"), 404)
+
 
 # ---------------------------------------------------------------- errors
 

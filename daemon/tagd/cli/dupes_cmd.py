@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
-from tagd.dupes import Group, Photo, group, load_photos, similar_by_embedding, similar_by_hash
+from tagd.dupes import Group, Photo, group, load_photos, similar_json, similar_to
 from tagd.media import phash as ph
 from tagd.paths import shown
 from tagd.words import count
@@ -103,29 +103,13 @@ def similar(ctx: Context, args: argparse.Namespace) -> int:
     path = os.path.abspath(args.file)
     found = ctx.catalog.file_by_path(path)
     cid = found.content_id if found else None
-    result = similar_by_embedding(ctx.catalog, cid, args.limit) if cid else None
-    if result:
-        signal, hits = result
-        unit = "L2 distance"
-    else:
-        photos = load_photos(ctx.catalog)
-        own = next((p for p in photos if p.content_id == cid), None) if cid else None
-        # A file outside the catalog is hashed here, so `similar` also answers
-        # "do I already have this one?" before a photo is added.
-        hashes = own.hashes if own is not None else _decode_hashes(path)
-        signal, unit = "phash", "bits"
-        hits = similar_by_hash(photos, hashes, args.limit, skip=path)
+    # A file outside the catalog is hashed here, so `similar` also answers
+    # "do I already have this one?" before a photo is added.
+    signal, unit, hits = similar_to(
+        ctx.catalog, cid, path, args.limit, lambda: _decode_hashes(path)
+    )
     if args.json:
-        doc = {
-            "file": shown(path),
-            "signal": signal,
-            "unit": unit,
-            "similar": [
-                {"path": shown(h.path), "distance": h.score}
-                | ({"mirrored": True} if h.mirrored else {})
-                for h in hits
-            ],
-        }
+        doc = similar_json(path, signal, unit, hits)
         print(json.dumps(doc, ensure_ascii=False, indent=1))
     else:
         print(f"most like {path} (by {signal}, {unit}; smaller is closer):")

@@ -17,6 +17,7 @@ from tagd.api.state import ApiState, api_state
 from tagd.catalog.browse import FileFilters
 from tagd.catalog.catalog import Catalog
 from tagd.cli.export_cmd import file_results
+from tagd.dupes import similar_json, similar_to
 from tagd.paths import shown
 from tagd.records import ListedFile
 from tagd.sinks.outbox import enabled as enabled_sinks
@@ -178,3 +179,22 @@ def get_file(
                 "delivery": delivery(catalog, state, record.id),
             }
         )
+
+
+@router.get("/files/{file_id}/similar", summary="The files most like this one")
+def similar(
+    state: Annotated[ApiState, Depends(api_state)],
+    file_id: Annotated[int, Path(ge=1, description="id from /files")],
+    limit: Annotated[int, Query(ge=1, le=200)] = 10,
+) -> dict[str, Any]:
+    """As `tagd similar FILE --json`: by image embedding when one is stored (DINOv2,
+    CLIP), else by perceptual hash; smaller distances are closer."""
+    with state.catalog() as catalog:
+        item = catalog.listed_file(state.analyzer_shas(), file_id)
+        if item is None:
+            raise Problem(
+                404, "no-such-file", f"no file {file_id} in the catalog; /files lists them"
+            )
+        record = item.record
+        signal, unit, hits = similar_to(catalog, record.content_id, record.path, limit)
+    return similar_json(record.path, signal, unit, hits)
