@@ -24,12 +24,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from tagd.analyzers import registry
 from tagd.analyzers.base import Analyzer, Finding
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
+from tagd.media import thumbnail
 from tagd.media.image import DecodeError, decode_image
 from tagd.media.sniff import describe, kind_of_format, sniff
 from tagd.policy.apply import derive_and_queue
@@ -90,9 +92,12 @@ class Pipeline:
         settings: Settings,
         analyzers: Sequence[Analyzer],
         prefixes: Sequence[str] = (),
+        thumbnails: Path | None = None,
     ) -> None:
         self.catalog = catalog
         self.prefixes = list(prefixes)
+        # Where previews of what is decoded go (tagd.media.thumbnail); None: none.
+        self.thumbnails = thumbnails
         self.settings = settings
         self.analyzers = list(analyzers)
         self.policy = TagPolicy(settings.tags)
@@ -177,7 +182,20 @@ class Pipeline:
             yield batch
 
     def load(self, item: WorkItem) -> Loaded:
-        """Read and decode one file (runs in a worker thread; never raises)."""
+        """Read and decode one file, and keep a preview of it (runs in a worker
+        thread, beside the models; never raises)."""
+        loaded = self._decode(item)
+        if self.thumbnails is not None and loaded.frames:
+            try:
+                thumbnail.save(
+                    self.thumbnails, item.content_id, loaded.frames[len(loaded.frames) // 2]
+                )
+            except (OSError, ValueError, cv2.error) as exc:
+                # A preview is a convenience: the analysis goes on without it.
+                log.warning("%s: no preview: %s", item.path, exc)
+        return loaded
+
+    def _decode(self, item: WorkItem) -> Loaded:
         try:
             # O_NONBLOCK: a file swapped for a FIFO since indexing must not hang us.
             with open(os.open(item.path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:

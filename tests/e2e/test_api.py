@@ -634,3 +634,42 @@ def test_people_named_split_and_merged_by_an_admin_key(library: Library, tmp_pat
             assert_problem(reply, status)
     finally:
         served.stop()
+
+
+# ---------------------------------------------------------------- previews
+
+
+def fetch_bytes(url: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            return answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+
+
+def test_previews_come_from_the_scan_and_never_decode_the_original_again(
+    library: Library, tmp_path: Path
+) -> None:
+    import io
+
+    thumbs = library.state / "thumbs"
+    made = sorted(thumbs.glob("*.webp"))
+    assert len(made) == 5  # one per content, written by the scan
+    ids = {f["path"]: f["id"] for f in all_files(library.base)}
+    photo = library.folder / PERSON_PHOTO
+    status, headers, body = fetch_bytes(f"{library.base}/api/v1/files/{ids[str(photo)]}/thumbnail")
+    assert status == 200 and headers["content-type"] == "image/webp"
+    with Image.open(io.BytesIO(body)) as preview, Image.open(photo) as original:
+        assert preview.format == "WEBP" and max(preview.size) == 320
+        ratio = original.width / original.height
+        assert abs(preview.width / preview.height - ratio) < 0.02
+    assert headers["cache-control"].startswith("private") and headers["etag"]
+
+    # A catalog from before previews: one is made from the original, then kept.
+    for path in made:
+        path.unlink()
+    status, _, again = fetch_bytes(f"{library.base}/api/v1/files/{ids[str(photo)]}/thumbnail")
+    assert status == 200 and len(list(thumbs.glob("*.webp"))) == 1
+    assert Image.open(io.BytesIO(again)).format == "WEBP"
+    status, headers, body = fetch_bytes(f"{library.base}/api/v1/files/999999/thumbnail")
+    assert status == 404 and headers["content-type"].startswith(PROBLEM)

@@ -361,6 +361,9 @@ class ApiSettings:
     listen: Str = "127.0.0.1:8765"
     api_keys: list[ApiKey] = field(default_factory=list)
     max_upload_mb: Annotated[Int, Range(1, 10_000)] = 50
+    # Scans keep a small WebP preview of each file (about 10-20 KB, in the state
+    # dir) from the decode they do anyway, so browsing never decodes originals.
+    thumbnails: Bool = True
 
 
 @dataclass(frozen=True, config=SECTION)

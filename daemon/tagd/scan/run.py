@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
+from tagd.media import thumbnail
 from tagd.scan.index import IndexReport, index_root, make_walker
 from tagd.service.stats import ScanStats, record_scan
 from tagd.sinks.outbox import Deadline, DeliveryReport, Sink, deliver_all, enabled
@@ -191,7 +192,8 @@ def _analyse(
     from tagd.people.cluster import after_scan
     from tagd.pipeline import Pipeline
 
-    pipeline = Pipeline(catalog, settings, analyzers, prefixes=list(roots))
+    previews = thumbnail.folder_for(catalog.path) if settings.api.thumbnails else None
+    pipeline = Pipeline(catalog, settings, analyzers, prefixes=list(roots), thumbnails=previews)
     report.shas = dict(pipeline.shas)
     pipeline.rederive_if_policy_changed()
     if stop is not None and stop.is_set():

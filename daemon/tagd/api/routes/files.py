@@ -7,9 +7,12 @@ import base64
 import binascii
 import json
 import os
+import stat
+from pathlib import Path as PathType
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import FileResponse
 
 from tagd.api.auth import require
 from tagd.api.problems import Problem
@@ -18,6 +21,8 @@ from tagd.catalog.browse import FileFilters
 from tagd.catalog.catalog import Catalog
 from tagd.cli.export_cmd import file_results
 from tagd.dupes import similar_json, similar_to
+from tagd.media import thumbnail
+from tagd.media.image import DecodeError, decode_image
 from tagd.paths import shown
 from tagd.records import ListedFile
 from tagd.sinks.outbox import enabled as enabled_sinks
@@ -198,3 +203,52 @@ def similar(
         record = item.record
         signal, unit, hits = similar_to(catalog, record.content_id, record.path, limit)
     return similar_json(record.path, signal, unit, hits)
+
+
+@router.get(
+    "/files/{file_id}/thumbnail",
+    summary="A small WebP preview",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/webp": {}}}},
+)
+def preview(
+    state: Annotated[ApiState, Depends(api_state)],
+    file_id: Annotated[int, Path(ge=1, description="id from /files")],
+) -> FileResponse:
+    """The preview the scan kept (tagd.media.thumbnail); a photo scanned before
+    previews existed gets one now, from one reduced decode, kept for next time."""
+    with state.catalog() as catalog:
+        item = catalog.listed_file(state.analyzer_shas(), file_id)
+    if item is None:
+        raise Problem(404, "no-such-file", f"no file {file_id} in the catalog; /files lists them")
+    record = item.record
+    if record.content_id is None:
+        raise Problem(404, "no-preview", f"file {file_id} could not be read: {record.error}")
+    folder = thumbnail.folder_for(state.catalog_path)
+    target = thumbnail.path_for(folder, record.content_id)
+    if not target.exists():
+        target = _late_preview(folder, record.content_id, record.path, record.kind, file_id)
+    return FileResponse(
+        target,
+        media_type="image/webp",
+        # Content ids never change what they show: browsers may keep it.
+        headers={"Cache-Control": "private, max-age=86400", "ETag": f'"{record.content_id}"'},
+    )
+
+
+def _late_preview(
+    folder: PathType, content_id: int, path: str, kind: str, file_id: int
+) -> PathType:
+    if kind != "image":
+        raise Problem(
+            404, "no-preview", f"file {file_id} has no preview yet: the next scan makes it"
+        )
+    try:
+        # O_NONBLOCK and a regular-file check: a FIFO put there must not hang us.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise ValueError("not a regular file")
+            image = decode_image(fh.read(), min_long_side=thumbnail.LONG_SIDE).image
+        return thumbnail.save(folder, content_id, image)
+    except (OSError, DecodeError, ValueError) as exc:
+        raise Problem(404, "no-preview", f"file {file_id}: cannot make a preview: {exc}") from None
