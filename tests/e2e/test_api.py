@@ -673,3 +673,23 @@ def test_previews_come_from_the_scan_and_never_decode_the_original_again(
     assert Image.open(io.BytesIO(again)).format == "WEBP"
     status, headers, body = fetch_bytes(f"{library.base}/api/v1/files/999999/thumbnail")
     assert status == 404 and headers["content-type"].startswith(PROBLEM)
+
+
+def test_metrics_agree_with_the_status(library: Library) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(library.base + "/api/v1/metrics", timeout=30) as answer:
+        assert answer.headers["content-type"].startswith("text/plain")
+        text = answer.read().decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    files = get(library.base, "/api/v1/status").body["files"]
+    for status in ("ok", "pending", "error"):
+        assert samples[("tagd_files", (("status", status),))] == files[status]
+    assert samples[("tagd_files_by_kind", (("kind", "image"),))] == files["images"] == 5
+    assert samples[("tagd_scans_total", ())] >= 1
+    assert samples[("tagd_files_analysed_total", ())] == 5
+    assert samples[("tagd_last_scan_files_per_second", ())] > 0

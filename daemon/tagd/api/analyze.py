@@ -69,6 +69,11 @@ class OnDemand:
         """The analyzers this server runs (the enabled ones of its config)."""
         return [a.name for a in self._built()]
 
+    @property
+    def built(self) -> list[Analyzer] | None:
+        """The analyzers, once a request built them (None before)."""
+        return self._analyzers
+
     def _built(self) -> list[Analyzer]:
         if self._analyzers is None:
             self._analyzers = build_analyzers(self.settings, self.models_dir)

@@ -8,7 +8,17 @@ from fastapi import FastAPI
 
 from tagd import __version__
 from tagd.api import problems
-from tagd.api.routes import analyze, dupes, files, health, people, search, status, tags
+from tagd.api.routes import (
+    analyze,
+    dupes,
+    files,
+    health,
+    metrics,
+    people,
+    search,
+    status,
+    tags,
+)
 from tagd.api.state import ApiState
 from tagd.config import Settings
 from tagd.paths import models_dir
@@ -33,6 +43,6 @@ def create_app(settings: Settings, state_dir: Path) -> FastAPI:
     )
     app.state.tagd = ApiState(settings, state_dir, models_dir(settings))
     problems.install(app)
-    for module in (health, status, files, tags, search, people, dupes, analyze):
+    for module in (health, status, metrics, files, tags, search, people, dupes, analyze):
         app.include_router(module.router, prefix=PREFIX)
     return app

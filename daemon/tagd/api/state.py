@@ -51,6 +51,13 @@ class ApiState:
     def analyzer_shas(self) -> dict[str, str]:
         return self.shas
 
+    def models_loaded(self) -> dict[str, bool]:
+        """model name -> whether this server holds it now (POST /analyze loads them)."""
+        service = self.__dict__.get("on_demand")  # never built: nothing loaded
+        if service is None or service.built is None:
+            return {}
+        return {m.spec.name: m.loaded for a in service.built for m in a.models}
+
     @property
     def scratch_dir(self) -> Path:
         """Where uploads and on-demand scratch catalogs live while a request runs."""
