@@ -326,6 +326,22 @@ class Pipeline:
             out.append(per_frame)
         return out
 
+    def _face_previews(self, loaded: Loaded, cid: int) -> None:
+        """A preview of each face just stored, cut from the decoded frame."""
+        assert self.thumbnails is not None
+        for face in self.catalog.detections(cid, "faces"):
+            index = _frame_of(loaded, face.t)
+            if face.id is None or face.box is None or index is None:
+                continue
+            scale = loaded.scales[index]  # stored boxes are in the original's pixels
+            x0, y0, x1, y1 = (v / scale for v in face.box)
+            try:
+                thumbnail.save_face(
+                    self.thumbnails, face.id, loaded.frames[index], (x0, y0, x1, y1)
+                )
+            except (OSError, ValueError, cv2.error) as exc:
+                log.warning("%s: no face preview: %s", loaded.item.path, exc)
+
     def _save(
         self, loaded: Loaded, findings: dict[str, list[list[Finding]]], report: AnalyzeReport
     ) -> None:
@@ -357,9 +373,18 @@ class Pipeline:
                     cid, analyzer.name, _picked_interval(analyzer, loaded)
                 )
         names = [analyzer.name for analyzer in self.analyzers]
+        if self.thumbnails is not None and "faces" in names:
+            self._face_previews(loaded, cid)
         derive_and_queue(self.catalog, self.policy, self.sinks(), {cid: names})
         report.done += 1
         report.frames += len(loaded.frames)
+
+
+def _frame_of(loaded: Loaded, t: float | None) -> int | None:
+    try:
+        return loaded.times.index(t)
+    except ValueError:
+        return None
 
 
 def video_interval(duration: float | None, interval: float, max_frames: int) -> float:

@@ -665,6 +665,25 @@ def test_previews_come_from_the_scan_and_never_decode_the_original_again(
         assert abs(preview.width / preview.height - ratio) < 0.02
     assert headers["cache-control"].startswith("private") and headers["etag"]
 
+    # Each face has one too, cut from the decode the scan made.
+    [person] = get(library.base, "/api/v1/people").body["people"]
+    faces = get(library.base, f"/api/v1/people/{person['id']}").body["face_list"]
+    assert len(list((thumbs / "faces").glob("*.webp"))) == len(faces) == 2
+    for face in faces:
+        status, headers, body = fetch_bytes(f"{library.base}/api/v1/faces/{face['id']}/thumbnail")
+        assert status == 200 and headers["content-type"] == "image/webp"
+        with Image.open(io.BytesIO(body)) as preview:
+            x0, y0, x1, y1 = face["box"]
+            assert max(preview.size) <= 160
+            assert abs(preview.width / preview.height - (x1 - x0) / (y1 - y0)) < 0.35
+    status, headers, _ = fetch_bytes(f"{library.base}/api/v1/faces/999999/thumbnail")
+    assert status == 404 and headers["content-type"].startswith(PROBLEM)
+    # Made again from the photo when missing.
+    for path in (thumbs / "faces").glob("*.webp"):
+        path.unlink()
+    status, _, _ = fetch_bytes(f"{library.base}/api/v1/faces/{faces[0]['id']}/thumbnail")
+    assert status == 200 and len(list((thumbs / "faces").glob("*.webp"))) == 1
+
     # A catalog from before previews: one is made from the original, then kept.
     for path in made:
         path.unlink()

@@ -11,6 +11,7 @@ from tagd.api import problems
 from tagd.api.routes import (
     analyze,
     dupes,
+    faces,
     files,
     health,
     metrics,
@@ -43,6 +44,6 @@ def create_app(settings: Settings, state_dir: Path) -> FastAPI:
     )
     app.state.tagd = ApiState(settings, state_dir, models_dir(settings))
     problems.install(app)
-    for module in (health, status, metrics, files, tags, search, people, dupes, analyze):
+    for module in (health, status, metrics, files, tags, search, people, faces, dupes, analyze):
         app.include_router(module.router, prefix=PREFIX)
     return app

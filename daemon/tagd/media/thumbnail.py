@@ -24,8 +24,16 @@ def folder_for(catalog_path: Path) -> Path:
     return catalog_path.parent / "thumbs"
 
 
+FACE_SIDE = 160  # px: a face in a people grid
+FACE_MARGIN = 0.25  # of the box's size on each side: hair and chin in the picture
+
+
 def path_for(folder: Path, content_id: int) -> Path:
     return folder / f"{content_id}.webp"
+
+
+def face_path_for(folder: Path, detection_id: int) -> Path:
+    return folder / "faces" / f"{detection_id}.webp"
 
 
 def encode(image: np.ndarray, long_side: int = LONG_SIDE) -> bytes:
@@ -42,16 +50,34 @@ def encode(image: np.ndarray, long_side: int = LONG_SIDE) -> bytes:
 
 
 def save(folder: Path, content_id: int, image: np.ndarray) -> Path:
-    """The preview of `content_id`, written atomically (a reader never sees half
-    a file) unless it is there already."""
-    target = path_for(folder, content_id)
+    """The preview of `content_id` (kept as it is when there already)."""
+    return _write(path_for(folder, content_id), image, LONG_SIDE)
+
+
+def save_face(
+    folder: Path, detection_id: int, image: np.ndarray, box: tuple[float, float, float, float]
+) -> Path:
+    """The preview of one face: its box in `image`'s pixels, with a margin."""
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = box
+    mx, my = (x1 - x0) * FACE_MARGIN, (y1 - y0) * FACE_MARGIN
+    left, top = max(0, int(x0 - mx)), max(0, int(y0 - my))
+    right, bottom = min(width, int(x1 + mx + 1)), min(height, int(y1 + my + 1))
+    if right <= left or bottom <= top:
+        raise ValueError(f"face box {box} lies outside the frame")
+    return _write(face_path_for(folder, detection_id), image[top:bottom, left:right], FACE_SIDE)
+
+
+def _write(target: Path, image: np.ndarray, long_side: int) -> Path:
+    """`image` as WebP at `target`, written atomically (a reader never sees half a
+    file), unless it is there already."""
     if target.exists():
         return target
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".thumb-")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".thumb-")
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(encode(image))
+            out.write(encode(image, long_side))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
