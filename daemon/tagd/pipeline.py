@@ -185,15 +185,24 @@ class Pipeline:
         """Read and decode one file, and keep a preview of it (runs in a worker
         thread, beside the models; never raises)."""
         loaded = self._decode(item)
-        if self.thumbnails is not None and loaded.frames:
+        folder = self.thumbnails
+        if folder is not None and loaded.frames:
             try:
-                thumbnail.save(
-                    self.thumbnails, item.content_id, loaded.frames[len(loaded.frames) // 2]
-                )
+                thumbnail.save(folder, item.content_id, loaded.frames[len(loaded.frames) // 2])
             except (OSError, ValueError, cv2.error) as exc:
-                # A preview is a convenience: the analysis goes on without it.
-                log.warning("%s: no preview: %s", item.path, exc)
+                self._no_previews(item.path, exc)
         return loaded
+
+    def _no_previews(self, path: str, exc: Exception) -> None:
+        """A preview is a convenience: the analysis goes on without it, and, when the
+        state dir cannot take them (full, read-only), without the rest of this run's
+        (said once; a full disk is reported by the catalog as well)."""
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            if self.thumbnails is not None:
+                self.thumbnails = None
+                log.debug("no previews for the rest of this scan: %s", exc.strerror)
+            return
+        log.warning("%s: no preview: %s", path, exc)
 
     def _decode(self, item: WorkItem) -> Loaded:
         try:
@@ -328,7 +337,9 @@ class Pipeline:
 
     def _face_previews(self, loaded: Loaded, cid: int) -> None:
         """A preview of each face just stored, cut from the decoded frame."""
-        assert self.thumbnails is not None
+        folder = self.thumbnails
+        if folder is None:
+            return
         for face in self.catalog.detections(cid, "faces"):
             index = _frame_of(loaded, face.t)
             if face.id is None or face.box is None or index is None:
@@ -336,11 +347,11 @@ class Pipeline:
             scale = loaded.scales[index]  # stored boxes are in the original's pixels
             x0, y0, x1, y1 = (v / scale for v in face.box)
             try:
-                thumbnail.save_face(
-                    self.thumbnails, face.id, loaded.frames[index], (x0, y0, x1, y1)
-                )
+                thumbnail.save_face(folder, face.id, loaded.frames[index], (x0, y0, x1, y1))
             except (OSError, ValueError, cv2.error) as exc:
-                log.warning("%s: no face preview: %s", loaded.item.path, exc)
+                self._no_previews(loaded.item.path, exc)
+                if self.thumbnails is None:
+                    return
 
     def _save(
         self, loaded: Loaded, findings: dict[str, list[list[Finding]]], report: AnalyzeReport
