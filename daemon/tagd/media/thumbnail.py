@@ -8,12 +8,14 @@ writes a new one.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 LONG_SIDE = 320  # px: sharp in a grid on a phone or a 4K screen, ~10-20 KB
 QUALITY = 80
@@ -43,10 +45,13 @@ def encode(image: np.ndarray, long_side: int = LONG_SIDE) -> bytes:
     if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    ok, data = cv2.imencode(".webp", image, [cv2.IMWRITE_WEBP_QUALITY, QUALITY])
-    if not ok:
-        raise ValueError("WebP encoding failed")
-    return data.tobytes()
+    # Pillow's WebP at method 0 (its fastest): 2.7 ms for 320x240 against 6.3 ms
+    # for OpenCV's (method 4, not adjustable), for files about 20 % larger.
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image[:, :, ::-1])).save(
+        out, "WEBP", quality=QUALITY, method=0
+    )
+    return out.getvalue()
 
 
 def save(folder: Path, content_id: int, image: np.ndarray) -> Path:
