@@ -5,13 +5,14 @@ The file goes through the real scan code (index, decode, analyzers, tag policy)
 against a scratch catalog made for the request (a fresh SQLite file costs about
 5 ms) and removed afterwards, and the answer is what `tagd export` gives for it:
 the same code, so the same results. The analyzers are built once per server and
-shared, so their models load on the first request and stay loaded; requests run
-one at a time (the models use every core anyway).
+shared, so their models load on the first request and stay loaded. One worker
+thread analyses; requests that wait together go through as one batch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 import threading
@@ -44,6 +45,8 @@ EXTENSIONS = {
 }
 
 
+# Requests analysed together at most (a scan's batch of files).
+MAX_BATCH = 16
 # The names the API takes besides the analyzers' own.
 ALIASES = {"text": "ocr", "duplicates": "phash", "hash": "phash"}
 
@@ -64,6 +67,9 @@ class OnDemand:
         self.scratch_parent = scratch_parent
         self._analyzers: list[Analyzer] | None = None
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._waiting: list[_Job] = []
+        self._worker: threading.Thread | None = None
 
     def available(self) -> list[str]:
         """The analyzers this server runs (the enabled ones of its config)."""
@@ -98,31 +104,76 @@ class OnDemand:
                 model.check()
 
     def analyze(self, source: Path, analyzers: Sequence[Analyzer]) -> dict[str, Any]:
-        """`tagd export`'s object for `source` analysed by `analyzers`."""
-        with self._lock, tempfile.TemporaryDirectory(dir=self.scratch_parent) as scratch:
+        """`tagd export`'s object for `source` analysed by `analyzers`.
+
+        Requests that arrive together with the same analyzers are analysed as one
+        batch (one scratch catalog, one pipeline run, batched inference), as a
+        scan does a folder: concurrent clients get the throughput of a scan."""
+        job = _Job(source, tuple(analyzers))
+        with self._lock:
+            self._waiting.append(job)
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._serve, name="analyze", daemon=True)
+                self._worker.start()
+            self._arrived.notify()
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result
+
+    def _serve(self) -> None:
+        while True:
+            with self._lock:
+                while not self._waiting:
+                    self._arrived.wait()
+                first = self._waiting[0]
+                batch = [j for j in self._waiting if j.analyzers == first.analyzers][:MAX_BATCH]
+                self._waiting = [j for j in self._waiting if j not in batch]
+            try:
+                self._run(batch)
+            except Exception as exc:
+                for job in batch:
+                    if not job.done.is_set():
+                        job.error = exc
+                        job.done.set()
+
+    def _run(self, batch: list[_Job]) -> None:
+        analyzers = batch[0].analyzers
+        with tempfile.TemporaryDirectory(dir=self.scratch_parent) as scratch:
             catalog = Catalog(Path(scratch) / "catalog.db")
             try:
-                return self._analyze(catalog, source, analyzers)
+                paths = [os.path.abspath(job.source) for job in batch]
+                index_roots(catalog, make_walker(self.settings), paths)
+                start = time.perf_counter()
+                Pipeline(catalog, self.settings, analyzers, prefixes=paths).run()
+                seconds = time.perf_counter() - start
+                shas = {a.name: a.model_sha256 for a in analyzers}
+                found = {r.path: r for r in catalog.records(shas, paths)}
+                for job, path in zip(batch, paths, strict=True):
+                    record = found.get(path)
+                    if record is None:
+                        job.error = AnalyzeError(f"{job.source}: not an image or video tagd reads")
+                    else:
+                        job.result = file_results(catalog, record) | {
+                            "seconds": round(seconds, 4),
+                            "batch": len(batch),
+                            "analyzers": [a.name for a in analyzers],
+                        }
+                    job.done.set()
             finally:
                 catalog.close()
 
-    def _analyze(
-        self, catalog: Catalog, source: Path, analyzers: Sequence[Analyzer]
-    ) -> dict[str, Any]:
-        path = str(source)
-        index = index_roots(catalog, make_walker(self.settings), [path])
-        if index.seen != 1:
-            raise AnalyzeError(f"{path}: not an image or video tagd reads")
-        pipeline = Pipeline(catalog, self.settings, analyzers, prefixes=[path])
-        start = time.perf_counter()
-        pipeline.run()
-        seconds = time.perf_counter() - start
-        shas = {a.name: a.model_sha256 for a in analyzers}
-        (record,) = catalog.records(shas, [path])
-        result = file_results(catalog, record)
-        result["seconds"] = round(seconds, 4)
-        result["analyzers"] = [a.name for a in analyzers]
-        return result
+
+@dataclasses.dataclass(eq=False)
+class _Job:
+    """One request waiting for the analysis worker."""
+
+    source: Path
+    analyzers: tuple[Analyzer, ...]
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    result: dict[str, Any] | None = None
+    error: Exception | None = None
 
 
 def save_upload(head: bytes, rest: Any, folder: Path, limit: int) -> Path:
