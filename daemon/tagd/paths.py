@@ -44,6 +44,13 @@ def models_dir(settings: Settings) -> Path:
     return state_dir(settings) / "models"
 
 
+def within(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """Whether `path` is `root` or lies below it, compared as written (resolve both
+    first where links matter): /srv is not /srvother."""
+    inner, outer = Path(os.path.normpath(path)), Path(os.path.normpath(root))
+    return inner == outer or outer in inner.parents
+
+
 def shown(text: str | os.PathLike[str]) -> str:
     """A path (or a message quoting one) as people read it and UTF-8 text can carry it.
 

@@ -79,3 +79,12 @@ def test_a_broken_installed_manifest_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "manifest.toml").write_bytes(b"\xff\xfe")
     with pytest.raises(ModelError, match="not UTF-8"):
         load_manifest(tmp_path)
+
+
+def test_within_compares_whole_folders() -> None:
+    from tagd.paths import within
+
+    assert within("/srv/photos/a.jpg", "/srv/photos") and within("/srv/photos", "/srv/photos/")
+    assert not within("/srv/photosother/a.jpg", "/srv/photos")
+    assert not within("/srv/photos/../etc/passwd", "/srv/photos")  # normalised first
+    assert within("/srv/photos/x/../a.jpg", "/srv/photos")

@@ -30,6 +30,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tagd.paths import within
+
 __all__ = [
     "Folder",
     "OutsideLibrary",
@@ -60,17 +62,13 @@ def anchors_for(media: Path, roots: Sequence[str | os.PathLike[str]] | None) -> 
     return anchors
 
 
-def _inside(path: Path, anchor: Path) -> bool:
-    return path == anchor or anchor in path.parents
-
-
 def resolve(path: Path, anchors: Sequence[Path]) -> tuple[Path, Path]:
     """(the anchor, the real path) of `path`, or OutsideLibrary when it resolves
     outside every anchor."""
     real = Path(os.path.realpath(path))
     # The longest anchor wins, so a nested root walks the fewest components.
     for anchor in sorted(anchors, key=lambda a: len(a.parts), reverse=True):
-        if _inside(real.parent, anchor):
+        if within(real.parent, anchor):
             return anchor, real
     where = ", ".join(str(a) for a in anchors)
     via = f" (through a symbolic link, to {real})" if real != Path(path).absolute() else ""

@@ -13,7 +13,7 @@ from tagd.api.analyze import AnalyzeError, remove, save_upload, scratch_folder
 from tagd.api.auth import require
 from tagd.api.problems import Problem
 from tagd.api.state import ApiState, api_state
-from tagd.paths import shown
+from tagd.paths import shown, within
 from tagd.runtime.manifest import ModelError
 from tagd.sinks.xmp.deliver import library_roots
 
@@ -28,9 +28,8 @@ def in_library(state: ApiState, path: str) -> Path:
     root; a Problem otherwise. The client never reaches anything else."""
     if not path.startswith("/"):
         raise Problem(422, "invalid-parameter", f"form field 'path': {path!r} must be absolute")
-    real = os.path.realpath(path)
-    roots = [os.path.realpath(r) for r in library_roots(state.settings)]
-    if not any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots):
+    real = os.path.realpath(path)  # links followed: one leading out is outside
+    if not any(within(real, os.path.realpath(r)) for r in library_roots(state.settings)):
         raise Problem(
             403,
             "outside-library",

@@ -23,7 +23,7 @@ from tagd.cli.export_cmd import file_results
 from tagd.dupes import similar_json, similar_to
 from tagd.media import thumbnail
 from tagd.media.image import DecodeError, decode_image
-from tagd.paths import shown
+from tagd.paths import shown, within
 from tagd.records import ListedFile
 from tagd.sinks.outbox import enabled as enabled_sinks
 from tagd.sinks.xmp.deliver import library_roots
@@ -52,14 +52,6 @@ def decode_cursor(cursor: str) -> int:
     return after
 
 
-def _under_library(prefix: str, roots: list[str]) -> bool:
-    for root in roots:
-        base = os.path.normpath(os.path.abspath(root))
-        if prefix == base or prefix.startswith(base.rstrip("/") + "/"):
-            return True
-    return False
-
-
 def checked_prefix(catalog: Catalog, state: ApiState, path: str) -> str:
     """The `path` filter, normalised; a Problem unless it lies in the library: under
     a library root (or a Stash mapping's local side), or where the catalog holds files."""
@@ -68,7 +60,8 @@ def checked_prefix(catalog: Catalog, state: ApiState, path: str) -> str:
             422, "invalid-parameter", f"query parameter 'path': {path!r} must be absolute"
         )
     prefix = os.path.normpath(path)
-    if _under_library(prefix, library_roots(state.settings)) or catalog.has_files_under(prefix):
+    in_roots = any(within(prefix, os.path.abspath(r)) for r in library_roots(state.settings))
+    if in_roots or catalog.has_files_under(prefix):
         return prefix
     raise Problem(
         403,
