@@ -14,7 +14,6 @@ import itertools
 import logging
 import math
 import os
-import stat
 import statistics
 import threading
 import time
@@ -32,6 +31,7 @@ from tagd.analyzers.base import Analyzer, Finding
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
 from tagd.media import thumbnail
+from tagd.media.files import NotRegularFile, open_regular
 from tagd.media.image import DecodeError, decode_image
 from tagd.media.sniff import describe, kind_of_format, sniff
 from tagd.policy.apply import derive_and_queue
@@ -206,10 +206,7 @@ class Pipeline:
 
     def _decode(self, item: WorkItem) -> Loaded:
         try:
-            # O_NONBLOCK: a file swapped for a FIFO since indexing must not hang us.
-            with open(os.open(item.path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
-                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                    return Loaded(item, item.kind, error="not a regular file")
+            with open_regular(item.path) as fh:
                 head = fh.read(64)
                 fmt = sniff(head)
                 kind = kind_of_format(fmt)
@@ -222,6 +219,8 @@ class Pipeline:
             return Loaded(
                 item, item.kind, error=f"not a supported image or video ({describe(head)})"
             )
+        except NotRegularFile:
+            return Loaded(item, item.kind, error="not a regular file")
         except OSError as exc:
             return Loaded(item, item.kind, error=f"cannot read: {exc.strerror or exc}")
         except DecodeError as exc:

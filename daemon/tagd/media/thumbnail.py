@@ -17,6 +17,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from tagd.media.files import open_regular
+from tagd.media.image import decode_image
+
 LONG_SIDE = 320  # px: sharp in a grid on a phone or a 4K screen, ~10-20 KB
 QUALITY = 80
 
@@ -52,6 +55,13 @@ def encode(image: np.ndarray, long_side: int = LONG_SIDE) -> bytes:
         out, "WEBP", quality=QUALITY, method=0
     )
     return out.getvalue()
+
+
+def read_image(path: str, min_long_side: int, reduced: bool = True) -> np.ndarray:
+    """An original decoded (upright), for a preview made after the scan: a catalog
+    from before previews existed."""
+    with open_regular(path) as fh:
+        return decode_image(fh.read(), min_long_side=min_long_side, reduced=reduced).image
 
 
 def save(folder: Path, content_id: int, image: np.ndarray) -> Path:

@@ -3,8 +3,6 @@ as /people/{id} lists them)."""
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path as PathType
 from typing import Annotated
 
@@ -15,7 +13,7 @@ from tagd.api.auth import require
 from tagd.api.problems import Problem
 from tagd.api.state import ApiState, api_state
 from tagd.media import thumbnail
-from tagd.media.image import DecodeError, decode_image
+from tagd.media.image import DecodeError
 from tagd.records import Detection
 
 router = APIRouter(tags=["people"], dependencies=[Depends(require("read"))])
@@ -62,11 +60,8 @@ def _late(folder: PathType, face_id: int, face: Detection, paths: list[str]) -> 
     if face.t is not None or not paths:
         raise Problem(404, "no-preview", f"face {face_id} has no preview yet: a scan makes it")
     try:
-        # O_NONBLOCK and a regular-file check: a FIFO put there must not hang us.
-        with open(os.open(paths[0], os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise ValueError("not a regular file")
-            image = decode_image(fh.read(), min_long_side=0, reduced=False).image
+        # Full size: the stored box is in the original's pixels.
+        image = thumbnail.read_image(paths[0], min_long_side=0, reduced=False)
         return thumbnail.save_face(folder, face_id, image, face.box)
     except (OSError, DecodeError, ValueError) as exc:
         raise Problem(404, "no-preview", f"face {face_id}: cannot make a preview: {exc}") from None

@@ -7,7 +7,6 @@ import base64
 import binascii
 import json
 import os
-import stat
 from pathlib import Path as PathType
 from typing import Annotated, Any, Literal
 
@@ -22,7 +21,7 @@ from tagd.catalog.catalog import Catalog
 from tagd.cli.export_cmd import file_results
 from tagd.dupes import similar_json, similar_to
 from tagd.media import thumbnail
-from tagd.media.image import DecodeError, decode_image
+from tagd.media.image import DecodeError
 from tagd.paths import shown, within
 from tagd.records import ListedFile
 from tagd.sinks.outbox import enabled as enabled_sinks
@@ -237,11 +236,6 @@ def _late_preview(
             404, "no-preview", f"file {file_id} has no preview yet: the next scan makes it"
         )
     try:
-        # O_NONBLOCK and a regular-file check: a FIFO put there must not hang us.
-        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise ValueError("not a regular file")
-            image = decode_image(fh.read(), min_long_side=thumbnail.LONG_SIDE).image
-        return thumbnail.save(folder, content_id, image)
+        return thumbnail.save(folder, content_id, thumbnail.read_image(path, thumbnail.LONG_SIDE))
     except (OSError, DecodeError, ValueError) as exc:
         raise Problem(404, "no-preview", f"file {file_id}: cannot make a preview: {exc}") from None
