@@ -70,10 +70,7 @@ class OnDemand:
         self._arrived = threading.Condition(self._lock)
         self._waiting: list[_Job] = []
         self._worker: threading.Thread | None = None
-
-    def available(self) -> list[str]:
-        """The analyzers this server runs (the enabled ones of its config)."""
-        return [a.name for a in self._built()]
+        self._verified: set[str] = set()  # analyzers whose model files were checked
 
     @property
     def built(self) -> list[Analyzer] | None:
@@ -98,10 +95,15 @@ class OnDemand:
         return [built[n] for n in names] if names else list(built.values())
 
     def check(self, analyzers: Sequence[Analyzer]) -> None:
-        """Every model file of the analyzers present and verified (ModelError if not)."""
+        """Every model file of the analyzers present and verified (ModelError if
+        not), once per server: hashing them costs tens of ms, and a session loads
+        only verified files anyway."""
         for analyzer in analyzers:
+            if analyzer.name in self._verified:
+                continue
             for model in analyzer.models:
                 model.check()
+            self._verified.add(analyzer.name)
 
     def analyze(self, source: Path, analyzers: Sequence[Analyzer]) -> dict[str, Any]:
         """`tagd export`'s object for `source` analysed by `analyzers`.

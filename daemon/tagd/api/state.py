@@ -48,9 +48,6 @@ class ApiState:
 
         return analyzer_shas(self.settings, self.models_dir)
 
-    def analyzer_shas(self) -> dict[str, str]:
-        return self.shas
-
     def models_loaded(self) -> dict[str, bool]:
         """model name -> whether this server holds it now (POST /analyze loads them)."""
         service = self.__dict__.get("on_demand")  # never built: nothing loaded

@@ -50,6 +50,16 @@ def _limit(state: ApiState, request: Request) -> int:
     return limit
 
 
+def _upload(state: ApiState, file: UploadFile, folder: Path, limit: int) -> Path:
+    """The upload saved under `folder` (Problem: not media, or too large)."""
+    try:
+        return save_upload(file.file.read(64), file.file, folder, limit)
+    except AnalyzeError as exc:
+        raise Problem(415, "unsupported-media", str(exc)) from None
+    except OverflowError:
+        raise _too_large(state) from None
+
+
 def _too_large(state: ApiState) -> Problem:
     mb = state.settings.api.max_upload_mb
     return Problem(413, "too-large", f"the upload is larger than [api] max_upload_mb ({mb} MB)")
@@ -81,19 +91,11 @@ def analyze(
         raise Problem(503, "model-missing", str(exc)) from None
     folder = scratch_folder(state.scratch_dir)
     try:
-        if file is not None:
-            try:
-                source = save_upload(file.file.read(64), file.file, folder, limit)
-            except OverflowError:
-                raise _too_large(state) from None
-        else:
-            source = in_library(state, path or "")
+        source = _upload(state, file, folder, limit) if file else in_library(state, path or "")
         try:
             result = service.analyze(source, chosen)
         except AnalyzeError as exc:
             raise Problem(422, "unreadable", str(exc)) from None
-    except AnalyzeError as exc:
-        raise Problem(415, "unsupported-media", str(exc)) from None
     finally:
         remove(folder)
     if result["status"] == "error":

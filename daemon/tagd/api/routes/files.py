@@ -118,7 +118,7 @@ def list_files(
         under = checked_prefix(catalog, state, path) if path is not None else None
         filters = FileFilters(kind, under, status, changed_since, tag, min_score, max_score)
         # One more than asked: whether another page follows, without a second query.
-        page = catalog.file_page(state.analyzer_shas(), filters, after, limit + 1)
+        page = catalog.file_page(state.shas, filters, after, limit + 1)
     more = len(page) > limit
     page = page[:limit]
     return {
@@ -153,7 +153,7 @@ def get_file(
     file_id: Annotated[int, Path(ge=1, description="id from /files")],
 ) -> dict[str, Any]:
     with state.catalog() as catalog:
-        item = catalog.listed_file(state.analyzer_shas(), file_id)
+        item = catalog.listed_file(state.shas, file_id)
         if item is None:
             raise Problem(
                 404, "no-such-file", f"no file {file_id} in the catalog; /files lists them"
@@ -187,7 +187,7 @@ def similar(
     """As `tagd similar FILE --json`: by image embedding when one is stored (DINOv2,
     CLIP), else by perceptual hash; smaller distances are closer."""
     with state.catalog() as catalog:
-        item = catalog.listed_file(state.analyzer_shas(), file_id)
+        item = catalog.listed_file(state.shas, file_id)
         if item is None:
             raise Problem(
                 404, "no-such-file", f"no file {file_id} in the catalog; /files lists them"
@@ -210,7 +210,7 @@ def preview(
     """The preview the scan kept (tagd.media.thumbnail); a photo scanned before
     previews existed gets one now, from one reduced decode, kept for next time."""
     with state.catalog() as catalog:
-        item = catalog.listed_file(state.analyzer_shas(), file_id)
+        item = catalog.listed_file(state.shas, file_id)
     if item is None:
         raise Problem(404, "no-such-file", f"no file {file_id} in the catalog; /files lists them")
     record = item.record

@@ -76,7 +76,7 @@ class Snapshot:
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def metrics(state: Annotated[ApiState, Depends(api_state)]) -> Response:
     with state.catalog() as catalog:
-        report = status_report(catalog, state.analyzer_shas(), state.state_dir)
+        report = status_report(catalog, state.shas, state.state_dir)
         totals = get_json(catalog, TOTALS)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Snapshot(report, totals, state.models_loaded()))

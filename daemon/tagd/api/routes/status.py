@@ -16,4 +16,4 @@ router = APIRouter(tags=["status"], dependencies=[Depends(require("read"))])
 @router.get("/status", summary="Counts by state, the queues, the daemon and the last scan")
 def status(state: Annotated[ApiState, Depends(api_state)]) -> dict[str, Any]:
     with state.catalog() as catalog:
-        return status_report(catalog, state.analyzer_shas(), state.state_dir)
+        return status_report(catalog, state.shas, state.state_dir)
