@@ -162,9 +162,11 @@ class OnDemand:
                             "batch": len(batch),
                             "analyzers": [a.name for a in analyzers],
                         }
-                    job.done.set()
             finally:
                 catalog.close()
+        # Answered once the scratch catalog is gone: an answer means no trace is left.
+        for job in batch:
+            job.done.set()
 
 
 @dataclasses.dataclass(eq=False)
