@@ -40,17 +40,29 @@ class Reply:
     body: Any
 
 
-def get(base: str, route: str, key: str | None = None, **query: Any) -> Reply:
-    url = base + route + (("?" + urllib.parse.urlencode(query)) if query else "")
-    request = urllib.request.Request(url)
-    if key is not None:
-        request.add_header("Authorization", f"Bearer {key}")
+def exchange(
+    request: urllib.request.Request, timeout: float = 60
+) -> tuple[int, dict[str, str], bytes]:
+    """(status, lower-cased headers, body) of one request, error statuses included."""
     try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
             status, headers, raw = answer.status, dict(answer.headers), answer.read()
     except urllib.error.HTTPError as exc:
         status, headers, raw = exc.code, dict(exc.headers), exc.read()
-    return Reply(status, {k.lower(): v for k, v in headers.items()}, json.loads(raw or b"null"))
+    return status, {k.lower(): v for k, v in headers.items()}, raw
+
+
+def reply(request: urllib.request.Request, key: str | None, timeout: float = 60) -> Reply:
+    """The JSON reply to `request`, sent with `key` as a bearer token if given."""
+    if key is not None:
+        request.add_header("Authorization", f"Bearer {key}")
+    status, headers, raw = exchange(request, timeout)
+    return Reply(status, headers, json.loads(raw or b"null"))
+
+
+def get(base: str, route: str, key: str | None = None, **query: Any) -> Reply:
+    url = base + route + (("?" + urllib.parse.urlencode(query)) if query else "")
+    return reply(urllib.request.Request(url), key, timeout=30)
 
 
 def free_socket() -> socket.socket:
@@ -452,14 +464,7 @@ def post_form(
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     request = urllib.request.Request(base + route, data=body, method="POST")
     request.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
-    if key is not None:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=120) as answer:
-            status, headers, raw = answer.status, dict(answer.headers), answer.read()
-    except urllib.error.HTTPError as exc:
-        status, headers, raw = exc.code, dict(exc.headers), exc.read()
-    return Reply(status, {k.lower(): v for k, v in headers.items()}, json.loads(raw or b"null"))
+    return reply(request, key, timeout=120)
 
 
 def same_results(got: dict[str, Any], exported: dict[str, Any]) -> None:
@@ -566,14 +571,7 @@ def test_analyze_an_upload_or_a_library_path_as_tagd_export_has_it(
 def send_json(base: str, route: str, body: dict[str, Any], key: str | None = None) -> Reply:
     request = urllib.request.Request(base + route, data=json.dumps(body).encode(), method="POST")
     request.add_header("Content-Type", "application/json")
-    if key is not None:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            status, headers, raw = answer.status, dict(answer.headers), answer.read()
-    except urllib.error.HTTPError as exc:
-        status, headers, raw = exc.code, dict(exc.headers), exc.read()
-    return Reply(status, {k.lower(): v for k, v in headers.items()}, json.loads(raw or b"null"))
+    return reply(request, key)
 
 
 def test_people_named_split_and_merged_by_an_admin_key(library: Library, tmp_path: Path) -> None:
@@ -640,11 +638,7 @@ def test_people_named_split_and_merged_by_an_admin_key(library: Library, tmp_pat
 
 
 def fetch_bytes(url: str) -> tuple[int, dict[str, str], bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as answer:
-            return answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+    return exchange(urllib.request.Request(url), timeout=30)
 
 
 def test_previews_come_from_the_scan_and_never_decode_the_original_again(
