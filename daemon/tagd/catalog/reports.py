@@ -27,6 +27,21 @@ class ReportQueries:
         for r in rows:
             yield record_of(r)
 
+    def status_counts(self, analyzers: dict[str, str]) -> dict[tuple[str, str], int]:
+        """(kind, status) -> files, counted by SQLite (a status report of a large
+        library without a Python object per file)."""
+        select, params = record_select(analyzers)
+        rows = self.con.execute(
+            f"SELECT kind, status, COUNT(*) FROM ({select}) GROUP BY kind, status", params
+        )
+        return {(kind, status): n for kind, status, n in rows}
+
+    def records_in_error(self, analyzers: dict[str, str]) -> list[FileRecord]:
+        """The files whose reading or analysis failed, by path."""
+        select, params = record_select(analyzers)
+        rows = self.con.execute(f"{select} WHERE status = 'error' ORDER BY f.path", params)
+        return [record_of(r) for r in rows]
+
     def counts(self) -> dict[str, int]:
         return {
             table: self.con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
@@ -49,7 +64,7 @@ def record_select(analyzers: dict[str, str]) -> tuple[str, list[object]]:
     )
     params: list[object] = [v for pair in analyzers.items() for v in pair]
     sql = (
-        "SELECT f.id, f.path, COALESCE(c.kind, f.kind), COALESCE(f.error, c.error), "
+        "SELECT f.id, f.path, COALESCE(c.kind, f.kind) AS kind, COALESCE(f.error, c.error), "
         "c.width, c.height, c.duration, f.content_id, "
         "CASE WHEN COALESCE(f.error, c.error) <> '' THEN 'error' "
         f"WHEN ({done_all}) THEN 'ok' ELSE 'pending' END AS status, f.size, f.mtime_ns "

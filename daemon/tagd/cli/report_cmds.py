@@ -42,15 +42,18 @@ def status_report(
     catalog: Catalog, analyzers: dict[str, str], state_dir: Path, now: float | None = None
 ) -> dict[str, Any]:
     """What `tagd status` shows, as data (the HTTP API's /status returns it as is)."""
-    records = list(catalog.records(analyzers))
-    by_state = Counter(r.status for r in records)
-    by_kind = Counter(r.kind for r in records)
+    tally = catalog.status_counts(analyzers)
+    by_state: Counter[str] = Counter()
+    by_kind: Counter[str] = Counter()
+    for (kind, state), n in tally.items():
+        by_state[state] += n
+        by_kind[kind] += n
     counts = catalog.counts()
     return {
         # Shown as every report prints them: a name that is not UTF-8 has \xNN in it.
         "catalog": shown(catalog.path),
         "files": {
-            "total": len(records),
+            "total": sum(tally.values()),
             "images": by_kind["image"],
             "videos": by_kind["video"],
             "ok": by_state["ok"],
@@ -68,7 +71,7 @@ def status_report(
         "service": status_lines(catalog, state_dir, now),
         "last_scan": get_json(catalog, LAST_SCAN) or None,
         "errors": [
-            {"path": shown(r.path), "error": r.error} for r in records if r.status == "error"
+            {"path": shown(r.path), "error": r.error} for r in catalog.records_in_error(analyzers)
         ],
         "failed_writes": [
             {"path": shown(path), "sink": sink, "attempts": attempts, "error": error}
