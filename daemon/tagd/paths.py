@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from tagd.config import Settings
@@ -90,3 +91,10 @@ def escape_streams() -> None:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors=ESCAPE)
+
+
+def library_roots(settings: Settings, extra: Sequence[str] = ()) -> list[str]:
+    """Where tagd may write: library.roots, the local side of the Stash path mappings
+    (files Stash lists are scanned there) and `extra` (paths given to `tagd scan`)."""
+    mapped = [m.local for m in settings.stash.path_mappings] if settings.stash.enabled else []
+    return [*settings.library.roots, *mapped, *extra]

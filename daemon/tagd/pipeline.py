@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,7 +143,10 @@ class Pipeline:
         self,
         progress: Callable[[int], None] | None = None,
         stop: threading.Event | None = None,
+        turn: Callable[[], AbstractContextManager[None]] = nullcontext,
     ) -> AnalyzeReport:
+        """Analyse what is pending. `turn()` is held around each batch's inference
+        and save: the analysis process lets on-demand requests in between."""
         report = AnalyzeReport()
         if not self.analyzers:
             return report
@@ -160,7 +164,8 @@ class Pipeline:
                 depth = self.settings.runtime.batch_size + 2 * workers
                 loaded = _prefetch(pool, self.load, items, depth=depth)
                 for batch in self._batches(loaded):
-                    self._process(batch, report, stop)
+                    with turn():
+                        self._process(batch, report, stop)
                     if progress:
                         progress(len(batch))
                     if stop and stop.is_set():

@@ -31,9 +31,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-MODES = {"scan": [], "tagme": ["--tagme-only"]}
+# Each mode's `tagd scan` arguments when no daemon runs; None: only a daemon can.
+MODES: dict[str, list[str] | None] = {
+    "scan": [],
+    "tagme": ["--tagme-only"],
+    "pause": None,
+    "resume": None,
+}
 # What each mode asks a running daemon (its control socket) to do.
-COMMANDS = {"scan": "stash", "tagme": "tagme"}
+COMMANDS = {"scan": "stash", "tagme": "tagme", "pause": "pause", "resume": "resume"}
 TIMEOUT = 6 * 3600  # a first scan of a large library takes hours, not days
 CONNECT_TIMEOUT = 5.0
 PROGRESS_EVERY = 5.0  # seconds between progress reports while a daemon scans
@@ -198,10 +204,13 @@ def run_task(mode: str) -> dict[str, Any]:
             "error": f"the tagd daemon (pid {pid}) runs but its control socket cannot be "
             "reached from here: set TAGD_SOCKET to its path (daemon.control_socket)"
         }
+    arguments = MODES[mode]
+    if arguments is None:
+        return {"error": f"no tagd daemon runs: there is no scanning to {mode}"}
     exe = tagd_bin()
     if exe is None:
         return {"error": "tagd not found: put it on Stash's PATH or set TAGD_BIN"}
-    return run_tagd([exe, "scan", "--from-stash", *MODES[mode]])
+    return run_tagd([exe, "scan", "--from-stash", *arguments])
 
 
 def _die_with_parent() -> None:

@@ -194,7 +194,7 @@ def test_retry_timer_queues_a_delivery_only_when_writes_are_due(tmp_path: Path) 
     def decide(settings: Settings, now_offset: float = 0.0) -> list[str]:
         service = Service(None, settings)
         worker = ScanWorker(
-            tmp_path / "catalog.db", Generation(settings, []), Notifier(), threading.Event()
+            tmp_path / "catalog.db", Generation(settings), Notifier(), threading.Event()
         )
         service.worker, service._meta = worker, catalog
         service._last_retry_check = time.monotonic() - RETRY_CHECK - 1 + now_offset

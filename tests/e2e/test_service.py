@@ -221,10 +221,13 @@ def test_run_schedules_watches_reloads_and_stops_cleanly(
         notify.wait_for("READY=1", 60, proc)
         wait_until(lambda: tagged_and_written(state_dir, first), 30, "the first scan")
         notify.wait_for("WATCHDOG=1", 3, proc)
-        # Low priority, for every thread (decode workers and model threads included).
-        tids = [int(t.parent.name) for t in _task_stats(proc.pid)]
+        # Low priority, for every thread of every process (the analysis process's
+        # decode workers and model threads included, while it runs).
+        pids = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+        stats = [t for pid in pids for t in _task_stats(pid)]
+        tids = [int(t.parent.name) for t in stats]
         assert {psutil.Process(t).ionice().ioclass for t in tids} == {psutil.IOPRIO_CLASS_IDLE}
-        nices = {int(t.read_text().rsplit(")", 1)[1].split()[16]) for t in _task_stats(proc.pid)}
+        nices = {int(t.read_text().rsplit(")", 1)[1].split()[16]) for t in stats}
         assert nices == {15}, nices
 
         # New photos are tagged within seconds: one written in place, one renamed in.
@@ -235,7 +238,8 @@ def test_run_schedules_watches_reloads_and_stops_cleanly(
         ]
         took = wait_until(lambda: tagged_and_written(state_dir, added), 15, "new photos")
         assert took < 5
-        assert "released yolox-nano" in _wait_log(log, "released yolox-nano", 10)
+        # Idle for runtime.idle_unload: the analysis process ends, models and all.
+        assert "models are released" in _wait_log(log, "models are released", 10)
         notify.wait_for("STATUS=idle", 10, proc)
 
         # A second daemon, or a scan of given paths, on the same state dir: exit 2
@@ -251,7 +255,7 @@ def test_run_schedules_watches_reloads_and_stops_cleanly(
         code, out, _ = cli("--config", config, "status")
         assert code == 0, out
         assert f"daemon: running (pid {proc.pid})" in out
-        assert "schedule: 3s; next scan: " in out and "(in " in out
+        assert "schedule: 3s; next scan: " in out and "(in " in out, out
         assert "watching: 1 folder(s)" in out
         assert "last scan: " in out and "throughput: " in out
         assert "queue: 0 files to analyse, 0 writes" in out

@@ -70,11 +70,11 @@ def test_listen_parsing() -> None:
     assert parse_listen("[::1]:80").url == "http://[::1]:80"
     assert parse_listen("localhost:1").loopback and not parse_listen("0.0.0.0:1").loopback
     assert not is_loopback("nas.local")  # a name may resolve anywhere
+    assert parse_listen("127.0.0.1:0").port == 0  # any free port
     for bad, words in (
         ("garbage", "host:port"),
         ("127.0.0.1", "host:port"),
         (":8765", "host:port"),
-        ("127.0.0.1:0", "port"),
         ("127.0.0.1:65536", "port"),
         ("127.0.0.1:http", "port"),
         ("::1:80", "brackets"),

@@ -11,23 +11,35 @@ from tagd.api import problems
 from tagd.api.routes import (
     analyze,
     dupes,
+    events,
     faces,
     files,
     health,
     metrics,
     people,
+    scans,
     search,
     status,
     tags,
 )
 from tagd.api.state import ApiState
 from tagd.config import Settings
+from tagd.engine.client import Engine
 from tagd.paths import models_dir
 
 PREFIX = "/api/v1"
 
 
-def create_app(settings: Settings, state_dir: Path) -> FastAPI:
+def create_app(settings: Settings, state_dir: Path, state: ApiState | None = None) -> FastAPI:
+    """The app over `state` (`tagd run` passes its own: its engine, the daemon);
+    without one, an API of its own with an analysis process of its own."""
+    if state is None:
+        engine = Engine(
+            state_dir / "catalog.db",
+            log_level=settings.daemon.log_level,
+            idle=settings.runtime.idle_unload,
+        )
+        state = ApiState(settings, state_dir, models_dir(settings), engine)
     app = FastAPI(
         title="tagd",
         version=__version__,
@@ -42,8 +54,9 @@ def create_app(settings: Settings, state_dir: Path) -> FastAPI:
         openapi_url="/api/openapi.json",
         redoc_url=None,
     )
-    app.state.tagd = ApiState(settings, state_dir, models_dir(settings))
+    app.state.tagd = state
     problems.install(app)
-    for module in (health, status, metrics, files, tags, search, people, faces, dupes, analyze):
+    routes = (health, status, metrics, files, tags, search, people, faces, dupes, analyze)
+    for module in (*routes, scans, events):
         app.include_router(module.router, prefix=PREFIX)
     return app

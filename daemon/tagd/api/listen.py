@@ -5,9 +5,13 @@ No web framework here: the config checks import this module.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
+import socket
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 from tagd.config import ApiSettings
 
@@ -55,8 +59,10 @@ def parse_listen(text: str) -> Listen:
             raise ListenError(f"write an IPv6 address in brackets; {expected}")
         if not _is_ip(host) and not _HOSTNAME.match(host):
             raise ListenError(f"{host!r} is not an IP address or host name; {expected}")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ListenError(f"port {port!r} must be a number from 1 to 65535; {expected}")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ListenError(
+            f"port {port!r} must be a number from 0 (any free port) to 65535; {expected}"
+        )
     return Listen(host, int(port))
 
 
@@ -91,3 +97,58 @@ def exposure_problem(api: ApiSettings, listen: Listen, key: str = "api.listen") 
         "api.api_keys is empty, so anyone could: add a key (`tagd api-key new` prints "
         'the line for [api] api_keys) or listen on loopback ("127.0.0.1:8765")'
     )
+
+
+def bind(listen: Listen) -> socket.socket:
+    """The listening socket, bound before the server starts so that a taken port is
+    a clear ListenError rather than uvicorn's log line."""
+    try:
+        infos = socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {listen.host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenError(
+                f"{listen.host}:{listen.port} is taken by another program (another tagd?); "
+                "stop it or choose a free port with [api] listen"
+            ) from None
+        raise ListenError(f"cannot listen on {listen.host}:{listen.port}: {exc.strerror}") from None
+    return sock
+
+
+class ApiServer:
+    """uvicorn serving `app` on `sock` in a thread of its own (`tagd run`: the main
+    thread keeps the signals)."""
+
+    def __init__(self, app: Any, sock: socket.socket) -> None:
+        import uvicorn
+
+        # log_config None: uvicorn's lines go through tagd's logging.
+        # A stop waits that long for requests in flight (an event stream never ends).
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=2,
+        )
+        self.server = uvicorn.Server(config)
+        self.sock = sock
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, name="api", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        self.sock.close()

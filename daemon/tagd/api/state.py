@@ -1,12 +1,12 @@
-"""What every route reads: the settings the server started with, and the catalog,
-opened for one request at a time."""
+"""What every route reads: the settings, the catalog (opened for one request at a
+time), the analysis process for POST /analyze, and, when `tagd run` serves the
+API, the daemon itself (scans, pause and resume, live events)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,16 +14,24 @@ from fastapi import Request
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
+from tagd.engine.client import Engine, EngineError
+from tagd.service.events import EventBus
 
 if TYPE_CHECKING:
-    from tagd.api.analyze import OnDemand
+    from tagd.service.loop import Service
 
 
-@dataclass(frozen=True)
+@dataclass
 class ApiState:
     settings: Settings
     state_dir: Path
     models_dir: Path
+    engine: Engine
+    generation: int = 0  # of `settings`, as the analysis process knows them
+    daemon: Service | None = None  # None: `tagd serve`, no scheduler
+    events: EventBus = field(default_factory=EventBus)
+    # analyzer name -> model sha256 (see `shas`); the daemon sets it on reload.
+    known_shas: dict[str, str] | None = None
 
     @property
     def catalog_path(self) -> Path:
@@ -40,33 +48,37 @@ class ApiState:
         finally:
             catalog.close()
 
-    @cached_property
+    @property
     def shas(self) -> dict[str, str]:
-        """analyzer -> model sha256 (tagd.pipeline.analyzer_shas), read once: the
-        settings and models are those the server started with."""
-        from tagd.pipeline import analyzer_shas
+        """analyzer -> model sha256, which tells analysed files from pending ones.
+        The analysis process works it out (the models are its business), once per
+        config; {} when it cannot (then every file counts as analysed by nothing)."""
+        if self.known_shas is None:
+            try:
+                self.known_shas = self.engine.call("shas", self.settings, self.generation)
+            except EngineError:
+                return {}
+        return self.known_shas
 
-        return analyzer_shas(self.settings, self.models_dir)
-
-    def models_loaded(self) -> dict[str, bool]:
-        """model name -> whether this server holds it now (POST /analyze loads them)."""
-        service = self.__dict__.get("on_demand")  # never built: nothing loaded
-        if service is None or service.built is None:
-            return {}
-        return {m.spec.name: m.loaded for a in service.built for m in a.models}
+    def snapshot(self) -> dict[str, object]:
+        """What the daemon does now (GET /events' first event)."""
+        worker = self.daemon.worker if self.daemon is not None else None
+        engine = {"analysis_process": self.engine.running, "starts": self.engine.started}
+        if worker is None:
+            return {"daemon": False, **engine}
+        return {
+            "daemon": True,
+            "state": worker.activity.state,
+            "progress": worker.activity.progress,
+            "paused": worker.paused,
+            "waiting": worker.requests.qsize(),
+            **engine,
+        }
 
     @property
     def scratch_dir(self) -> Path:
-        """Where uploads and on-demand scratch catalogs live while a request runs."""
+        """Where uploads live while a request runs."""
         return self.state_dir / "tmp"
-
-    @cached_property
-    def on_demand(self) -> OnDemand:
-        """The analyzers for POST /analyze, built once (models load on first use)."""
-        from tagd.api.analyze import OnDemand
-
-        self.scratch_dir.mkdir(parents=True, exist_ok=True)
-        return OnDemand(self.settings, self.models_dir, self.scratch_dir)
 
 
 def api_state(request: Request) -> ApiState:

@@ -17,6 +17,7 @@ from tagd.cli import (
     dupes_cmd,
     export_cmd,
     models_cmd,
+    pause_cmd,
     people_cmd,
     report_cmds,
     run_cmd,
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (
         scan_cmd,
         run_cmd,
+        pause_cmd,
         report_cmds,
         dupes_cmd,
         people_cmd,

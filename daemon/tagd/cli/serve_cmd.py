@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import errno
-import socket
 import sys
 
-from tagd.api.listen import Listen, ListenError, exposure_problem, parse_listen
+from tagd.api.listen import ListenError, bind, exposure_problem, parse_listen
 from tagd.cli.context import EXIT_OK, Context, UsageError
 
 
@@ -17,30 +15,6 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "--listen", metavar="HOST:PORT", help="address to listen on (default: [api] listen)"
     )
     p.set_defaults(handler=serve)
-
-
-def bind(listen: Listen) -> socket.socket:
-    """The listening socket, bound here so that a taken port is a clear message and
-    exit 2 rather than uvicorn's log line and exit 1."""
-    try:
-        infos = socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise UsageError(f"cannot listen on {listen.host}: {exc.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise UsageError(
-                f"{listen.host}:{listen.port} is taken by another program (another "
-                "`tagd serve`?); stop it or choose a free port with --listen or [api] listen"
-            ) from None
-        raise UsageError(f"cannot listen on {listen.host}:{listen.port}: {exc.strerror}") from None
-    return sock
 
 
 def serve(ctx: Context, args: argparse.Namespace) -> int:
@@ -59,7 +33,11 @@ def serve(ctx: Context, args: argparse.Namespace) -> int:
     refused = exposure_problem(api, listen, key)
     if refused:
         raise UsageError(refused)
-    sock = bind(listen)
+    try:
+        sock = bind(listen)
+    except ListenError as exc:
+        hint = " (or --listen)" if "[api] listen" in str(exc) else ""
+        raise UsageError(f"{exc}{hint}") from None
     app = create_app(ctx.settings, ctx.state_dir)
     # log_config None: uvicorn's lines go through tagd's logging (set up by main).
     config = uvicorn.Config(app, log_config=None, access_log=False, server_header=False)
@@ -68,5 +46,8 @@ def serve(ctx: Context, args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        app.state.tagd.engine.close()
     return EXIT_OK

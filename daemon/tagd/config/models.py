@@ -354,7 +354,7 @@ class ApiKey:
 
 @dataclass(frozen=True, config=SECTION)
 class ApiSettings:
-    """`tagd serve`: the HTTP API (tagd.api)."""
+    """The HTTP API (tagd.api), served by `tagd run` and `tagd serve`."""
 
     enabled: Bool = True
     # host:port ("[::1]:8765" for IPv6). Anything but loopback needs api_keys.

@@ -27,7 +27,6 @@ hash and index 1 its mirror.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 VERSION = "dct32-8x8-median-crop90x25-v1"  # stands in for a model sha256
@@ -62,6 +61,9 @@ def _window(grey: np.ndarray, x: float, y: float) -> np.ndarray:
 
 def hash_set(image: np.ndarray) -> np.ndarray:
     """Every stored hash of a BGR (or grey) image: uint64[HASHES], [0] plain, [1] mirror."""
+    # Here, not at the top: the API compares stored hashes without OpenCV.
+    import cv2
+
     grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     out = np.empty(HASHES, np.uint64)
     for i, (x, y) in enumerate(WINDOWS):

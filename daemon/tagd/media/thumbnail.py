@@ -19,26 +19,15 @@ from PIL import Image
 
 from tagd.media.files import open_regular
 from tagd.media.image import decode_image
-
-LONG_SIDE = 320  # px: sharp in a grid on a phone or a 4K screen, ~10-20 KB
-QUALITY = 80
-
-
-def folder_for(catalog_path: Path) -> Path:
-    """Where the previews of the catalog at `catalog_path` live."""
-    return catalog_path.parent / "thumbs"
-
-
-FACE_SIDE = 160  # px: a face in a people grid
-FACE_MARGIN = 0.25  # of the box's size on each side: hair and chin in the picture
-
-
-def path_for(folder: Path, content_id: int) -> Path:
-    return folder / f"{content_id}.webp"
-
-
-def face_path_for(folder: Path, detection_id: int) -> Path:
-    return folder / "faces" / f"{detection_id}.webp"
+from tagd.media.preview_files import (  # noqa: F401  (where previews live: also here)
+    FACE_MARGIN,
+    FACE_SIDE,
+    LONG_SIDE,
+    QUALITY,
+    face_path_for,
+    folder_for,
+    path_for,
+)
 
 
 def encode(image: np.ndarray, long_side: int = LONG_SIDE) -> bytes:

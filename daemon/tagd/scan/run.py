@@ -14,7 +14,8 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -112,11 +113,13 @@ def run_scan(
     stop: threading.Event | None = None,
     stop_by: Deadline | None = None,
     writer: WriterProcess | None = None,
+    turn: Callable[[], AbstractContextManager[None]] = nullcontext,
 ) -> ScanReport:
     """Scan `roots` (indexing only those in `usable`, default all) and record it.
 
     `analyzers`: None indexes only (no model runs, nothing is written). `stop`
     ends the scan early; local sinks then write until `stop_by` (outbox.Sink).
+    `turn()` is held around each analysed batch (Pipeline.run).
     """
     events = events or ScanEvents()
     stats = ScanStats(options.trigger, list(roots))
@@ -131,7 +134,7 @@ def run_scan(
     stats.indexed = index.seen
     report = ScanReport(stats, index)
     if analyzers is not None:
-        _analyse(report, catalog, settings, roots, analyzers, events, stop)
+        _analyse(report, catalog, settings, roots, analyzers, events, stop, turn)
         report.deliveries = deliver_all(
             catalog,
             settings,
@@ -187,6 +190,7 @@ def _analyse(
     analyzers: Sequence[Analyzer],
     events: ScanEvents,
     stop: threading.Event | None,
+    turn: Callable[[], AbstractContextManager[None]],
 ) -> None:
     """Re-derive tags if the policy changed, analyse what is pending, cluster faces."""
     from tagd.people.cluster import after_scan
@@ -207,7 +211,7 @@ def _analyse(
         events.analysing(done, total)
 
     events.analysing(0, total)
-    analysis = pipeline.run(progress=progress, stop=stop)
+    analysis = pipeline.run(progress=progress, stop=stop, turn=turn)
     report.analysis = analysis
     stats = report.stats
     stats.analysed, stats.failed, stats.frames = analysis.done, analysis.failed, analysis.frames

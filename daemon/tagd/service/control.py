@@ -17,7 +17,9 @@ loop can neither hammer Stash nor flood the log:
 - `stash`, `tagme`: scan the files Stash lists (all, or those tagged
   `<prefix>_TagMe`), as `tagd scan --from-stash [--tagme-only]`;
 - `deliver`: retry the queued sidecar and Stash writes now;
-- `status`: what the daemon is doing.
+- `status`: what the daemon is doing;
+- `pause`, `resume`: hold scanning (the batch in flight finishes, nothing new
+  starts; kept across restarts) and let it go on.
 With `"wait": true` the answer comes when that work is done, with its summary;
 an asker that hangs up meanwhile (Stash kills a cancelled task) stops the work
 it asked for after the batch in flight, unless others want it too.
@@ -44,7 +46,7 @@ from tagd.config import Settings
 log = logging.getLogger("tagd.service")
 
 SOCKET_NAME = "tagd.sock"
-COMMANDS = ("scan", "stash", "tagme", "deliver", "status")
+COMMANDS = ("scan", "stash", "tagme", "deliver", "status", "pause", "resume")
 MAX_REQUEST = 4096  # bytes: one short JSON line
 READ_TIMEOUT = 5.0  # seconds a client gets to send its line
 # AF_UNIX paths are limited by sockaddr_un.sun_path (108 bytes on Linux, incl. NUL).

@@ -28,6 +28,8 @@ backoff or not, when someone asks through the socket.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import select
@@ -37,25 +39,30 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import ConfigError, Settings, load_settings
+from tagd.engine.client import Engine, EngineError
 from tagd.paths import models_dir, state_dir
-from tagd.runtime.backends import resolve_backend
 from tagd.runtime.manifest import ModelError
 from tagd.scan.index import make_walker
-from tagd.scan.run import checked_analyzers
 from tagd.service import logs
 from tagd.service.control import ControlError, ControlSocket, socket_path
+from tagd.service.events import EventBus
 from tagd.service.lock import InstanceLock
-from tagd.service.memory import release_memory, rss_mb, tune_malloc
+from tagd.service.memory import tune_malloc
 from tagd.service.notify import Notifier, watchdog_interval
 from tagd.service.priority import lower_priority
 from tagd.service.schedule import Schedule
-from tagd.service.stats import SERVICE, put_json
+from tagd.service.stats import SERVICE, get_json, put_json
 from tagd.service.watch import Watcher
 from tagd.service.work import Generation, ScanWorker
 from tagd.sinks.select import enabled_sinks
+
+if TYPE_CHECKING:
+    from tagd.api.listen import ApiServer
+    from tagd.api.state import ApiState
 
 log = logging.getLogger("tagd.service")
 
@@ -66,9 +73,16 @@ RETRY_CHECK = 30.0  # seconds between looks at the outbox for writes due again
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
 
-def build_generation(settings: Settings) -> Generation:
-    """The analyzers of a config, with their model files checked (not loaded)."""
-    return Generation(settings, checked_analyzers(settings, models_dir(settings)))
+def build_generation(engine: Engine, settings: Settings, number: int) -> Generation:
+    """A config whose analyzers the analysis process built and whose model files it
+    checked (nothing is loaded); ModelError when one is missing or damaged."""
+    try:
+        shas = engine.call("check", settings, number)
+    except EngineError as exc:
+        if exc.kind == "model":
+            raise ModelError(str(exc)) from None
+        raise
+    return Generation(settings, number, shas)
 
 
 class Service:
@@ -85,6 +99,15 @@ class Service:
         self.tagme: Schedule | None = None  # Stash's TagMe files, [stash] tagme_schedule
         self.watcher: Watcher | None = None
         self.control: ControlSocket | None = None
+        self.api: ApiServer | None = None
+        self.api_state: ApiState | None = None
+        self.events = EventBus()
+        self.engine = Engine(
+            self.catalog_path,
+            log_level=settings.daemon.log_level,
+            idle=settings.runtime.idle_unload,
+        )
+        self._generations = 0
         self._last_retry_check = 0.0
         self._meta: Catalog | None = None
         self._service: dict[str, object] = {}
@@ -107,26 +130,37 @@ class Service:
         for done in lower_priority(settings.daemon.nice, settings.daemon.io_idle):
             log.debug("priority: %s", done)
         tune_malloc()  # before any thread starts
-        generation = build_generation(settings)
         self._meta = Catalog(self.catalog_path)  # also migrates before the scan thread starts
-        if settings.profile == "gpu" and resolve_backend(settings.runtime.backend) == "cpu":
-            log.warning("profile 'gpu' but onnxruntime has no CUDA provider: running on the CPU")
+        try:
+            generation = build_generation(self.engine, settings, self._generations)
+        except BaseException:
+            self.engine.close()
+            self._meta.close()
+            raise
         wake_r, wake_w = self._install_signals()
         try:
-            self.worker = ScanWorker(self.catalog_path, generation, self.notifier, self.stop)
+            self.worker = ScanWorker(
+                self.catalog_path, generation, self.notifier, self.stop, self.engine, self.events
+            )
             self.worker.start()
-            self.schedule = Schedule(lambda: self._request("schedule"))
+            self.schedule = Schedule(lambda: self._request("schedule", wake=wake_w))
             self.schedule.start(settings.daemon.schedule)
             self.tagme = Schedule(lambda: self._request("stash tagme schedule", source="tagme"))
             self.tagme.start(_tagme_schedule(settings))
             self._start_watcher(settings)
             self._start_control(settings)
+            self._start_api(settings, generation)
+            was_paused = bool(get_json(self._meta, SERVICE).get("paused"))
             self._service = {
+                "paused": was_paused,
                 "pid": os.getpid(),
                 "started": time.time(),
                 "config": str(settings.source or "built-in defaults"),
             }
             self._save_service()
+            if was_paused:
+                self.worker.pause(True)
+                log.warning("paused before the last stop: scans wait for `tagd resume`")
             if settings.daemon.scan_on_start:
                 self.worker.request("start")
             log.info(
@@ -186,11 +220,54 @@ class Service:
         self.lock.note(f"socket={path}")
         log.info("control socket %s", path)
 
+    def _start_api(self, settings: Settings, generation: Generation) -> None:
+        """The HTTP API ([api] enabled), in a thread of this process: it reads the
+        catalog itself and asks the scan thread and the analysis process for the
+        rest. The daemon is useful without it: a problem is logged, not fatal."""
+        if not settings.api.enabled:
+            return
+        from tagd.api.app import create_app
+        from tagd.api.listen import ApiServer, ListenError, bind, exposure_problem, parse_listen
+        from tagd.api.state import ApiState
+
+        try:
+            listen = parse_listen(settings.api.listen)
+            refused = exposure_problem(settings.api, listen)
+            if refused:
+                raise ListenError(refused)
+            sock = bind(listen)
+        except ListenError as exc:
+            log.error("HTTP API not started: %s", exc)
+            return
+        self.api_state = ApiState(
+            settings,
+            self.state_dir,
+            models_dir(settings),
+            self.engine,
+            generation=generation.number,
+            daemon=self,
+            events=self.events,
+            known_shas=dict(generation.shas),
+        )
+        self.api = ApiServer(create_app(settings, self.state_dir, self.api_state), sock)
+        self.api.start()
+        url = dataclasses.replace(listen, port=sock.getsockname()[1]).url  # port 0: the one given
+        self.lock.note(f"api={url}")
+        log.info("HTTP API on %s/api/v1 (documentation: %s/api/docs)", url, url)
+
     def _request(
-        self, trigger: str, roots: set[str] | None = None, source: str = "library"
+        self,
+        trigger: str,
+        roots: set[str] | None = None,
+        source: str = "library",
+        wake: socket.socket | None = None,
     ) -> None:
         if self.worker is not None and not self.stop.is_set():
             self.worker.request(trigger, roots, source)
+        if wake is not None:
+            # The main loop shows the next scan time at once (byte 0 is no signal).
+            with contextlib.suppress(OSError):
+                wake.send(b"\0")
 
     def command(
         self, command: str, wait: bool, gone: Callable[[], bool] = lambda: False
@@ -205,11 +282,16 @@ class Service:
             return {
                 "ok": True,
                 "message": f"{activity.state}"
-                + (f" {activity.progress[0]}/{activity.progress[1]}" if activity.progress else ""),
+                + (f" {activity.progress[0]}/{activity.progress[1]}" if activity.progress else "")
+                + (" (paused)" if worker.paused and activity.state != "paused" else ""),
                 "pid": os.getpid(),
                 "state": activity.state,
                 "progress": activity.progress,
+                "paused": worker.paused,
             }
+        if command in ("pause", "resume"):
+            self.pause(command == "pause")
+            return {"ok": True, "message": "paused" if worker.paused else "resumed"}
         settings = worker.generation.settings
         if command in ("stash", "tagme") and not settings.stash.enabled:
             return {"ok": False, "error": "Stash is not configured: set [stash] enabled = true"}
@@ -232,6 +314,14 @@ class Service:
             "failed": request.failed,
         }
 
+    def pause(self, paused: bool) -> None:
+        """Pause or resume scanning (the control socket, the API); kept across
+        restarts, so a paused daemon stays paused until someone resumes it."""
+        assert self.worker is not None
+        self.worker.pause(paused)
+        self._service["paused"] = paused
+        self._save_service()
+
     # ------------------------------------------------------------ loop
 
     def _loop(self, wake: socket.socket) -> int:
@@ -243,6 +333,8 @@ class Service:
             ready, _, _ = select.select([wake], [], [], tick)
             if ready:
                 for signum in self._drain(wake):
+                    if not signum:
+                        continue  # a wake-up, not a signal
                     if signum in (signal.SIGTERM, signal.SIGINT):
                         log.info("%s: stopping", signal.Signals(signum).name)
                         return 0
@@ -254,7 +346,6 @@ class Service:
             if not self.worker.is_alive():
                 log.error("the scan thread ended unexpectedly; exiting")
                 return 1
-            self._sweep()
             self._refresh()
             self._retry_due()
             now = time.monotonic()
@@ -272,24 +363,6 @@ class Service:
             return list(wake.recv(256))
         except BlockingIOError:
             return []
-
-    def _sweep(self) -> None:
-        """Release models nobody used for runtime.idle_unload seconds."""
-        assert self.worker is not None
-        released = [
-            m.spec.name
-            for a in self.worker.generation.analyzers
-            for m in a.models
-            if m.unload_if_idle()
-        ]
-        if released:
-            release_memory()
-            log.info(
-                "released %s after %.0f s idle; RSS now %.0f MB",
-                ", ".join(released),
-                self.worker.generation.settings.runtime.idle_unload,
-                rss_mb(),
-            )
 
     def _retry_due(self) -> None:
         """Queue a delivery round when failed writes are due again and nothing runs
@@ -350,8 +423,8 @@ class Service:
         self.notifier.reloading()
         try:
             settings = load_settings(self.config_path)
-            generation = build_generation(settings)
-        except (ConfigError, ModelError) as exc:
+            generation = build_generation(self.engine, settings, self._generations + 1)
+        except (ConfigError, ModelError, EngineError) as exc:
             log.error("SIGHUP: config not reloaded, running on the previous one: %s", exc)
             self._service["config_error"] = str(exc)
             self._save_service()
@@ -363,17 +436,21 @@ class Service:
             )
         old = self.settings
         self.settings = settings
+        self._generations = generation.number
+        self.engine.log_level = settings.daemon.log_level
+        self.engine.idle = settings.runtime.idle_unload
         logs.set_level(settings.daemon.log_level)
         if (settings.daemon.nice, settings.daemon.io_idle) != (old.daemon.nice, old.daemon.io_idle):
             lower_priority(settings.daemon.nice, settings.daemon.io_idle)
-        # The scan thread takes the new analyzers at its next scan; their models
-        # load lazily then. The old ones are released after the scan using them.
-        previous = self.worker.generation
+        # The scan thread takes the new config at its next job; the analysis process
+        # builds its analyzers then and releases the old ones' models.
         self.worker.generation = generation
-        if not self.worker.busy:
-            for analyzer in previous.analyzers:
-                for model in analyzer.models:
-                    model.unload()
+        if self.api_state is not None:
+            self.api_state.settings = settings
+            self.api_state.generation = generation.number
+            self.api_state.known_shas = dict(generation.shas)
+            if settings.api.listen != old.api.listen or settings.api.enabled != old.api.enabled:
+                log.warning("[api] listen / enabled changed: takes effect on restart")
         self.schedule.set(settings.daemon.schedule)
         if self.tagme is not None:
             self.tagme.set(_tagme_schedule(settings))
@@ -397,6 +474,8 @@ class Service:
         timeout = self.settings.daemon.stop_timeout
         started = time.monotonic()
         self.notifier.stopping("stopping: finishing the batch in flight")
+        if self.api is not None:
+            self.api.stop(timeout=min(3.0, timeout / 2))
         # Leave a second of the budget for writing the sidecars already due.
         self.worker.finish(deadline=started + max(0.5, timeout - 1.0))
         for schedule in (self.schedule, self.tagme):
@@ -416,11 +495,13 @@ class Service:
                 "exiting without it (it was not committed and is redone on the next start)",
                 timeout,
             )
+            self.engine.kill()
             self._save_service()
             logging.shutdown()
             sys.stderr.flush()
             self.lock.release()
             os._exit(0)
+        self.engine.close(timeout=max(0.5, timeout - (time.monotonic() - started)))
         self._save_service()
         log.info("stopped after %.1f s", time.monotonic() - started)
 

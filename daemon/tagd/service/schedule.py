@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -52,8 +53,16 @@ class Schedule:
         self._job = self._scheduler.add_job(self._fire, trigger, id="scan", name="scheduled scan")
 
     def next_run(self) -> float | None:
-        """Unix time of the next scheduled scan, or None."""
-        when = self._job.next_run_time if self._job is not None else None
+        """Unix time of the next scheduled scan, or None. Asked just as a run
+        fires, APScheduler may still hold that run's time: the one after it is
+        the answer then."""
+        job = self._job
+        when = job.next_run_time if job is not None else None
+        if when is None:
+            return None
+        now = datetime.now(when.tzinfo)
+        while when is not None and when <= now:
+            when = job.trigger.get_next_fire_time(when, now)
         return when.timestamp() if when is not None else None
 
     def shutdown(self) -> None:

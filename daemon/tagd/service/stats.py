@@ -132,8 +132,11 @@ def status_lines(catalog: Catalog, state_dir: Path, now: float | None = None) ->
         lines.append(
             f"watching: {len(watching)} folder(s) for new files" if watching else "watching: off"
         )
-        socket = holder_notes(state_dir).get("socket")
-        lines.append(f"control socket: {socket or 'off'}")
+        notes = holder_notes(state_dir)
+        lines.append(f"control socket: {notes.get('socket') or 'off'}")
+        lines.append(f"HTTP API: {notes['api'] + '/api/v1' if notes.get('api') else 'off'}")
+        if activity.get("paused"):
+            lines.append("scans: paused (`tagd resume` goes on)")
         if service.get("config_error"):
             lines.append(
                 f"config reload rejected (running on the previous one): {service['config_error']}"

@@ -1,60 +1,61 @@
-"""The scan thread: index, analyse, write sidecars; one request at a time.
+"""The scan thread: the daemon's requests, one job at a time, done by the
+analysis process (tagd.engine).
 
-It owns the daemon's catalog connection (SQLite connections stay in the
-thread that made them) and the analyzers' models, which stay loaded between
-scans until the main loop's idle sweep releases them. Requests that pile up
-while a scan runs are merged into one. Files that changed while they were
-analysed (still being copied) are scanned again a little later. On stop it
-finishes the batch in flight (each batch is one transaction), then writes the
-sidecars already due until the stop deadline, then ends.
+Requests come from the schedule, the watcher, signals, the control socket and
+the API; those that pile up while a job runs are merged into one. The thread
+hands each job to the analysis process and follows its progress (activity for
+`tagd status` and systemd, a heartbeat for the watchdog, events for GET
+/events). Files that changed while they were analysed (still being copied)
+are scanned again a little later. Paused, it lets the job in flight finish its
+batch and starts nothing new until resumed. On stop the job in flight finishes
+its batch (each batch is one transaction), the sidecars already due are
+written until the stop deadline, and the thread ends.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-import math
 import os
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from tagd.analyzers.base import Analyzer
 from tagd.catalog.catalog import Catalog
-from tagd.catalog.connect import DiskFullError, disk_full
 from tagd.config import Settings
-from tagd.scan.index import IndexReport
-from tagd.scan.roots import SKIPPED, usable_roots
-from tagd.scan.run import ScanEvents, ScanOptions, run_scan
+from tagd.engine.client import Engine, EngineError
+from tagd.engine.protocol import Job
+from tagd.service.events import EventBus
 from tagd.service.notify import Notifier
-from tagd.service.stats import ACTIVITY, ScanStats, put_json
-from tagd.sinks.outbox import DeliveryReport, Sink, deliver_all
-from tagd.sinks.writer import WriterProcess
-
-if TYPE_CHECKING:
-    from tagd.pipeline import AnalyzeReport
+from tagd.service.stats import ACTIVITY, put_json
+from tagd.sinks.select import enabled_sinks
 
 log = logging.getLogger("tagd.scan")
 
-PROGRESS_EVERY = 2.0  # seconds between progress updates (STATUS=, meta)
-MAX_LOGGED = 20
 RECHECK_MAX = 60.0  # seconds: the longest wait before a file still being written is seen again
+RECENT = 200  # requests kept for GET /scans/{id} once done
 
 
 @dataclass(frozen=True)
 class Generation:
-    """One loaded config and the analyzers built from it; replaced whole on reload."""
+    """One loaded config; replaced whole on reload. `number` tells the analysis
+    process when to build its analyzers again."""
 
     settings: Settings
-    analyzers: Sequence[Analyzer]
+    number: int = 0
+    # analyzer name -> model sha256, as the analysis process checked them
+    shas: dict[str, str] = field(default_factory=dict)
 
 
 # What a request asks for: a library scan, a scan of the files Stash lists (all
 # or only TagMe ones), or only the queued writes (the retry timer, `deliver`).
 SOURCES = ("library", "stash", "tagme", "deliver")
+
+
+_ids = itertools.count(1)
 
 
 @dataclass
@@ -71,11 +72,33 @@ class ScanRequest:
     cancelled: bool = False
     # A job made by `merge`: the requests it answers.
     parts: list[ScanRequest] = field(default_factory=list)
+    id: int = field(default_factory=lambda: next(_ids))
+    state: str = "queued"  # queued | running | done | cancelled
+    queued_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: list[int] | None = None  # files done, files to do (while analysing)
 
     @property
     def abandoned(self) -> bool:
         """Every asker of this job went away (a schedule or a signal never does)."""
         return bool(self.parts) and all(p.cancelled for p in self.parts)
+
+    def view(self) -> dict[str, Any]:
+        """What GET /scans/{id} shows of it."""
+        return {
+            "id": self.id,
+            "source": self.source,
+            "trigger": self.trigger,
+            "roots": sorted(self.roots) if self.roots is not None else None,
+            "state": self.state,
+            "queued_at": self.queued_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "progress": self.progress,
+            "summary": list(self.summary),
+            "failed_writes": self.failed,
+        }
 
 
 @dataclass
@@ -123,25 +146,33 @@ class ScanWorker(threading.Thread):
         generation: Generation,
         notifier: Notifier,
         stop: threading.Event,
+        engine: Engine | None = None,
+        events: EventBus | None = None,
     ) -> None:
         super().__init__(name="scan", daemon=True)
         self.catalog_path = catalog_path
         self.generation = generation
         self.notifier = notifier
         self.stop = stop
+        settings = generation.settings
+        self.engine = engine or Engine(
+            catalog_path, log_level=settings.daemon.log_level, idle=settings.runtime.idle_unload
+        )
+        self.events = events or EventBus()
         self.stop_deadline: float | None = None  # monotonic; set with `stop`
-        # The running job's stop: set with `stop`, or when its askers all went away.
-        self._job_stop = threading.Event()
         self._job: ScanRequest | None = None
         self._job_lock = threading.Lock()
         self.requests: queue.Queue[ScanRequest | None] = queue.Queue()
+        self.recent: OrderedDict[int, ScanRequest] = OrderedDict()
         self.activity = Activity()
         self.busy = False
+        self.paused = False
+        self._resumed = threading.Event()
+        self._resumed.set()
         self.heartbeat = time.monotonic()  # last sign of progress, for the watchdog
         self.idle_status = "idle"
         self.scans = 0
         self._catalog: Catalog | None = None
-        self._last_progress = 0.0
         self.disk_full_since: float | None = None  # the state dir's disk was full then
         # Files that changed while analysed (still being copied), and how many scans
         # in a row found them so; scanned again by one timer (see _recheck_later).
@@ -150,7 +181,7 @@ class ScanWorker(threading.Thread):
         self._recheck_timer: threading.Timer | None = None
         self._recheck_lock = threading.Lock()
 
-    # ------------------------------------------------------------ main thread side
+    # ------------------------------------------------------------ other threads' side
 
     def request(
         self,
@@ -161,18 +192,45 @@ class ScanWorker(threading.Thread):
     ) -> ScanRequest:
         """Queue work; the request's `done` events are set when it is finished."""
         request = ScanRequest(trigger, roots, source, force, done=[threading.Event()])
+        with self._job_lock:
+            self.recent[request.id] = request
+            while len(self.recent) > RECENT:
+                self.recent.popitem(last=False)
         self.requests.put(request)
+        self.events.publish("scan", **request.view())
         return request
+
+    def find(self, request_id: int) -> ScanRequest | None:
+        with self._job_lock:
+            return self.recent.get(request_id)
 
     @property
     def pending(self) -> bool:
         return self.busy or not self.requests.empty()
 
+    def pause(self, paused: bool) -> None:
+        """Paused: the job in flight finishes its batch and waits, and no new job
+        starts until resumed (requests still queue). POST /analyze is served."""
+        if paused == self.paused:
+            return
+        self.paused = paused
+        self.engine.pause(paused)
+        if paused:
+            self._resumed.clear()
+        else:
+            self._resumed.set()
+        log.info("%s", "paused: scans wait for resume" if paused else "resumed")
+        self.events.publish("paused" if paused else "resumed")
+        if not self.busy:
+            self.activity.state = "paused" if paused else "idle"
+            self.notifier.status("paused" if paused else self.idle_status)
+
     def finish(self, deadline: float) -> None:
         """Stop after the batch in flight; write sidecars until `deadline` (monotonic)."""
         self.stop_deadline = deadline
         self.stop.set()
-        self._job_stop.set()
+        self.engine.stop_job(deadline, everything=True)
+        self._resumed.set()
         self.requests.put(None)
 
     def cancel(self, request: ScanRequest) -> None:
@@ -183,7 +241,7 @@ class ScanWorker(threading.Thread):
             request.cancelled = True
             if self._job is not None and self._job.abandoned:
                 log.info("scan (%s): whoever asked for it went away: stopping", self._job.trigger)
-                self._job_stop.set()
+                self.engine.stop_job(None)
 
     # ------------------------------------------------------------ scan thread
 
@@ -204,10 +262,11 @@ class ScanWorker(threading.Thread):
                 if self.stop.is_set() or not taken:
                     break
                 for job in merge(taken):
+                    self._wait_while_paused()
                     if self.stop.is_set():
                         break
                     with self._job_lock:
-                        self._job, self._job_stop = job, threading.Event()
+                        self._job = job
                         skip = job.abandoned
                     if skip:
                         job.summary[:] = ["not done: whoever asked went away"]
@@ -217,16 +276,7 @@ class ScanWorker(threading.Thread):
                         self._job = None
                     self._answer(taken, job)
                 taken = []
-            try:
-                self._flush()
-            except Exception as exc:
-                if not disk_full(exc, Path(self.catalog_path).parent):
-                    raise
-                # The due sidecars stay queued; the next start writes them.
-                log.warning(
-                    "stopping: %s; queued sidecars are written at the next start",
-                    DiskFullError(Path(self.catalog_path).parent),
-                )
+            self._flush()
             self._set_activity("stopped")
         finally:
             self._catalog.close()
@@ -241,59 +291,99 @@ class ScanWorker(threading.Thread):
             for r in taken:
                 if not all(e.is_set() for e in r.done):
                     r.summary[:] = r.summary or ["not done: tagd is stopping"]
+                    r.state = "cancelled"
                     for event in r.done:
                         event.set()
 
-    @staticmethod
-    def _answer(requests: list[ScanRequest], job: ScanRequest) -> None:
+    def _wait_while_paused(self) -> None:
+        if self._resumed.is_set():
+            return
+        self._set_activity("paused")
+        while not self._resumed.wait(1.0):
+            self.heartbeat = time.monotonic()  # waiting on purpose is no stall
+        self._set_activity("idle")
+
+    def _answer(self, requests: list[ScanRequest], job: ScanRequest) -> None:
         """Give the job's summary to the requests it covered, and wake their waiters."""
+        now = time.time()
         for r in requests:
             if any(e in job.done for e in r.done):
                 r.summary[:] = job.summary
                 r.failed = job.failed
+                r.state = "done" if job.state != "queued" else "cancelled"
+                r.started_at = r.started_at or job.started_at
+                r.finished_at = now
+                self.events.publish("scan", **r.view())
         for event in job.done:
             event.set()
 
     def _guarded(self, request: ScanRequest) -> None:
         self.busy = True
         self.heartbeat = time.monotonic()
+        request.state, request.started_at = "running", time.time()
+        for part in request.parts:
+            part.state, part.started_at = "running", request.started_at
+            self.events.publish("scan", **part.view())
         generation = self.generation
+        job = Job(
+            request.source,
+            request.trigger,
+            sorted(request.roots) if request.roots is not None else None,
+            request.force,
+        )
         try:
-            if request.source == "deliver":
-                request.summary[:] = self.deliver(generation.settings, request)
-            elif request.source in ("stash", "tagme"):
-                self.scan_from_stash(request, generation)
+            result = self.engine.call(
+                "job",
+                generation.settings,
+                generation.number,
+                job,
+                on_event=lambda event: self._progress(request, event),
+            )
+        except EngineError as exc:
+            if exc.kind == "disk_full":
+                self._disk_full(request, str(exc))
             else:
-                self.scan(request, generation)
-        except Exception as exc:  # one failed scan must not end the daemon
-            if disk_full(exc, Path(self.catalog_path).parent):
-                self._disk_full(request)
-            else:
-                log.exception("scan (%s) failed", request.trigger)
-                self.activity.last_error = {"time": time.time(), "message": f"{exc!r}"}
-                request.summary[:] = [f"failed: {exc!r}"]
+                log.error("scan (%s) failed: %s", request.trigger, exc)
+                self.activity.last_error = {"time": time.time(), "message": str(exc)}
+                request.summary[:] = [f"failed: {exc}"]
+                self.events.publish("error", message=f"scan ({request.trigger}) failed: {exc}")
         else:
+            request.summary[:] = result["summary"]
+            request.failed = result["failed"]
+            if result["scanned"]:
+                self.scans += 1
+                self._recheck_later(result["unsettled"], result["settle"])
             if self.disk_full_since is not None and request.source != "deliver":
                 self.disk_full_since = None
                 log.info("the catalog takes writes again: scans go on where they stopped")
         finally:
             self.busy = False
-            if generation is not self.generation:
-                # A reload replaced the analyzers while this scan used the old ones.
-                for analyzer in generation.analyzers:
-                    for model in analyzer.models:
-                        model.unload()
-            self._set_activity("idle")
+            request.state = "done"
+            self._set_activity("paused" if self.paused else "idle")
 
-    def _disk_full(self, request: ScanRequest) -> None:
+    def _progress(self, request: ScanRequest, event: dict[str, Any]) -> None:
+        """A progress event of the job in flight (in this thread)."""
+        self.heartbeat = time.monotonic()
+        if "state" in event:
+            progress = event["progress"]
+            self._set_activity(event["state"], progress)
+            if event["state"] == "analysing":
+                for r in (request, *request.parts):
+                    r.progress = progress
+            self.events.publish(
+                "progress", scan=request.id, state=event["state"], progress=progress
+            )
+        if "errors" in event:
+            self.events.publish("errors", scan=request.id, files=event["errors"])
+
+    def _disk_full(self, request: ScanRequest, message: str) -> None:
         """The state directory's disk is full. SQLite rolled back what was not
         committed, so the catalog is intact; the daemon keeps running (on a NAS
         space comes back when a backup or download is cleaned up, and a stopped
         service would stay stopped) and goes on at the next scan or retry. Said
         once per episode, not at every retry round, and without a traceback."""
         message = (
-            f"{DiskFullError(Path(self.catalog_path).parent)}; free some space there: "
-            "tagd keeps running and tries again at the next scan"
+            f"{message}; free some space there: tagd keeps running and tries again at the next scan"
         )
         if self.disk_full_since is None:
             self.disk_full_since = time.time()
@@ -302,93 +392,7 @@ class ScanWorker(threading.Thread):
             log.debug("scan (%s) stopped: %s", request.trigger, message)
         self.activity.last_error = {"time": time.time(), "message": message}
         request.summary[:] = [f"failed: {message}"]
-
-    def scan_from_stash(self, request: ScanRequest, generation: Generation) -> None:
-        """Scan the files Stash lists (`tagme`: only those tagged <prefix>_TagMe)."""
-        from tagd.scan.stash_source import files_from_stash
-        from tagd.sinks.stash.client import StashError
-        from tagd.sinks.stash.deliver import make_client
-
-        settings = generation.settings
-        if not settings.stash.enabled:
-            request.summary[:] = ["nothing done: [stash] enabled = false"]
-            log.warning("stash scan (%s): [stash] enabled = false", request.trigger)
-            return
-        self._set_activity("listing")
-        try:
-            listed = files_from_stash(make_client(settings), settings, request.source == "tagme")
-        except StashError as exc:
-            request.summary[:] = [f"cannot list files from Stash: {exc}"]
-            log.warning("stash scan (%s): cannot list files from Stash: %s", request.trigger, exc)
-            return
-        for path in listed.missing[:MAX_LOGGED]:
-            log.warning("%s: in Stash, missing here (path_mappings?)", path)
-        head = listed.summary()
-        # The TagMe schedule asks every few minutes: "nothing marked" is not news.
-        quiet = not listed.local and not listed.missing
-        log.log(logging.DEBUG if quiet else logging.INFO, "%s", head)
-        request.summary[:] = [head]
-        if listed.local:
-            job = ScanRequest(request.trigger, set(listed.local), request.source, request.force)
-            self.scan(job, generation, from_stash=listed.local)
-            request.summary += job.summary
-            request.failed = job.failed
-
-    def scan(
-        self, request: ScanRequest, generation: Generation, from_stash: list[str] | None = None
-    ) -> ScanStats:
-        catalog = self._catalog
-        assert catalog is not None
-        settings = generation.settings
-        all_roots = [os.path.abspath(r) for r in settings.library.roots]
-        roots = sorted(request.roots) if request.roots is not None else all_roots
-        usable, problems = roots, []
-        if from_stash is None and request.roots is None:
-            # An unmounted share is skipped (nothing forgotten), logged at every
-            # library scan and shown by `tagd status` until it is back.
-            usable, problems = usable_roots(roots)
-            for problem in problems:
-                log.warning("%s; %s", problem, SKIPPED)
-        if not roots:
-            log.warning("library.roots is empty: nothing to scan")
-            request.summary[:] = ["nothing to scan: library.roots is empty"]
-            return ScanStats(request.trigger, roots)
-        options = ScanOptions(
-            request.trigger,
-            from_stash=from_stash is not None,
-            retry_all=request.force,
-            root_problems=problems,
-        )
-        # File writes run in a child process: a write hung on a dead share or a
-        # frozen disk must not keep the daemon from stopping (see sinks/writer.py).
-        with WriterProcess(self.catalog_path) as writer:
-            report = run_scan(
-                catalog,
-                settings,
-                roots,
-                generation.analyzers,
-                options=options,
-                usable=usable,
-                events=_Activity(self),
-                stop=self._job_stop,
-                stop_by=self._stop_by,
-                writer=writer,
-            )
-        stats = report.stats
-        if report.analysis is not None:
-            self._recheck_later(report.unsettled, settings.library.settle_seconds)
-        written = self._delivered(report.deliveries, request, retry=False)
-        self.scans += 1
-        self._log(stats)
-        unsettled = report.unsettled
-        request.summary[:] = [
-            f"{stats.indexed} files indexed ({stats.new} new, {stats.changed} changed), "
-            f"{stats.analysed} analysed ({stats.failed} failed)"
-            + (f", {len(unsettled)} still being written (seen again soon)" if unsettled else ""),
-            *written,
-            *(f"{problem}; {SKIPPED}" for problem in stats.root_problems),
-        ]
-        return stats
+        self.events.publish("error", message=message)
 
     def _recheck_later(self, unsettled: list[str], settle: float) -> None:
         """Scan the files that changed while they were analysed again soon. The
@@ -423,96 +427,33 @@ class ScanWorker(threading.Thread):
         if roots and not self.stop.is_set():
             self.request("settle", roots)
 
-    def deliver(self, settings: Settings, request: ScanRequest) -> list[str]:
-        """A round of only writes (the retry timer's, or someone asked: a request
-        that forces also writes what still backs off); one summary line per sink."""
-        catalog = self._catalog
-        assert catalog is not None
-        with WriterProcess(self.catalog_path) as writer:
-            delivered = deliver_all(
-                catalog,
-                settings,
-                now=math.inf if request.force else None,
-                writer=writer,
-                stop=self.stop,
-                stop_by=self._stop_by,
-                progress=self._writing,
-                starting=self._delivering,
-            )
-        return self._delivered(delivered, request, retry=True)
-
-    def _delivered(
-        self, delivered: list[tuple[Sink, DeliveryReport]], request: ScanRequest, retry: bool
-    ) -> list[str]:
-        """Log each sink's outcome; its summary lines, and what stays queued as the
-        request's failure count. A retry round that did nothing stays quiet."""
-        lines = []
-        for sink, report in delivered:
-            line = sink.summary(report)
-            lines.append(line)
-            level = logging.INFO if report.written or report.queued else logging.DEBUG
-            log.log(level, "%s%s", "retry: " if retry else "", line)
-            for path, reason in report.errors[:MAX_LOGGED]:
-                log.warning("%s %s: %s", sink.name, path, reason)
-        request.failed = sum(report.queued for _, report in delivered)
-        return lines
-
-    def _delivering(self, sink: Sink) -> None:
-        self._set_activity("writing")
-
-    def _writing(self, done: int, total: int) -> None:
-        """Delivery progress: the watchdog sees a long delivery (a first one to Stash,
-        100,000 sidecars) is alive, and `tagd status` how far it is."""
-        now = time.monotonic()
-        self.heartbeat = now
-        if now - self._last_progress >= PROGRESS_EVERY:
-            self._last_progress = now
-            self._set_activity("writing", [done, total])
-
-    def _stop_by(self) -> float | None:
-        """The stop deadline (monotonic): local writes go on until then."""
-        return self.stop_deadline
-
     def _flush(self) -> None:
-        """On stop: write the files that are due, within the stop deadline."""
+        """On stop: have the sidecars that are due written, within the stop deadline.
+        The analysis process is started for it only when some are due."""
         if self._catalog is None:
             return
-        with WriterProcess(self.catalog_path) as writer:
-            delivered = deliver_all(
-                self._catalog,
-                self.generation.settings,
-                writer=writer,
-                stop=self.stop,
-                stop_by=self._stop_by,
-                starting=self._delivering,
+        settings = self.generation.settings
+        try:
+            due = self._catalog.next_due(enabled_sinks(settings))
+        except Exception as exc:  # a busy catalog: the next start writes them
+            log.debug("cannot read the outbox: %s", exc)
+            return
+        if due is None or (due > time.time() and not self.engine.running):
+            return
+        try:
+            self.engine.call(
+                "job",
+                settings,
+                self.generation.number,
+                Job("flush", "stop"),
+                on_event=lambda event: None,
             )
-        written = sum(report.written for _, report in delivered)
-        left = sum(report.left for _, report in delivered)
-        if written or left:
-            log.info(
-                "stopping: %d sidecars written, %d left queued for the next start", written, left
-            )
-
-    def _log(self, s: ScanStats) -> None:
-        quiet = not (s.new or s.changed or s.moved or s.deleted or s.analysed or s.written)
-        log.log(
-            logging.DEBUG if quiet else logging.INFO,
-            "scan (%s)%s: %d files indexed (%d new, %d changed, %d moved, %d deleted); "
-            "%d analysed (%d failed) in %.1f s, %.1f files/s; %d sidecars written%s",
-            s.trigger,
-            " stopped early" if s.stopped else "",
-            s.indexed,
-            s.new,
-            s.changed,
-            s.moved,
-            s.deleted,
-            s.analysed,
-            s.failed,
-            s.analyse_seconds,
-            s.rate,
-            s.written,
-            f", {s.write_failed} failed" if s.write_failed else "",
-        )
+        except EngineError as exc:
+            if exc.kind == "disk_full":
+                # The due sidecars stay queued; the next start writes them.
+                log.warning("stopping: %s; queued sidecars are written at the next start", exc)
+            else:
+                log.warning("stopping: the due sidecars stay queued: %s", exc)
 
     def _set_activity(self, state: str, progress: list[int] | None = None) -> None:
         self.activity.state = state
@@ -524,7 +465,7 @@ class ScanWorker(threading.Thread):
             self.notifier.status(self.idle_status)
         elif state == "writing" and progress:
             self.notifier.status(f"writing: {progress[0]}/{progress[1]} files")
-        elif state in ("indexing", "writing", "listing"):
+        elif state in ("indexing", "writing", "listing", "paused"):
             self.notifier.status(f"{state}…")
         if self._catalog is not None:
             try:
@@ -536,46 +477,8 @@ class ScanWorker(threading.Thread):
                         "progress": progress,
                         "since": self.activity.since,
                         "last_error": self.activity.last_error,
+                        "paused": self.paused,
                     },
                 )
             except Exception as exc:  # a status row is not worth a failed scan
                 log.debug("cannot record activity: %s", exc)
-
-
-class _Activity(ScanEvents):
-    """A daemon scan's progress: the worker's activity (`tagd status`, systemd's
-    STATUS=), its heartbeat for the watchdog, and the problems logged."""
-
-    def __init__(self, worker: ScanWorker) -> None:
-        self.worker = worker
-        self.last = 0.0
-
-    def indexing(self) -> None:
-        self.worker._set_activity("indexing")
-
-    def indexed_root(self, root: str) -> None:
-        self.worker.heartbeat = time.monotonic()
-
-    def indexed(self, report: IndexReport) -> None:
-        for problem in report.problems[:MAX_LOGGED]:
-            log.warning("%s", problem)
-
-    def analysing(self, done: int, total: int) -> None:
-        if not done:
-            if total:
-                self.worker._set_activity("analysing", [0, total])
-            return
-        self.worker.heartbeat = now = time.monotonic()
-        if now - self.last >= PROGRESS_EVERY or done >= total:
-            self.last = now
-            self.worker._set_activity("analysing", [done, total])
-
-    def analysed(self, report: AnalyzeReport) -> None:
-        for path, reason in report.errors[:MAX_LOGGED]:
-            log.warning("%s: %s", path, reason)
-
-    def delivering(self, sink: Sink) -> None:
-        self.worker._delivering(sink)
-
-    def writing(self, done: int, total: int) -> None:
-        self.worker._writing(done, total)

@@ -3,19 +3,17 @@ now; the answer is `tagd export`'s object for it, and nothing is stored."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
-from tagd.api.analyze import AnalyzeError, remove, save_upload, scratch_folder
+from tagd.api.analyze import UploadError, remove, save_upload, scratch_folder
 from tagd.api.auth import require
+from tagd.api.library import in_library
 from tagd.api.problems import Problem
 from tagd.api.state import ApiState, api_state
-from tagd.paths import shown, within
-from tagd.runtime.manifest import ModelError
-from tagd.sinks.xmp.deliver import library_roots
+from tagd.engine.client import EngineError
 
 router = APIRouter(tags=["analyze"], dependencies=[Depends(require("read"))])
 
@@ -23,22 +21,13 @@ router = APIRouter(tags=["analyze"], dependencies=[Depends(require("read"))])
 ENVELOPE = 64 * 1024
 
 
-def in_library(state: ApiState, path: str) -> Path:
-    """`path` resolved (links followed) when it is a regular file under a library
-    root; a Problem otherwise. The client never reaches anything else."""
-    if not path.startswith("/"):
-        raise Problem(422, "invalid-parameter", f"form field 'path': {path!r} must be absolute")
-    real = os.path.realpath(path)  # links followed: one leading out is outside
-    if not any(within(real, os.path.realpath(r)) for r in library_roots(state.settings)):
-        raise Problem(
-            403,
-            "outside-library",
-            f"form field 'path': {shown(path)} is outside the library roots "
-            "([library] roots); upload the file instead",
-        )
-    if not os.path.isfile(real):
-        raise Problem(404, "no-such-file", f"form field 'path': {shown(path)} is not a file")
-    return Path(real)
+def _library_file(state: ApiState, path: str) -> Path:
+    try:
+        return in_library(state, path, "form field 'path'")
+    except Problem as problem:
+        if problem.status == 403:
+            problem.detail += "; upload the file instead"
+        raise
 
 
 def _limit(state: ApiState, request: Request) -> int:
@@ -54,10 +43,23 @@ def _upload(state: ApiState, file: UploadFile, folder: Path, limit: int) -> Path
     """The upload saved under `folder` (Problem: not media, or too large)."""
     try:
         return save_upload(file.file.read(64), file.file, folder, limit)
-    except AnalyzeError as exc:
+    except UploadError as exc:
         raise Problem(415, "unsupported-media", str(exc)) from None
     except OverflowError:
         raise _too_large(state) from None
+
+
+def _problem(exc: EngineError) -> Problem:
+    if exc.kind == "request":
+        # An analyzer this server does not run, or a file it cannot read.
+        if str(exc).startswith("analyzers:"):
+            return Problem(422, "invalid-parameter", f"form field {exc}")
+        return Problem(422, "unreadable", str(exc))
+    if exc.kind == "model":
+        return Problem(503, "model-missing", str(exc))
+    if exc.kind == "gone":
+        return Problem(503, "analysis-unavailable", f"{exc}; try again")
+    return Problem(500, "analysis-failed", f"the analysis failed: {exc}")
 
 
 def _too_large(state: ApiState) -> Problem:
@@ -81,21 +83,15 @@ def analyze(
             422, "invalid-parameter", "give either an uploaded 'file' or a 'path', not both"
         )
     names = [n.strip() for n in analyzers.split(",") if n.strip()]
-    service = state.on_demand
-    try:
-        chosen = service.chosen(names)
-        service.check(chosen)
-    except AnalyzeError as exc:
-        raise Problem(422, "invalid-parameter", f"form field {exc}") from None
-    except ModelError as exc:
-        raise Problem(503, "model-missing", str(exc)) from None
     folder = scratch_folder(state.scratch_dir)
     try:
-        source = _upload(state, file, folder, limit) if file else in_library(state, path or "")
+        source = _upload(state, file, folder, limit) if file else _library_file(state, path or "")
         try:
-            result = service.analyze(source, chosen)
-        except AnalyzeError as exc:
-            raise Problem(422, "unreadable", str(exc)) from None
+            result = state.engine.call(
+                "analyze", state.settings, state.generation, str(source), names
+            )
+        except EngineError as exc:
+            raise _problem(exc) from None
     finally:
         remove(folder)
     if result["status"] == "error":

@@ -12,8 +12,8 @@ from fastapi.responses import FileResponse
 from tagd.api.auth import require
 from tagd.api.problems import Problem
 from tagd.api.state import ApiState, api_state
-from tagd.media import thumbnail
-from tagd.media.image import DecodeError
+from tagd.engine.client import EngineError
+from tagd.media import preview_files as thumbnail
 from tagd.records import Detection
 
 router = APIRouter(tags=["people"], dependencies=[Depends(require("read"))])
@@ -46,7 +46,7 @@ def face_preview(
                 paths = catalog.paths_of_content(content_id)
         if face is None or face.box is None:
             raise Problem(404, "no-such-face", f"no face {face_id}; /people/{{id}} lists them")
-        target = _late(folder, face_id, face, paths)
+        target = _late(state, face_id, face, paths)
     return FileResponse(
         target,
         media_type="image/webp",
@@ -54,14 +54,15 @@ def face_preview(
     )
 
 
-def _late(folder: PathType, face_id: int, face: Detection, paths: list[str]) -> PathType:
-    """Cut from the photo itself (one full decode: boxes are in its pixels)."""
+def _late(state: ApiState, face_id: int, face: Detection, paths: list[str]) -> PathType:
+    """Cut from the photo itself by the analysis process, kept for next time."""
     assert face.box is not None
     if face.t is not None or not paths:
         raise Problem(404, "no-preview", f"face {face_id} has no preview yet: a scan makes it")
     try:
-        # Full size: the stored box is in the original's pixels.
-        image = thumbnail.read_image(paths[0], min_long_side=0, reduced=False)
-        return thumbnail.save_face(folder, face_id, image, face.box)
-    except (OSError, DecodeError, ValueError) as exc:
-        raise Problem(404, "no-preview", f"face {face_id}: cannot make a preview: {exc}") from None
+        made = state.engine.call(
+            "preview", state.settings, state.generation, "face", face_id, paths[0], face.box
+        )
+    except EngineError as exc:
+        raise Problem(404, "no-preview", f"face {face_id}: {exc}") from None
+    return PathType(made)

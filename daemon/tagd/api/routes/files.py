@@ -20,12 +20,11 @@ from tagd.catalog.browse import FileFilters
 from tagd.catalog.catalog import Catalog
 from tagd.cli.export_cmd import file_results
 from tagd.dupes import similar_json, similar_to
-from tagd.media import thumbnail
-from tagd.media.image import DecodeError
-from tagd.paths import shown, within
+from tagd.engine.client import EngineError
+from tagd.media import preview_files as thumbnail
+from tagd.paths import library_roots, shown, within
 from tagd.records import ListedFile
 from tagd.sinks.outbox import enabled as enabled_sinks
-from tagd.sinks.xmp.deliver import library_roots
 
 router = APIRouter(tags=["files"], dependencies=[Depends(require("read"))])
 
@@ -219,7 +218,7 @@ def preview(
     folder = thumbnail.folder_for(state.catalog_path)
     target = thumbnail.path_for(folder, record.content_id)
     if not target.exists():
-        target = _late_preview(folder, record.content_id, record.path, record.kind, file_id)
+        target = _late_preview(state, record.content_id, record.path, record.kind, file_id)
     return FileResponse(
         target,
         media_type="image/webp",
@@ -228,14 +227,16 @@ def preview(
     )
 
 
-def _late_preview(
-    folder: PathType, content_id: int, path: str, kind: str, file_id: int
-) -> PathType:
+def _late_preview(state: ApiState, content_id: int, path: str, kind: str, file_id: int) -> PathType:
+    """Made by the analysis process (one reduced decode), kept for next time."""
     if kind != "image":
         raise Problem(
             404, "no-preview", f"file {file_id} has no preview yet: the next scan makes it"
         )
     try:
-        return thumbnail.save(folder, content_id, thumbnail.read_image(path, thumbnail.LONG_SIDE))
-    except (OSError, DecodeError, ValueError) as exc:
-        raise Problem(404, "no-preview", f"file {file_id}: cannot make a preview: {exc}") from None
+        made = state.engine.call(
+            "preview", state.settings, state.generation, "file", content_id, path
+        )
+    except EngineError as exc:
+        raise Problem(404, "no-preview", f"file {file_id}: {exc}") from None
+    return PathType(made)

@@ -22,10 +22,10 @@ router = APIRouter(tags=["status"], dependencies=[Depends(require("read"))])
 class Snapshot:
     """A collector over one reading of the catalog (taken per scrape)."""
 
-    def __init__(self, report: dict[str, Any], totals: dict[str, Any], loaded: dict[str, bool]):
+    def __init__(self, report: dict[str, Any], totals: dict[str, Any], live: dict[str, Any]):
         self.report = report
         self.totals = totals
-        self.loaded = loaded
+        self.live = live  # the processes now (ApiState.snapshot)
 
     def collect(self) -> Iterator[Metric]:
         r = self.report
@@ -65,12 +65,36 @@ class Snapshot:
             "tagd_files_analysed", "Files analysed by all scans",
             value=self.totals.get("analysed", 0),
         )  # fmt: skip
-        models = GaugeMetricFamily(
-            "tagd_model_loaded", "1 while this server holds the model in memory", labels=["model"]
+        live = self.live
+        yield GaugeMetricFamily(
+            "tagd_analysis_process_up",
+            "1 while the analysis process runs (its models loaded); it ends when idle",
+            value=1.0 if live["analysis_process"] else 0.0,
         )
-        for name, loaded in sorted(self.loaded.items()):
-            models.add_metric([name], 1.0 if loaded else 0.0)
-        yield models
+        yield CounterMetricFamily(
+            "tagd_analysis_process_starts", "Analysis processes started", value=live["starts"]
+        )
+        if live.get("daemon"):
+            yield GaugeMetricFamily(
+                "tagd_paused", "1 while scanning is paused", value=1.0 if live["paused"] else 0.0
+            )
+            state = GaugeMetricFamily(
+                "tagd_activity", "What the daemon does now (1 for its state)", labels=["state"]
+            )
+            for name in ("idle", "indexing", "listing", "analysing", "writing", "paused"):
+                state.add_metric([name], 1.0 if live["state"] == name else 0.0)
+            yield state
+            yield GaugeMetricFamily(
+                "tagd_scans_waiting", "Scan requests queued", value=live["waiting"]
+            )
+            progress = live.get("progress") or [0, 0]
+            yield GaugeMetricFamily(
+                "tagd_scan_files_done", "Files analysed so far by the scan in flight",
+                value=progress[0],
+            )  # fmt: skip
+            yield GaugeMetricFamily(
+                "tagd_scan_files_total", "Files the scan in flight analyses", value=progress[1]
+            )
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
@@ -79,5 +103,5 @@ def metrics(state: Annotated[ApiState, Depends(api_state)]) -> Response:
         report = status_report(catalog, state.shas, state.state_dir)
         totals = get_json(catalog, TOTALS)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Snapshot(report, totals, state.models_loaded()))
+    registry.register(Snapshot(report, totals, state.snapshot()))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

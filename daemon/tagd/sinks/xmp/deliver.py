@@ -18,6 +18,7 @@ from typing import Any
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
+from tagd.paths import library_roots
 from tagd.records import IndexedFile
 from tagd.sinks.confined import OutsideLibrary, anchors_for, confined_target
 from tagd.sinks.outbox import Deadline, DeliveryReport, Progress, backoff, past
@@ -79,13 +80,6 @@ def queue_sharing(catalog: Catalog, settings: Settings, gone: Sequence[str]) -> 
     IMG_1.xmp, which must now lose the photo's tags, so the files left queue again."""
     ids = {f.id for path in gone for f in sharing_sidecar(catalog, Path(path), settings)}
     catalog.enqueue(ids, "xmp")
-
-
-def library_roots(settings: Settings, extra: Sequence[str] = ()) -> list[str]:
-    """Where tagd may write: library.roots, the local side of the Stash path mappings
-    (files Stash lists are scanned there) and `extra` (paths given to `tagd scan`)."""
-    mapped = [m.local for m in settings.stash.path_mappings] if settings.stash.enabled else []
-    return [*settings.library.roots, *mapped, *extra]
 
 
 def _sync(

@@ -1,0 +1,140 @@
+"""Analyse files on demand (POST /analyze) with the pipeline `tagd scan` runs,
+leaving no trace in the catalog.
+
+The files go through the real scan code (index, decode, analyzers, tag policy)
+against a scratch catalog made for the batch (a fresh SQLite file costs about
+5 ms) and removed afterwards, and each answer is what `tagd export` gives for
+its file: the same code, so the same results. The analyzers are the analysis
+process's own, shared with the scan that may be running (Turns lets a request
+in between two of its batches). One worker thread analyses; requests that wait
+together with the same analyzers go through as one batch, as a scan does a
+folder: concurrent clients get the throughput of a scan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tagd.analyzers.base import Analyzer
+from tagd.catalog.catalog import Catalog
+from tagd.cli.export_cmd import file_results
+from tagd.config import Settings
+from tagd.engine.turns import Turns
+from tagd.pipeline import Pipeline
+from tagd.scan.index import index_roots, make_walker
+
+MAX_BATCH = 16  # requests analysed together at most (a scan's batch of files)
+# The names the API takes besides the analyzers' own.
+ALIASES = {"text": "ocr", "duplicates": "phash", "hash": "phash"}
+
+
+class AnalyzeError(ValueError):
+    """The request cannot be analysed as asked; the message says why."""
+
+
+def chosen(built: Sequence[Analyzer], names: Sequence[str]) -> list[Analyzer]:
+    """The analyzers asked for (none asked: all); unknown names are an error."""
+    by_name = {a.name: a for a in built}
+    names = [ALIASES.get(n, n) for n in names]
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise AnalyzeError(
+            f"analyzers: {', '.join(unknown)} not available here; this server runs "
+            f"{', '.join(by_name) or 'none'} (enable others in its config)"
+        )
+    return [by_name[n] for n in names] if names else list(by_name.values())
+
+
+@dataclasses.dataclass(eq=False)
+class _Job:
+    """One file waiting for the analysis worker; `answer` gets its result or error."""
+
+    source: Path
+    analyzers: tuple[Analyzer, ...]
+    settings: Settings
+    answer: Callable[[dict[str, Any] | None, Exception | None], None]
+
+
+class OnDemand:
+    def __init__(self, scratch_parent: Path, turns: Turns) -> None:
+        self.scratch_parent = scratch_parent
+        self.turns = turns
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._waiting: list[_Job] = []
+        self._worker: threading.Thread | None = None
+
+    def submit(
+        self,
+        source: Path,
+        settings: Settings,
+        analyzers: Sequence[Analyzer],
+        answer: Callable[[dict[str, Any] | None, Exception | None], None],
+    ) -> None:
+        """Queue `source`; `answer(result, None)` or `answer(None, error)` is called
+        from the worker thread once the scratch catalog is gone."""
+        # No wait for a copy to settle: an upload is complete when it is saved, and
+        # a client naming a library file asks for it as it is now.
+        library = dataclasses.replace(settings.library, settle_seconds=0.0)
+        job = _Job(source, tuple(analyzers), dataclasses.replace(settings, library=library), answer)
+        with self._lock:
+            self._waiting.append(job)
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._serve, name="analyze", daemon=True)
+                self._worker.start()
+            self._arrived.notify()
+
+    def _serve(self) -> None:
+        while True:
+            with self._lock:
+                while not self._waiting:
+                    self._arrived.wait()
+                first = self._waiting[0]
+                batch = [j for j in self._waiting if j.analyzers == first.analyzers][:MAX_BATCH]
+                self._waiting = [j for j in self._waiting if j not in batch]
+            try:
+                with self.turns.request():
+                    answers = self._run(batch)
+            except Exception as exc:
+                answers = [(None, exc)] * len(batch)
+            for job, (result, error) in zip(batch, answers, strict=True):
+                job.answer(result, error)
+
+    def _run(self, batch: list[_Job]) -> list[tuple[dict[str, Any] | None, Exception | None]]:
+        analyzers = batch[0].analyzers
+        settings = batch[0].settings
+        answers: list[tuple[dict[str, Any] | None, Exception | None]] = []
+        self.scratch_parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="analyze-", dir=self.scratch_parent) as scratch:
+            catalog = Catalog(Path(scratch) / "catalog.db")
+            try:
+                paths = [os.path.abspath(job.source) for job in batch]
+                index_roots(catalog, make_walker(settings), paths)
+                start = time.perf_counter()
+                Pipeline(catalog, settings, analyzers, prefixes=paths).run()
+                seconds = time.perf_counter() - start
+                shas = {a.name: a.model_sha256 for a in analyzers}
+                found = {r.path: r for r in catalog.records(shas, paths)}
+                for job, path in zip(batch, paths, strict=True):
+                    record = found.get(path)
+                    if record is None:
+                        error = AnalyzeError(f"{job.source}: not an image or video tagd reads")
+                        answers.append((None, error))
+                        continue
+                    result = file_results(catalog, record) | {
+                        "seconds": round(seconds, 4),
+                        "batch": len(batch),
+                        "analyzers": [a.name for a in analyzers],
+                    }
+                    answers.append((result, None))
+            finally:
+                catalog.close()
+        # Answered once the scratch catalog is gone: an answer means no trace is left.
+        return answers
