@@ -1,16 +1,18 @@
 """Memory of `tagd run`: idle RSS after the models are released, peak RSS while scanning.
 
-Starts the real daemon (`python -m tagd run`) on a temporary library, with the
-default profile and model, and samples its RSS every 20 ms:
+Starts the real daemon (`python -m tagd run`, its HTTP API on) on a temporary
+library, with the default profile and model, and samples the RSS of it and its
+children (the analysis process) every 20 ms:
 
-1. idle after start, before any model is loaded;
+1. idle after start, before any model is loaded (the analysis process that
+   checked the model files is still there, until runtime.idle_unload);
 2. peak while it scans the library (SIGUSR1): 12 MP grainy JPEGs like a
    phone's (see bench/pipeline.py), 12 MP PNGs (no reduced decode possible,
    the worst case for decode memory), the 640-px COCO photos and the sample
    videos;
 3. just after the scan, the model still loaded;
-4. idle after runtime.idle_unload: the daemon's sweep released the model and
-   trimmed the heap (malloc_trim).
+4. idle after runtime.idle_unload: the analysis process has ended, models,
+   onnxruntime, OpenCV and decode buffers with it; the daemon alone is left.
 
 Targets: idle <= 150 MB after unload, peak <= 1.2 GB.
 Usage: python bench/memory.py [--photos 32] [--pngs 2] [--idle-unload 5]
@@ -19,6 +21,7 @@ Usage: python bench/memory.py [--photos 32] [--pngs 2] [--idle-unload 5]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -63,7 +66,8 @@ def make_big(dest: Path, count: int, ext: str) -> list[Path]:
 
 
 class Sampler(threading.Thread):
-    """RSS of one process every `every` seconds; `peak` since the last reset."""
+    """RSS of a process and its children (the analysis process, the sidecar
+    writer) every `every` seconds; `peak` since the last reset."""
 
     def __init__(self, pid: int, every: float = 0.02) -> None:
         super().__init__(daemon=True)
@@ -76,18 +80,28 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.done:
             try:
-                self.last = self.process.memory_info().rss
+                self.last = self.rss()
             except psutil.Error:
                 return
             self.peak = max(self.peak, self.last)
             time.sleep(self.every)
+
+    def rss(self) -> int:
+        total = self.process.memory_info().rss
+        for child in self.process.children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # ended meanwhile
+                total += child.memory_info().rss
+        return total
+
+    def processes(self) -> int:
+        return 1 + len(self.process.children(recursive=True))
 
     def settle(self, seconds: float = 1.0) -> float:
         """Median RSS in MB over `seconds`."""
         values = []
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            values.append(self.process.memory_info().rss)
+            values.append(self.rss())
             time.sleep(0.05)
         return statistics.median(values) / 2**20
 
@@ -156,6 +170,8 @@ def measure(work: Path, lib: Path, idle_unload: float) -> tuple[list[tuple[str, 
         f"[runtime]\nidle_unload = {idle_unload}\n"
         "[xmp]\nenabled = false\n"
         '[daemon]\nschedule = ""\nwatch = false\nscan_on_start = false\n'
+        # The HTTP API on, as `tagd run` has it by default, on a free port.
+        '[api]\nenabled = true\nlisten = "127.0.0.1:0"\n'
     )
     notes = Notifications(work / "notify.sock")
     env = dict(
@@ -183,13 +199,11 @@ def measure(work: Path, lib: Path, idle_unload: float) -> tuple[list[tuple[str, 
         rows.append(("just after the scan (model loaded)", sampler.settle(0.5)))
         log = work / "stderr.log"
         deadline = time.monotonic() + idle_unload + 10
-        while "released" not in log.read_text() and time.monotonic() < deadline:
+        while sampler.processes() > 1 and time.monotonic() < deadline:
             time.sleep(0.2)
-        if "released" not in log.read_text():
-            raise SystemExit(f"the model was not released:\n{log.read_text()}")
-        # Models last used at different moments are released by different sweeps
-        # (one a second): give the last one its idle time too.
-        time.sleep(idle_unload + 3)
+        if sampler.processes() > 1:
+            raise SystemExit(f"the analysis process did not end:\n{log.read_text()}")
+        time.sleep(2)  # what the daemon frees after the child is gone
         rows.append(
             (f"idle after unload (runtime.idle_unload = {idle_unload:g} s)", sampler.settle())
         )

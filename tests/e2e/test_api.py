@@ -98,7 +98,8 @@ def serve(settings: Settings, state: Path) -> Served:
     import uvicorn
 
     sock = free_socket()
-    config = uvicorn.Config(create_app(settings, state), log_level="warning")
+    app = create_app(settings, state)
+    config = uvicorn.Config(app, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -109,6 +110,7 @@ def serve(settings: Settings, state: Path) -> Served:
         server.should_exit = True
         thread.join(10)
         sock.close()
+        app.state.tagd.engine.close()
 
     return Served(base, stop)
 

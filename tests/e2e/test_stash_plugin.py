@@ -55,13 +55,28 @@ def run_task(
     return json.loads(done.stdout)
 
 
-def test_manifest_declares_both_tasks() -> None:
+def test_manifest_declares_every_task() -> None:
     yaml = pytest.importorskip("yaml")
     manifest = yaml.safe_load((PLUGIN / "tagd.yml").read_text())
     assert manifest["interface"] == "raw" and manifest["exec"][0] == "python"
     assert manifest["exec"][1].endswith("tagd_task.py")
     modes = {t["name"]: t["defaultArgs"]["mode"] for t in manifest["tasks"]}
-    assert modes == {"Scan now": "scan", "Tag files marked TagMe": "tagme"}
+    assert modes == {
+        "Scan now": "scan",
+        "Tag files marked TagMe": "tagme",
+        "Pause tagging": "pause",
+        "Resume tagging": "resume",
+    }
+
+
+def test_pause_needs_a_running_daemon(tmp_path: Path) -> None:
+    """Pause and resume act on the daemon's scans: without one, a clear error (no
+    `tagd scan` is started for them)."""
+    tagd, record = fake_tagd(tmp_path)
+    for mode in ("pause", "resume"):
+        result = run_task(tmp_path, mode, tagd)
+        assert result["error"] == f"no tagd daemon runs: there is no scanning to {mode}"
+    assert not record.exists()
 
 
 @pytest.mark.parametrize(

@@ -219,17 +219,9 @@ class Child:
         if self._catalog is None:
             self._catalog = Catalog(self.catalog_path)
         jobs = Jobs(self._catalog, self.job_stop, lambda: self.deadline, self.turns.scan)
-        progress = Progress(lambda event: self.send(("event", rid, event)), self.wait_if_paused)
+        progress = Progress(lambda event: self.send(("event", rid, event)), self.resume)
         result = jobs.run(job, settings, analyzers, progress)
         return vars(result)
-
-    def wait_if_paused(self) -> None:
-        """Between two steps of a job: wait while the daemon is paused (a stop wakes it)."""
-        if not self.resume.is_set():
-            log.info("paused: the batch in flight is done; waiting for resume")
-            self.resume.wait()
-            if not self.job_stop.is_set():
-                log.info("resumed")
 
     def analyze(
         self, rid: int, generation: int, settings: Settings, path: str, names: list[str]

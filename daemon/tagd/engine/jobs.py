@@ -44,13 +44,26 @@ class Progress(ScanEvents):
     for the watchdog, per-file errors for /events. Between two steps it waits
     while the daemon is paused."""
 
-    def __init__(self, send: Callable[[dict[str, Any]], None], wait_if_paused: Callable[[], None]):
+    def __init__(self, send: Callable[[dict[str, Any]], None], resume: threading.Event):
         self.send = send
-        self.wait_if_paused = wait_if_paused
+        self.resume = resume  # set while not paused
         self.last = 0.0
+        self.now: tuple[str, list[int] | None] = ("starting", None)
 
     def state(self, state: str, progress: list[int] | None = None) -> None:
+        self.now = (state, progress)
         self.send({"state": state, "progress": progress})
+
+    def wait_if_paused(self) -> None:
+        """Between two steps: wait while the daemon is paused (a stop wakes it)."""
+        if self.resume.is_set():
+            return
+        state, progress = self.now
+        log.info("paused: the batch in flight is done; waiting for resume")
+        self.send({"state": "paused", "progress": progress})
+        self.resume.wait()
+        log.info("going on")
+        self.state(state, progress)
 
     def beat(self) -> None:
         now = time.monotonic()

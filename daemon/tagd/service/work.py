@@ -364,17 +364,16 @@ class ScanWorker(threading.Thread):
     def _progress(self, request: ScanRequest, event: dict[str, Any]) -> None:
         """A progress event of the job in flight (in this thread)."""
         self.heartbeat = time.monotonic()
+        ids = [r.id for r in request.parts] or [request.id]  # the scans asked for
         if "state" in event:
             progress = event["progress"]
             self._set_activity(event["state"], progress)
-            if event["state"] == "analysing":
+            if event["state"] in ("analysing", "paused"):
                 for r in (request, *request.parts):
                     r.progress = progress
-            self.events.publish(
-                "progress", scan=request.id, state=event["state"], progress=progress
-            )
+            self.events.publish("progress", scans=ids, state=event["state"], progress=progress)
         if "errors" in event:
-            self.events.publish("errors", scan=request.id, files=event["errors"])
+            self.events.publish("errors", scans=ids, files=event["errors"])
 
     def _disk_full(self, request: ScanRequest, message: str) -> None:
         """The state directory's disk is full. SQLite rolled back what was not
