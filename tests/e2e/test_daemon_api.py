@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import write_config
-from test_api import exchange, get, reply
+from test_api import all_files, exchange, get, reply
 from test_service import NotifySocket, running_daemon, stop, wait_until
 from test_stash_plugin import run_task
 
@@ -169,6 +169,30 @@ def test_daemon_serves_scans_pause_events_and_analysis(
 
             # Idle for runtime.idle_unload: the analysis process ends, its memory freed.
             wait_until(lambda: metric(base, "tagd_analysis_process_up") == 0.0, 20, "the idle exit")
+
+            # store=true: the daemon scans a new file into the catalog and answers
+            # what it stored (an upload cannot be stored).
+            new = lib / "arrived.jpg"
+            new.write_bytes(photos[0].read_bytes())
+            stored = reply(
+                urllib.request.Request(
+                    base + "/api/v1/analyze",
+                    data=urllib.parse.urlencode({"path": str(new), "store": "true"}).encode(),
+                    method="POST",
+                ),
+                None,
+            )
+            assert stored.status == 200, stored.body
+            assert stored.body["stored"] and stored.body["path"] == str(new)
+            [entry] = [f for f in all_files(base) if f["path"] == str(new)]
+            kept = get(base, f"/api/v1/files/{entry['id']}").body
+            assert kept["status"] == "ok"
+            assert [(t["name"], t["score"]) for t in kept["tags"]] == [
+                (t["name"], t["score"]) for t in stored.body["tags"]
+            ]
+            assert stored.body["tags"], stored.body  # a COCO photo: something was found
+            listed = get(base, "/api/v1/status").body["files"]
+            assert listed["ok"] == len(photos) + 1, listed
 
             # A path outside the library is refused; the CLI's pause is kept over a restart.
             outside = post(base, "/api/v1/scans", {"paths": [str(tmp_path)]})

@@ -13,6 +13,7 @@ from tagd.api.auth import require
 from tagd.api.library import in_library
 from tagd.api.problems import Problem
 from tagd.api.state import ApiState, api_state
+from tagd.cli.export_cmd import file_results
 from tagd.engine.client import EngineError
 
 router = APIRouter(tags=["analyze"], dependencies=[Depends(require("read"))])
@@ -76,6 +77,13 @@ def analyze(
     analyzers: Annotated[
         str, Form(description="comma-separated (objects,text,...); empty: all this server runs")
     ] = "",
+    store: Annotated[
+        bool,
+        Form(
+            description="a library path only: scan it into the catalog (tags, sidecars, "
+            "Stash) as the daemon's scans do, and answer what is stored"
+        ),
+    ] = False,
 ) -> dict[str, Any]:
     limit = _limit(state, request)
     if (file is None) == (path is None):
@@ -83,6 +91,8 @@ def analyze(
             422, "invalid-parameter", "give either an uploaded 'file' or a 'path', not both"
         )
     names = [n.strip() for n in analyzers.split(",") if n.strip()]
+    if store:
+        return _stored(state, file, path, names)
     folder = scratch_folder(state.scratch_dir)
     try:
         source = _upload(state, file, folder, limit) if file else _library_file(state, path or "")
@@ -99,3 +109,47 @@ def analyze(
     if file is not None:
         result["path"] = file.filename  # the scratch copy is gone; the name the client gave
     return result
+
+
+def _stored(
+    state: ApiState, file: UploadFile | None, path: str | None, names: list[str]
+) -> dict[str, Any]:
+    """store=true: the daemon scans the file (its analyzers, its tags, its writes)
+    and the answer is what the catalog then holds for it."""
+    if file is not None:
+        raise Problem(
+            422,
+            "invalid-parameter",
+            "store=true is for a 'path' of the library; uploads are not kept",
+        )
+    if names:
+        raise Problem(
+            422,
+            "invalid-parameter",
+            "store=true analyses with every analyzer of the config, as a scan does; "
+            "leave 'analyzers' empty",
+        )
+    source = _library_file(state, path or "")
+    daemon = state.daemon
+    if daemon is None or daemon.worker is None:
+        raise Problem(
+            503,
+            "no-scheduler",
+            "store=true needs the daemon: `tagd serve` stores nothing; `tagd run` serves "
+            "the same API and does scans",
+        )
+    worker = daemon.worker
+    if worker.paused:
+        raise Problem(409, "paused", "scans are paused: POST /api/v1/scans/resume first")
+    scan = worker.request("api analyze", {str(source)})
+    for event in scan.done:
+        event.wait()
+    with state.catalog() as catalog:
+        found = catalog.records(state.shas, [str(source)])
+        record = next((r for r in found if r.path == str(source)), None)
+        if record is None:
+            raise Problem(422, "unreadable", f"{path} was not stored: {'; '.join(scan.summary)}")
+        result = file_results(catalog, record)
+    if result["status"] == "error":
+        raise Problem(422, "unreadable", f"cannot analyse it: {result['error']}")
+    return result | {"stored": True, "scan": scan.id}
