@@ -58,7 +58,7 @@ class Child:
         if not init.get("paused"):
             self.resume.set()
         self.turns = Turns()
-        self.on_demand = OnDemand(self.catalog_path.parent / "tmp", self.turns)
+        self.on_demand = OnDemand(self.turns)
         self._generation: tuple[int, list[Analyzer]] | None = None
         self._build_lock = threading.Lock()
         self._catalog: Catalog | None = None
