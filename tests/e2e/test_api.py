@@ -378,6 +378,15 @@ def test_with_keys_every_route_but_healthz_needs_one(library: Library) -> None:
             assert get(base, route, key=read_key).status == 200
             assert get(base, route, key=admin_key).status == 200
         assert all_files(base, key=read_key, limit=3) == all_files(library.base, limit=3)
+        # Scans, pause and resume need an admin key (then `tagd serve` says it runs none).
+        for route in ("/api/v1/scans", "/api/v1/scans/pause", "/api/v1/scans/resume"):
+            asked = urllib.request.Request(base + route, data=b"", method="POST")
+            assert_problem(reply(asked, None), 401, "Authorization: Bearer")
+            asked = urllib.request.Request(base + route, data=b"", method="POST")
+            assert_problem(reply(asked, read_key), 403, "admin key")
+            asked = urllib.request.Request(base + route, data=b"", method="POST")
+            assert_problem(reply(asked, admin_key), 503, "tagd run")
+        assert get(base, "/api/v1/events").status == 401
     finally:
         served.stop()
 
