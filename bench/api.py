@@ -1,8 +1,9 @@
 """POST /api/v1/analyze: latency and throughput over HTTP, next to the in-process
 pipeline on the same files.
 
-A real uvicorn server (tagd.api.app, as `tagd serve` runs it) on 127.0.0.1; the
-clients upload each photo (multipart) at concurrency 1 and 4. The reference is
+A real `tagd serve` (its own process, uvicorn, its analysis process) on
+127.0.0.1; the clients, in this process, upload each photo (multipart) at
+concurrency 1 and 4. The reference is
 `tagd scan`'s Pipeline over the same files in this process (a catalog, batches
 of runtime.batch_size): what the daemon does with a folder. Two sets: the 640 px
 COCO photos and 12 MP JPEGs made from them; two analyzer choices: objects only
@@ -14,23 +15,24 @@ Median of --runs.
 Targets: p50 <= 40 ms for a 640 px photo with objects only; throughput at
 concurrency 4 >= 0.8x the in-process pipeline.
 
-    .venv/bin/python bench/api.py [--photos 16] [--big 4] [--runs 3]
+    .venv/bin/python bench/api.py [--photos 64] [--big 4] [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -114,30 +116,34 @@ def big_photos(dest: Path, count: int) -> list[Path]:
     return out
 
 
-def start_server(settings: Settings, state: Path) -> tuple[str, Any, Any]:
-    import uvicorn
-
-    from tagd.api.app import create_app
-
+def start_server(state: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """`tagd serve` in a process of its own, as clients meet it (their requests
+    are built and read in this process, not in the server's)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    app = create_app(settings, state)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    for _ in range(200):
+    port = sock.getsockname()[1]
+    sock.close()
+    env = dict(os.environ, TAGD_STATE_DIR=str(state), TAGD_MODELS_DIR=str(models_dir(Settings())))
+    env.pop("TAGD_CONFIG", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tagd", "serve", "--listen", f"127.0.0.1:{port}"],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(400):
         try:
             urllib.request.urlopen(url + "/api/v1/healthz", timeout=2).read()
-            return url + "/api/v1/analyze", server, app
+            return url + "/api/v1/analyze", server
         except OSError:
             time.sleep(0.05)
-    raise SystemExit("the API server did not start")
+    server.kill()
+    raise SystemExit("tagd serve did not start")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--photos", type=int, default=16)
+    parser.add_argument("--photos", type=int, default=64)
     parser.add_argument("--big", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
@@ -145,14 +151,17 @@ def main() -> int:
         print(f"skipped: {COCO} not found")
         return 0
     work = Path(tempfile.mkdtemp(prefix="tagd-bench-api-"))
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
         small = work / "small"
         small.mkdir()
         for src in sorted(COCO.glob("*.jpg"))[: args.photos]:
             shutil.copyfile(src, small / src.name)
         sets = {"640 px": small, "12 MP": big_photos(work / "big", args.big)[0].parent}
         settings = Settings()
-        url, server, app = start_server(settings, work / "state")
+        url, server = start_server(work / "state")
+        stack.callback(server.wait, 30)
+        stack.callback(server.terminate)
         every = [a.name for a in build_analyzers(settings, models_dir(settings))]
         print(f"POST /analyze vs the in-process pipeline, {os.cpu_count()} cores")
         print("| photos | analyzers | clients | p50 ms | p95 ms | photos/s | in-process | ratio |")
@@ -184,10 +193,6 @@ def main() -> int:
                         f"| {label} | defaults, a request per analyzer | 4 | | | {rate:.1f} "
                         f"| {reference:.1f} | {rate / reference:.2f}x |"
                     )
-        server.should_exit = True
-        app.state.tagd.engine.close()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
