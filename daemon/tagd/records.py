@@ -109,6 +109,7 @@ class Person:
     name: str | None
     faces: int
     example: str | None  # a file showing the person (their best-scored face)
+    hidden: bool = False  # strangers: kept out of sight on the people page
 
     @property
     def label(self) -> str:

@@ -442,7 +442,7 @@ def test_a_key_from_api_key_new_opens_a_real_tagd_serve(
     finally:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=20)
-    assert "serving the API on" in err
+    assert "serving the web pages on" in err and "the API on" in err
 
 
 # ---------------------------------------------------------------- POST /analyze

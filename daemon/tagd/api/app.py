@@ -1,13 +1,16 @@
-"""The API as an ASGI app: create_app(settings, state_dir) for `tagd serve` and tests."""
+"""The API and the web pages as one ASGI app: create_app(settings, state_dir) for
+`tagd serve`, `tagd run` and tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from tagd import __version__
 from tagd.api import problems
+from tagd.api.guard import Guard
 from tagd.api.routes import (
     analyze,
     dupes,
@@ -26,8 +29,10 @@ from tagd.api.state import ApiState
 from tagd.config import Settings
 from tagd.engine.client import Engine
 from tagd.paths import models_dir
+from tagd.ui import pages
 
 PREFIX = "/api/v1"
+STATIC = Path(pages.__file__).parent / "static"
 
 
 def create_app(settings: Settings, state_dir: Path, state: ApiState | None = None) -> FastAPI:
@@ -59,4 +64,9 @@ def create_app(settings: Settings, state_dir: Path, state: ApiState | None = Non
     routes = (health, status, metrics, files, tags, search, people, faces, dupes, analyze)
     for module in (*routes, scans, events):
         app.include_router(module.router, prefix=PREFIX)
+    # The web pages on the same app: the same auth, catalog and analysis process.
+    app.include_router(pages.router)
+    app.add_exception_handler(pages.SignIn, pages.sign_in_redirect)  # type: ignore[arg-type]
+    app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
+    app.add_middleware(Guard, keys_configured=lambda: bool(state.settings.api.api_keys))
     return app

@@ -19,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from tagd.api.listen import is_loopback
 from tagd.api.problems import Problem
 from tagd.config import ApiKey, ApiRole
+from tagd.ui.session import COOKIE, verify
 
 # What each role may do, by rank: a route needing "read" takes an admin key too.
 RANK: dict[str, int] = {"read": 0, "admin": 1}
@@ -55,10 +56,25 @@ def match_key(keys: Sequence[ApiKey], presented: str) -> ApiKey | None:
     return found
 
 
+def key_by_sha256(keys: Sequence[ApiKey], digest: str) -> ApiKey | None:
+    """The configured key with this sha256 (a signed-in browser's), in constant time."""
+    found = None
+    for key in keys:
+        same = hmac.compare_digest(digest.lower().encode(), key.sha256.lower().encode())
+        if same and found is None:
+            found = key
+    return found
+
+
 def authorize(
-    keys: Sequence[ApiKey], token: str | None, client_host: str | None, needed: ApiRole
+    keys: Sequence[ApiKey],
+    token: str | None,
+    client_host: str | None,
+    needed: ApiRole,
+    session: str | None = None,
 ) -> Caller:
-    """The caller, or the Problem (401, 403) to answer."""
+    """The caller, or the Problem (401, 403) to answer. `session`: the key sha256
+    a signed-in browser's cookie names (tagd.ui.session), when no token is sent."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if not keys:
         if client_host is not None and is_loopback(client_host):
@@ -70,6 +86,11 @@ def authorize(
             "add one with `tagd api-key new` to [api] api_keys",
             headers=challenge,
         )
+    if not token and session:
+        key = key_by_sha256(keys, session)
+        if key is None:
+            raise Problem(401, "unauthorized", "this sign-in's key was removed from [api] api_keys")
+        return _allowed(key, needed)
     if not token:
         raise Problem(
             401,
@@ -85,6 +106,10 @@ def authorize(
             "this API key is not one of [api] api_keys (compare its sha256 with the config)",
             headers=challenge,
         )
+    return _allowed(key, needed)
+
+
+def _allowed(key: ApiKey, needed: ApiRole) -> Caller:
     if RANK[key.role] < RANK[needed]:
         raise Problem(
             403,
@@ -102,8 +127,11 @@ def require(needed: ApiRole) -> Callable[..., Caller]:
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Security(bearer),  # noqa: B008
     ) -> Caller:
-        keys = request.app.state.tagd.settings.api.api_keys
+        state = request.app.state.tagd
+        keys = state.settings.api.api_keys
         client = request.client.host if request.client else None
-        return authorize(keys, credentials.credentials if credentials else None, client, needed)
+        token = credentials.credentials if credentials else None
+        signed_in = verify(state.ui_secret, request.cookies.get(COOKIE)) if keys else None
+        return authorize(keys, token, client, needed, signed_in)
 
     return dependency

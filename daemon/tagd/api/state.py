@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,6 +75,13 @@ class ApiState:
             "waiting": worker.requests.qsize(),
             **engine,
         }
+
+    @cached_property
+    def ui_secret(self) -> bytes:
+        """What signs the web pages' sign-in cookies (tagd.ui.session)."""
+        from tagd.ui.session import secret
+
+        return secret(self.state_dir)
 
     @property
     def scratch_dir(self) -> Path:

@@ -193,6 +193,17 @@ MIGRATIONS: list[str] = [
     FROM sqlite_master v JOIN sqlite_master t ON t.type = 'trigger' AND t.name = v.name || '_gc'
     WHERE v.type = 'table' AND v.sql LIKE 'CREATE VIRTUAL TABLE % USING vec0(%';
     """,
+    # 10: people decisions from the web pages. A cluster hidden as strangers (it
+    # stays, so their new faces join it and not a new cluster), and the faces a
+    # user said are not a person: clustering never puts them back there.
+    """
+    ALTER TABLE people ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE face_refusals (
+        detection_id INTEGER NOT NULL REFERENCES detections(id) ON DELETE CASCADE,
+        person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+        PRIMARY KEY (detection_id, person_id)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

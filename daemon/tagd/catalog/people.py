@@ -134,11 +134,38 @@ class PeopleQueries:
             "(SELECT MIN(fl.path) FROM faces f2 JOIN detections d ON d.id = f2.detection_id "
             " JOIN files fl ON fl.content_id = d.content_id WHERE f2.person_id = p.id "
             " AND d.score = (SELECT MAX(d3.score) FROM faces f3 JOIN detections d3 "
-            "  ON d3.id = f3.detection_id WHERE f3.person_id = p.id)) "
+            "  ON d3.id = f3.detection_id WHERE f3.person_id = p.id)), p.hidden "
             "FROM people p LEFT JOIN faces f ON f.person_id = p.id GROUP BY p.id "
             "ORDER BY p.name IS NULL, COUNT(f.detection_id) DESC, p.id"
         )
-        return [Person(*r) for r in rows]
+        return [Person(*r[:4], hidden=bool(r[4])) for r in rows]
+
+    def set_hidden(self, person_id: int, hidden: bool) -> None:
+        self.con.execute("UPDATE people SET hidden = ? WHERE id = ?", (int(hidden), person_id))
+
+    def refuse_face(self, detection_id: int, person_id: int) -> None:
+        """The face is not this person: out of it now, and kept out by clustering."""
+        self.con.execute(
+            "INSERT OR IGNORE INTO face_refusals(detection_id, person_id) VALUES (?, ?)",
+            (detection_id, person_id),
+        )
+        self.con.execute(
+            "UPDATE faces SET person_id = NULL, cluster_id = NULL "
+            "WHERE detection_id = ? AND person_id = ?",
+            (detection_id, person_id),
+        )
+
+    def refusals(self, detection_ids: Iterable[int]) -> dict[int, set[int]]:
+        """face -> the people it was said not to be."""
+        out: dict[int, set[int]] = {}
+        for chunk in chunks(list(detection_ids)):
+            for did, pid in self.con.execute(
+                "SELECT detection_id, person_id FROM face_refusals "
+                f"WHERE detection_id IN ({marks(chunk)})",
+                chunk,
+            ):
+                out.setdefault(did, set()).add(pid)
+        return out
 
     def contents_of_people(self, person_ids: Iterable[int]) -> set[int]:
         """The contents showing any of these people."""

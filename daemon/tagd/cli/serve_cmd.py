@@ -42,7 +42,8 @@ def serve(ctx: Context, args: argparse.Namespace) -> int:
     # log_config None: uvicorn's lines go through tagd's logging (set up by main).
     config = uvicorn.Config(app, log_config=None, access_log=False, server_header=False)
     print(
-        f"tagd: serving the API on {listen.url}/api/v1 (documentation: {listen.url}/api/docs)",
+        f"tagd: serving the web pages on {listen.url}/ and the API on {listen.url}/api/v1 "
+        f"(documentation: {listen.url}/api/docs)",
         file=sys.stderr,
         flush=True,
     )

@@ -120,7 +120,11 @@ class _Clusterer:
         return report
 
     def _decide(self, did: int, near: list[tuple[int, float]], report: ClusterReport) -> int | None:
-        closest_person = next((self.info[n][1] for n, _ in near if self.info[n][1]), None)
+        # A person the user said this face is not is never its person again.
+        refused = self.catalog.refusals([did]).get(did, set())
+        closest_person = next(
+            (p for n, _ in near if (p := self.info[n][1]) and p not in refused), None
+        )
         if closest_person is not None:
             return closest_person  # core or border: the closest person within reach
         if self._support(did, near) >= self.cfg.min_faces:

@@ -1,5 +1,6 @@
-"""What users do to people: name, merge, split. Each re-derives the person tags of
-the files involved and queues their sidecars, in one transaction."""
+"""What users do to people: name, merge, split, say a face is not someone, hide
+strangers. Each re-derives the person tags of the files involved and queues
+their sidecars, in one transaction."""
 
 from __future__ import annotations
 
@@ -99,3 +100,38 @@ def recluster(catalog: Catalog, settings: Settings, key: str) -> list[Person]:
         made = cluster_faces(catalog, settings, faces, restrict=set(faces))
         rederive(catalog, settings, catalog.contents_of_people(made))
     return [p for p in catalog.people() if p.id in made]
+
+
+def refuse_face(catalog: Catalog, settings: Settings, key: str, detection_id: int) -> Person:
+    """ "Not this person": the face leaves it, and clustering never puts it back."""
+    with catalog.transaction():
+        source = _find(catalog, key)
+        if detection_id not in {f.detection_id for f in catalog.faces_of(source.id)}:
+            raise PeopleError(f"face {detection_id} is not a face of {source.label}")
+        catalog.refuse_face(detection_id, source.id)
+        content = catalog.face_info([detection_id])[detection_id][0]
+        rederive(catalog, settings, [content])
+        return _find(catalog, str(source.id))
+
+
+def confirm_face(catalog: Catalog, settings: Settings, key: str, detection_id: int) -> Person:
+    """ "Yes, this person": the face stays where it is as a user's decision."""
+    with catalog.transaction():
+        source = _find(catalog, key)
+        if detection_id not in {f.detection_id for f in catalog.faces_of(source.id)}:
+            raise PeopleError(f"face {detection_id} is not a face of {source.label}")
+        store.assign(catalog, [detection_id], source.id, by_user=True)
+        return source
+
+
+def hide(catalog: Catalog, key: str, hidden: bool) -> Person:
+    """Hide an unnamed cluster (strangers in the background) or show it again. It
+    stays a cluster, so more faces of theirs join it rather than a new one."""
+    with catalog.transaction():
+        source = _find(catalog, key)
+        if hidden and source.name:
+            raise PeopleError(
+                f"{source.label} has a name: only unnamed clusters are hidden as strangers"
+            )
+        catalog.set_hidden(source.id, hidden)
+        return _find(catalog, str(source.id))

@@ -253,7 +253,9 @@ class Service:
         self.api.start()
         url = dataclasses.replace(listen, port=sock.getsockname()[1]).url  # port 0: the one given
         self.lock.note(f"api={url}")
-        log.info("HTTP API on %s/api/v1 (documentation: %s/api/docs)", url, url)
+        log.info(
+            "web pages on %s/, HTTP API on %s/api/v1 (documentation: %s/api/docs)", url, url, url
+        )
 
     def _request(
         self,

@@ -5,7 +5,8 @@ Stash writes (the daemon or the next `tagd scan` writes them)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
@@ -13,6 +14,7 @@ from pydantic import BaseModel, Field
 from tagd.api.auth import require
 from tagd.api.problems import Problem
 from tagd.api.state import ApiState, api_state
+from tagd.catalog.catalog import Catalog
 from tagd.paths import shown
 from tagd.people import ops, store
 from tagd.records import Person
@@ -47,7 +49,17 @@ def person_json(p: Person) -> dict[str, Any]:
         "label": p.label,
         "faces": p.faces,
         "example": shown(p.example) if p.example else None,
+        "hidden": p.hidden,
     }
+
+
+def _change(state: ApiState, change: Callable[[Catalog], Person]) -> dict[str, Any]:
+    """One change to people, answered with the person as it is after it."""
+    with state.catalog() as catalog:
+        try:
+            return person_json(change(catalog))
+        except ops.PeopleError as exc:
+            raise _refused(exc) from None
 
 
 def _refused(exc: ops.PeopleError) -> Problem:
@@ -87,11 +99,7 @@ def person(state: Annotated[ApiState, Depends(api_state)], person_id: PersonId) 
 def name(
     state: Annotated[ApiState, Depends(api_state)], person_id: PersonId, body: NameBody
 ) -> dict[str, Any]:
-    with state.catalog() as catalog:
-        try:
-            return person_json(ops.name(catalog, state.settings, str(person_id), body.name))
-        except ops.PeopleError as exc:
-            raise _refused(exc) from None
+    return _change(state, lambda c: ops.name(c, state.settings, str(person_id), body.name))
 
 
 @router.post("/people/{person_id}/merge", summary="Merge another person into this one",
@@ -99,12 +107,7 @@ def name(
 def merge(
     state: Annotated[ApiState, Depends(api_state)], person_id: PersonId, body: MergeBody
 ) -> dict[str, Any]:
-    with state.catalog() as catalog:
-        try:
-            kept = ops.merge(catalog, state.settings, str(person_id), str(body.other))
-        except ops.PeopleError as exc:
-            raise _refused(exc) from None
-        return person_json(kept)
+    return _change(state, lambda c: ops.merge(c, state.settings, str(person_id), str(body.other)))
 
 
 @router.post("/people/{person_id}/split", summary="Move faces to a new person, or recluster",
@@ -123,3 +126,36 @@ def split(
         except ops.PeopleError as exc:
             raise _refused(exc) from None
         return {"people": [person_json(moved)]}
+
+
+class HideBody(BaseModel):
+    hidden: bool = Field(default=True, description="false: show the cluster again")
+
+
+FaceId = Annotated[int, Path(ge=1, description="a face id from /people/{id}")]
+
+
+@router.post("/people/{person_id}/hide", summary="Hide an unnamed cluster (strangers)",
+             dependencies=admin)  # fmt: skip
+def hide(
+    state: Annotated[ApiState, Depends(api_state)], person_id: PersonId, body: HideBody
+) -> dict[str, Any]:
+    return _change(state, lambda c: ops.hide(c, str(person_id), body.hidden))
+
+
+# A user's verdict on one face of a person.
+VERDICTS = {"reject": ops.refuse_face, "accept": ops.confirm_face}
+
+
+@router.post("/people/{person_id}/faces/{face_id}/{verdict}",
+             summary="reject: not this person (the face leaves it and never rejoins it); "
+             "accept: yes, this person (kept as a user's decision)",
+             dependencies=admin)  # fmt: skip
+def face_verdict(
+    state: Annotated[ApiState, Depends(api_state)],
+    person_id: PersonId,
+    face_id: FaceId,
+    verdict: Literal["reject", "accept"],
+) -> dict[str, Any]:
+    decide = VERDICTS[verdict]
+    return _change(state, lambda c: decide(c, state.settings, str(person_id), face_id))

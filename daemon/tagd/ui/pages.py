@@ -1,0 +1,192 @@
+"""The pages: `/` (overview), `/people`, `/status`, and signing in and out.
+
+Each page reads the catalog in the request's thread, as the API's routes do,
+and renders a template; what a page changes it changes through the API's own
+routes (tagd.js), so the checks, the re-derived tags and the queued sidecar
+and Stash writes are the same as for any client.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from tagd import __version__
+from tagd.api.auth import Caller, authorize, key_sha256, match_key
+from tagd.api.problems import Problem
+from tagd.api.state import ApiState, api_state
+from tagd.cli.report_cmds import status_report
+from tagd.paths import shown
+from tagd.ui.session import COOKIE, MAX_AGE, sign, verify
+
+FACES_SHOWN = 8  # face thumbnails per person on /people
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+router = APIRouter(include_in_schema=False)
+
+
+class SignIn(Exception):
+    """The page needs a signed-in browser: answered with a redirect to /login."""
+
+
+def viewer(request: Request, state: Annotated[ApiState, Depends(api_state)]) -> Caller:
+    """Who looks at the page; SignIn when nobody is signed in and a key is needed."""
+    keys = state.settings.api.api_keys
+    client = request.client.host if request.client else None
+    signed_in = verify(state.ui_secret, request.cookies.get(COOKIE)) if keys else None
+    try:
+        return authorize(keys, None, client, "read", signed_in)
+    except Problem as problem:
+        if keys:
+            raise SignIn() from None
+        raise problem
+
+
+Viewer = Annotated[Caller, Depends(viewer)]
+State = Annotated[ApiState, Depends(api_state)]
+
+
+def render(request: Request, page: str, caller: Caller, **values: Any) -> HTMLResponse:
+    state: ApiState = request.app.state.tagd
+    return templates.TemplateResponse(
+        request,
+        f"{page}.html",
+        {
+            "page": page,
+            "caller": caller,
+            "admin": caller.role == "admin",
+            "keys": bool(state.settings.api.api_keys),
+            "daemon": state.daemon is not None,
+            "version": __version__,
+            **values,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview(request: Request, state: State, caller: Viewer) -> HTMLResponse:
+    with state.catalog() as catalog:
+        report = status_report(catalog, state.shas, state.state_dir)
+        people = catalog.people()
+    named = sum(1 for p in people if p.name)
+    return render(
+        request,
+        "overview",
+        caller,
+        report=report,
+        live=state.snapshot(),
+        people=len(people),
+        named=named,
+    )
+
+
+@router.get("/people", response_class=HTMLResponse)
+def people(request: Request, state: State, caller: Viewer, hidden: bool = False) -> HTMLResponse:
+    """The clusters to name (`hidden`: those hidden as strangers instead)."""
+    with state.catalog() as catalog:
+        everyone = catalog.people()
+        others = sum(1 for p in everyone if p.hidden != hidden)
+        everyone = [p for p in everyone if p.hidden == hidden and p.faces]
+        rows = [
+            {
+                "id": p.id,
+                "name": p.name,
+                "label": p.label,
+                "faces": p.faces,
+                "face_ids": [f.detection_id for f in catalog.faces_of(p.id)[:FACES_SHOWN]],
+                "example": shown(p.example) if p.example else "",
+                "hidden": p.hidden,
+            }
+            for p in everyone
+        ]
+        waiting = catalog.waiting_faces()
+    # Biggest first: the clusters that name the most faces at once.
+    rows.sort(key=lambda r: (-r["faces"], r["id"]))
+    names = sorted({p.name for p in catalog_names(state)}, key=str.casefold)
+    return render(
+        request,
+        "people",
+        caller,
+        rows=rows,
+        names=names,
+        waiting=waiting,
+        hidden=hidden,
+        others=others,
+    )
+
+
+def catalog_names(state: ApiState) -> list[Any]:
+    """Everyone named (the autocomplete), hidden or not."""
+    with state.catalog() as catalog:
+        return [p for p in catalog.people() if p.name]
+
+
+@router.get("/status", response_class=HTMLResponse)
+def status(request: Request, state: State, caller: Viewer) -> HTMLResponse:
+    with state.catalog() as catalog:
+        report = status_report(catalog, state.shas, state.state_dir)
+    return render(request, "status", caller, report=report, live=state.snapshot())
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, state: State, next: str = "/") -> HTMLResponse:
+    return templates.TemplateResponse(
+        request,
+        "login.html",
+        {"next": _local(next), "error": "", "version": __version__, "page": "login"},
+    )
+
+
+@router.post("/login", response_model=None)
+def login(
+    request: Request, state: State, key: Annotated[str, Form()], next: Annotated[str, Form()] = "/"
+) -> Response:
+    keys = state.settings.api.api_keys
+    found = match_key(keys, key.strip()) if keys else None
+    if found is None:
+        return templates.TemplateResponse(
+            request,
+            "login.html",
+            {
+                "next": _local(next),
+                "error": "That key is not one of [api] api_keys." if keys else "No key is needed.",
+                "version": __version__,
+                "page": "login",
+            },
+            status_code=401 if keys else 400,
+        )
+    answer = RedirectResponse(_local(next), status_code=303)
+    answer.set_cookie(
+        COOKIE,
+        sign(state.ui_secret, key_sha256(key.strip())),
+        max_age=MAX_AGE,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return answer
+
+
+@router.post("/logout")
+def logout() -> RedirectResponse:
+    answer = RedirectResponse("/login", status_code=303)
+    answer.delete_cookie(COOKIE, path="/")
+    return answer
+
+
+def _local(target: str) -> str:
+    """Only a path of this site to go back to: never another site."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def sign_in_redirect(request: Request, exc: SignIn) -> RedirectResponse:
+    back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(back)}", status_code=303)

@@ -1,0 +1,207 @@
+// tagd's pages: every change goes through the API (/api/v1), same origin, so the
+// browser sends the sign-in cookie and the server's checks are the API's own.
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+
+function toast(text, bad = false) {
+  const box = $("#toast");
+  box.textContent = text;
+  box.className = bad ? "show bad" : "show";
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { box.className = ""; }, bad ? 6000 : 2500);
+}
+
+async function api(method, path, body) {
+  const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const answer = await fetch("/api/v1" + path, init);
+  const data = await answer.json().catch(() => null);
+  if (!answer.ok) {
+    const why = (data && data.detail) || answer.statusText;
+    toast(why, true);
+    throw new Error(why);
+  }
+  return data;
+}
+
+// ------------------------------------------------------------------ people
+
+function peoplePage() {
+  const rows = $$(".person");
+  let current = -1;
+  const focusRow = (i) => {
+    if (!rows.length) return;
+    current = Math.max(0, Math.min(rows.length - 1, i));
+    rows.forEach((r, j) => r.classList.toggle("current", j === current));
+    rows[current].focus();
+    rows[current].scrollIntoView({ block: "nearest" });
+  };
+  const byName = (name) => rows.find((r) => r.dataset.name.toLowerCase() === name.toLowerCase());
+
+  // Give `ids` the name `name`: a name someone already has merges them into that
+  // person; otherwise the first is named and the others merged into it.
+  async function nameAll(ids, name) {
+    const known = byName(name);
+    let target = known ? known.dataset.person : ids[0];
+    if (!known) await api("POST", `/people/${target}/name`, { name });
+    for (const id of ids) {
+      if (id !== target) await api("POST", `/people/${target}/merge`, { other: Number(id) });
+    }
+    toast(`${ids.length > 1 ? ids.length + " clusters" : "Cluster"} named ${name}`);
+    setTimeout(() => location.reload(), 400);
+  }
+
+  // Faces picked in a row: "not this person" or "split off" act on them.
+  const pickedFaces = (row) => $$(".face[aria-pressed=true]", row).map((f) => Number(f.dataset.face));
+  const refresh = (row) => {
+    const some = pickedFaces(row).length > 0;
+    $$("[data-do=reject], [data-do=split]", row).forEach((b) => { b.disabled = !some; });
+  };
+  const toggleFace = (face) => {
+    face.setAttribute("aria-pressed", face.getAttribute("aria-pressed") === "true" ? "false" : "true");
+    refresh(face.closest(".person"));
+  };
+  $$(".face").forEach((face) => face.addEventListener("click", () => toggleFace(face)));
+
+  async function act(row, what) {
+    const id = row.dataset.person;
+    const faces = pickedFaces(row);
+    try {
+      if (what === "reject") {
+        for (const f of faces) await api("POST", `/people/${id}/faces/${f}/reject`);
+        toast(`${faces.length} face${faces.length > 1 ? "s" : ""} taken out`);
+      } else if (what === "split") {
+        await api("POST", `/people/${id}/split`, { faces });
+        toast("Split off as a new cluster");
+      } else if (what === "hide" || what === "show") {
+        await api("POST", `/people/${id}/hide`, { hidden: what === "hide" });
+        toast(what === "hide" ? "Hidden as strangers" : "Shown again");
+      } else return;
+      setTimeout(() => location.reload(), 400);
+    } catch (e) { /* the toast says why */ }
+  }
+  $$(".row-actions button").forEach((b) => b.addEventListener("click", () => act(b.closest(".person"), b.dataset.do)));
+
+  $$("form.name").forEach((form) => {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const name = form.elements.name.value.trim();
+      if (!name) return;
+      const id = form.dataset.person;
+      const row = form.closest(".person");
+      if (row.dataset.name === name) return;
+      try { await nameAll([id], name); } catch (e) { /* the toast says why */ }
+    });
+  });
+
+  const bulk = $("#bulk");
+  const picked = () => $$(".person .pick:checked").map((b) => b.closest(".person").dataset.person);
+  const count = () => { if (bulk) $("#selected-count").textContent = `${picked().length} selected`; };
+  $$(".pick").forEach((box) => box.addEventListener("change", count));
+  if (bulk) {
+    bulk.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const name = bulk.elements.name.value.trim();
+      const ids = picked();
+      if (!name || !ids.length) { toast("Select clusters and give a name", true); return; }
+      try { await nameAll(ids, name); } catch (e) { /* the toast says why */ }
+    });
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.target.closest("input, textarea")) return;
+    if (event.key === "j") focusRow(current + 1);
+    else if (event.key === "k") focusRow(current - 1);
+    else if (event.key === "n" && current >= 0) {
+      const input = $("form.name input", rows[current]);
+      if (input) { event.preventDefault(); input.focus(); input.select(); }
+    } else if (event.key === "x" && current >= 0) {
+      const box = $(".pick", rows[current]);
+      if (box) { box.checked = !box.checked; count(); }
+    } else if (/^[1-8]$/.test(event.key) && current >= 0) {
+      const face = $$(".face", rows[current])[Number(event.key) - 1];
+      if (face) toggleFace(face);
+    } else if (current >= 0 && ({ r: "reject", s: "split", h: "hide" })[event.key]) {
+      const what = { r: "reject", s: "split", h: "hide" }[event.key];
+      const button = $(`[data-do=${what}]`, rows[current]);
+      if (button && !button.disabled) act(rows[current], what);
+    }
+  });
+}
+
+// ------------------------------------------------------------------ status
+
+function statusPage() {
+  const live = $("#live");
+  if (!live || live.dataset.daemon !== "yes") return;
+  const show = (state, progress, paused) => {
+    if (state) $("#state").textContent = state;
+    if (progress !== undefined) {
+      $("#progress").textContent = progress ? `${progress[0]}/${progress[1]} files` : "";
+      $("#bar").value = progress && progress[1] ? progress[0] / progress[1] : 0;
+    }
+    if (paused !== undefined) {
+      $("#paused").hidden = !paused;
+      if ($("#pause")) { $("#pause").hidden = paused; $("#resume").hidden = !paused; }
+    }
+  };
+  const log = (text) => {
+    const item = document.createElement("li");
+    item.textContent = `${new Date().toLocaleTimeString()} ${text}`;
+    $("#log").prepend(item);
+    while ($("#log").children.length > 100) $("#log").lastChild.remove();
+  };
+  const events = new EventSource("/api/v1/events");
+  events.addEventListener("hello", (e) => { const d = JSON.parse(e.data); show(d.state, d.progress, d.paused); });
+  events.addEventListener("progress", (e) => { const d = JSON.parse(e.data); show(d.state, d.progress); });
+  events.addEventListener("paused", () => { show("paused", undefined, true); log("paused"); });
+  events.addEventListener("resumed", () => { show(undefined, undefined, false); log("resumed"); });
+  events.addEventListener("scan", (e) => {
+    const d = JSON.parse(e.data);
+    log(`scan ${d.id} (${d.trigger}): ${d.state}${d.summary.length ? ": " + d.summary[0] : ""}`);
+    if (d.state === "done") show("idle", null);
+  });
+  events.addEventListener("errors", (e) => {
+    for (const [path, why] of JSON.parse(e.data).files) log(`${path}: ${why}`);
+  });
+  events.addEventListener("error", (e) => { if (e.data) log(JSON.parse(e.data).message); });
+
+  const act = async (action) => {
+    try {
+      if (action === "scan") { const s = await api("POST", "/scans", {}); toast(`Scan ${s.id} queued`); }
+      else { const s = await api("POST", `/scans/${action}`); show(undefined, undefined, s.paused); }
+    } catch (e) { /* the toast says why */ }
+  };
+  $$(".actions button").forEach((b) => b.addEventListener("click", () => act(b.dataset.action)));
+  document.addEventListener("keydown", (event) => {
+    if (event.key === " " && !event.target.closest("input, button, textarea") && $("#pause")) {
+      event.preventDefault();
+      act($("#pause").hidden ? "resume" : "pause");
+    }
+  });
+}
+
+// ------------------------------------------------------------------ every page
+
+document.addEventListener("DOMContentLoaded", () => {
+  let go = false;
+  document.addEventListener("keydown", (event) => {
+    if (event.target.closest("input, textarea") || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "?") { $("#keys").showModal(); return; }
+    if (go) {
+      const target = { o: "/", p: "/people", s: "/status" }[event.key];
+      go = false;
+      if (target) location.href = target;
+      return;
+    }
+    go = event.key === "g";
+  });
+  const page = document.body.dataset.page;
+  if (page === "people") peoplePage();
+  if (page === "status") statusPage();
+});

@@ -1,0 +1,249 @@
+"""The web pages in a real browser (Debian's Chromium, headless, driven by
+Selenium) against a real `tagd run` that scanned real photos: name a face
+cluster, pause and resume from the status page, sign in with a key; and the
+guard that refuses writes a browser was tricked into sending. Screenshots of
+each page at 1280x800 and 390x844 go to build/screenshots/."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import COCO_IMAGES, PERSON_PHOTO, write_config
+from PIL import Image, ImageOps
+from test_api import exchange, get, serve
+from test_daemon_api import api_url
+from test_service import running_daemon, stop, wait_until
+
+from tagd.api.auth import key_sha256
+from tagd.config import ApiKey, Settings
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+SHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+SIZES = {"wide": (1280, 800), "phone": (390, 844)}
+# Read in one go in the page: the page reloads meanwhile, and elements go stale.
+JS_NAMES = "return Array.from(document.querySelectorAll('.person'), r => r.dataset.name)"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip(
+            "Chromium and ChromeDriver are not installed (Debian: chromium chromium-driver)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,800"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def shoot(driver: Any, name: str) -> None:
+    """The page now, at both sizes (the window is put back to the wide one)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for size, (width, height) in SIZES.items():
+        driver.set_window_size(width, height)
+        time.sleep(0.2)
+        driver.save_screenshot(str(SHOTS / f"{name}-{size}.png"))
+    driver.set_window_size(*SIZES["wide"])
+
+
+def wait_for(driver: Any, check: Any, what: str, timeout: float = 15) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+        lambda d: check(d), message=f"timed out waiting for {what}"
+    )
+
+
+def by_css(driver: Any, selector: str) -> list[Any]:
+    return driver.find_elements("css selector", selector)
+
+
+def library_with_faces(folder: Path) -> None:
+    """The photo with a person, a mirrored copy (a second face: one cluster), and
+    two photos without one."""
+    folder.mkdir(parents=True)
+    shutil.copyfile(COCO_IMAGES / PERSON_PHOTO, folder / PERSON_PHOTO)
+    with Image.open(COCO_IMAGES / PERSON_PHOTO) as person:
+        ImageOps.mirror(person).save(folder / "mirrored.jpg", quality=92)
+    others = sorted(p for p in COCO_IMAGES.glob("*.jpg") if p.name != PERSON_PHOTO)[:2]
+    for src in others:
+        shutil.copyfile(src, folder / src.name)
+
+
+@pytest.mark.usefixtures("default_models")
+def test_pages_name_a_cluster_and_pause_and_resume(
+    tmp_path: Path, state_dir: Path, browser: Any
+) -> None:
+    lib = tmp_path / "library"
+    library_with_faces(lib)
+    config = write_config(
+        tmp_path / "config.toml",
+        f'[library]\nroots = ["{lib}"]\n'
+        '[daemon]\nschedule = ""\nwatch = false\n'
+        '[api]\nlisten = "127.0.0.1:0"\n',
+    )
+    with running_daemon(tmp_path, state_dir, config) as (proc, log, notify):
+        notify.wait_for("READY=1", 60, proc)
+        base = api_url(state_dir)
+        wait_until(lambda: get(base, "/api/v1/status").body["files"]["ok"] == 4, 120, "the scan")
+        wait_until(lambda: get(base, "/api/v1/people").body["people"], 30, "a face cluster")
+
+        browser.get(base + "/")
+        assert by_css(browser, ".tile b")[0].text == "4"
+        shoot(browser, "overview")
+
+        # People: name the cluster from its row (Enter saves); the page reloads
+        # with the name, which the API and the autocomplete now know.
+        browser.get(base + "/people")
+        [row] = by_css(browser, ".person")
+        person = row.get_attribute("data-person")
+        assert len(by_css(row, ".faces img")) == 2
+        wait_for(
+            browser,
+            lambda d: all(d.execute_script("return arguments[0].naturalWidth", i) > 0
+                          for i in by_css(d, ".faces img")),
+            "the face thumbnails",
+        )  # fmt: skip
+        shoot(browser, "people")
+        field = by_css(row, "form.name input")[0]
+        field.send_keys("Alice\n")
+        wait_for(
+            browser,
+            lambda d: d.execute_script(JS_NAMES) == ["Alice"],
+            "the named cluster",
+        )
+        named = get(base, f"/api/v1/people/{person}").body
+        assert named["name"] == "Alice" and named["faces"] == 2
+        assert [o.get_attribute("value") for o in by_css(browser, "#names option")] == ["Alice"]
+
+        # "Not this person": pick the second face (key 2 on the current row), r.
+        refused = named["face_list"][1]["id"]
+        kept = named["face_list"][0]["id"]
+        body = browser.find_element("tag name", "body")
+        body.send_keys("j")
+        body.send_keys("2")
+        picked = by_css(browser, f'.face[data-face="{refused}"]')[0]
+        assert picked.get_attribute("aria-pressed") == "true"
+        body.send_keys("r")
+        wait_for(
+            browser,
+            lambda d: get(base, f"/api/v1/people/{person}").body["faces"] == 1,
+            "the face taken out",
+        )
+        # Hiding is for strangers: a named person is refused, with the reason.
+        hide = urllib.request.Request(
+            f"{base}/api/v1/people/{person}/hide",
+            data=b'{"hidden": true}',
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        status, _, raw = exchange(hide)
+        assert status == 409 and b"only unnamed clusters" in raw
+
+        # A new photo of her arrives and is scanned: it joins Alice, and the face
+        # she is not stays out, though it is as close as ever.
+        with Image.open(COCO_IMAGES / PERSON_PHOTO) as photo:
+            photo.resize((photo.width * 9 // 10, photo.height * 9 // 10)).save(
+                lib / "again.jpg", quality=90
+            )
+        browser.get(base + "/status")
+        wait_for(browser, lambda d: by_css(d, "#state")[0].text == "idle", "the idle state")
+        by_css(browser, "#scan-now")[0].click()
+        wait_until(lambda: get(base, "/api/v1/status").body["files"]["ok"] == 5, 60, "the rescan")
+        wait_until(
+            lambda: get(base, f"/api/v1/people/{person}").body["faces"] == 2, 30, "the new face"
+        )
+        faces = {f["id"] for f in get(base, f"/api/v1/people/{person}").body["face_list"]}
+        assert kept in faces and refused not in faces
+
+        # Status: pause and resume with the buttons; the badge follows the events.
+        browser.get(base + "/status")
+        wait_for(browser, lambda d: by_css(d, "#state")[0].text == "idle", "the idle state")
+        by_css(browser, "#pause")[0].click()
+        wait_for(browser, lambda d: by_css(d, "#paused")[0].is_displayed(), "the paused badge")
+        assert get(base, "/api/v1/status").body["service"]  # the API still answers
+        shoot(browser, "status-paused")
+        by_css(browser, "#resume")[0].click()
+        wait_for(browser, lambda d: not by_css(d, "#paused")[0].is_displayed(), "resume")
+        by_css(browser, "#scan-now")[0].click()
+        wait_for(
+            browser,
+            lambda d: any("done" in li.text for li in by_css(d, "#log li")),
+            "the scan's done event in the log",
+            timeout=60,
+        )
+        shoot(browser, "status")
+        code, _ = stop(proc)
+        assert code == 0, log.read_text()
+
+
+def test_sign_in_with_a_key_and_the_guard(tmp_path: Path, browser: Any) -> None:
+    admin = "admin-key-for-the-ui-test"
+    keys = [ApiKey(sha256=key_sha256(admin), role="admin", name="me")]
+    keyed = dataclasses.replace(Settings(), api=dataclasses.replace(Settings().api, api_keys=keys))
+    served = serve(keyed, tmp_path / "state")
+    try:
+        base = served.base
+        browser.delete_all_cookies()
+        browser.get(base + "/people")
+        wait_for(browser, lambda d: "/login" in d.current_url, "the sign-in page")
+        shoot(browser, "login")
+        browser.find_element("name", "key").send_keys("wrong\n")
+        wait_for(browser, lambda d: by_css(d, ".error"), "the refusal")
+        assert "not one of [api] api_keys" in by_css(browser, ".error")[0].text
+        browser.find_element("name", "key").send_keys(admin + "\n")
+        wait_for(browser, lambda d: d.current_url == base + "/people", "the page asked for")
+        [cookie] = browser.get_cookies()
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert admin not in cookie["value"]  # the key's sha256, signed: never the key
+        # The cookie lets the page's own calls through.
+        answer = browser.execute_async_script(
+            "const done = arguments[0];fetch('/api/v1/people').then(r => done(r.status));"
+        )
+        assert answer == 200
+        by_css(browser, ".signout button")[0].click()
+        wait_for(browser, lambda d: "/login" in d.current_url, "signed out")
+    finally:
+        served.stop()
+
+    # Without keys: a write from another site, or to a name that is not this
+    # machine (DNS rebinding), is refused before any route runs.
+    served = serve(Settings(), tmp_path / "open-state")
+    try:
+        base = served.base
+        for headers in (
+            {"Origin": "http://evil.example"},
+            {"Sec-Fetch-Site": "cross-site"},
+            {"Host": "evil.example"},
+        ):
+            request = urllib.request.Request(
+                base + "/api/v1/scans/pause", data=b"", method="POST", headers=headers
+            )
+            status, found, _ = exchange(request)
+            assert status == 403 and found["content-type"] == "application/problem+json"
+        same = urllib.request.Request(
+            base + "/api/v1/scans/pause",
+            data=b"",
+            method="POST",
+            headers={"Origin": base},
+        )
+        assert exchange(same)[0] == 503  # let through: `tagd serve` runs no scans
+    finally:
+        served.stop()
