@@ -59,6 +59,19 @@ class Tag:
     segments: tuple[Segment, ...] = ()  # videos: where in the video the tag holds
 
 
+@dataclass(frozen=True)
+class ReviewItem:
+    """A tag on a file, waiting for a user's accept or reject."""
+
+    content_id: int
+    name: str
+    score: float
+    source: str
+    file_id: int
+    path: str
+    kind: str
+
+
 # ------------------------------------------------------------ files and work
 
 

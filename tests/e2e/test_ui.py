@@ -11,6 +11,7 @@ import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,29 @@ def by_css(driver: Any, selector: str) -> list[Any]:
     return driver.find_elements("css selector", selector)
 
 
+@contextmanager
+def scanned_daemon(
+    tmp_path: Path, state_dir: Path, lib: Path, files: int
+) -> Iterator[tuple[Any, Path, str]]:
+    """`tagd run` on `lib` (its API on a free port), once its first scan tagged
+    `files` files: (process, log, base URL)."""
+    config = write_config(
+        tmp_path / "config.toml",
+        f'[library]\nroots = ["{lib}"]\n'
+        '[daemon]\nschedule = ""\nwatch = false\n'
+        '[api]\nlisten = "127.0.0.1:0"\n',
+    )
+    with running_daemon(tmp_path, state_dir, config) as (proc, log, notify):
+        notify.wait_for("READY=1", 60, proc)
+        base = api_url(state_dir)
+        wait_until(lambda: tagged(base) == files, 120, "the scan")
+        yield proc, log, base
+
+
+def tagged(base: str) -> int:
+    return int(get(base, "/api/v1/status").body["files"]["ok"])
+
+
 def library_with_faces(folder: Path) -> None:
     """The photo with a person, a mirrored copy (a second face: one cluster), and
     two photos without one."""
@@ -93,16 +117,7 @@ def test_pages_name_a_cluster_and_pause_and_resume(
 ) -> None:
     lib = tmp_path / "library"
     library_with_faces(lib)
-    config = write_config(
-        tmp_path / "config.toml",
-        f'[library]\nroots = ["{lib}"]\n'
-        '[daemon]\nschedule = ""\nwatch = false\n'
-        '[api]\nlisten = "127.0.0.1:0"\n',
-    )
-    with running_daemon(tmp_path, state_dir, config) as (proc, log, notify):
-        notify.wait_for("READY=1", 60, proc)
-        base = api_url(state_dir)
-        wait_until(lambda: get(base, "/api/v1/status").body["files"]["ok"] == 4, 120, "the scan")
+    with scanned_daemon(tmp_path, state_dir, lib, 4) as (proc, log, base):
         wait_until(lambda: get(base, "/api/v1/people").body["people"], 30, "a face cluster")
 
         browser.get(base + "/")
@@ -247,3 +262,92 @@ def test_sign_in_with_a_key_and_the_guard(tmp_path: Path, browser: Any) -> None:
         assert exchange(same)[0] == 503  # let through: `tagd serve` runs no scans
     finally:
         served.stop()
+
+
+@pytest.mark.usefixtures("default_models")
+def test_review_accept_and_reject_reach_the_sidecars(
+    tmp_path: Path, state_dir: Path, coco_photos: Any, browser: Any
+) -> None:
+    from conftest import exiftool_keywords
+
+    from tagd.sinks.xmp.sidecar import sidecar_path
+
+    lib = tmp_path / "library"
+    coco_photos(6, dest=lib)
+    with scanned_daemon(tmp_path, state_dir, lib, 6) as (proc, log, base):
+        wait_until(
+            lambda: get(base, "/api/v1/status").body["queued_writes"] == 0, 60, "the sidecars"
+        )
+        listed = get(base, "/api/v1/review", low=0.0, high=1.0, limit=500).body["items"]
+        assert listed and all(i["source"] != "faces" for i in listed)
+        assert [i["score"] for i in listed] == sorted(i["score"] for i in listed)
+
+        # The page, least sure first: accept the first card (a), reject the next (x).
+        browser.get(base + "/review?low=0&high=1")
+        cards = by_css(browser, ".card-item")
+        first, second = (
+            (c.get_attribute("data-content"), c.get_attribute("data-tag")) for c in cards[:2]
+        )
+        assert [first, second] == [(str(i["content_id"]), i["tag"]) for i in listed[:2]]
+        shoot(browser, "review")
+        body = browser.find_element("tag name", "body")
+        body.send_keys("a")
+        wait_for(browser, lambda d: d.execute_script(JS_VERDICTS)[:1] == ["accept"], "accept")
+        body.send_keys("x")
+        wait_for(
+            browser,
+            lambda d: d.execute_script(JS_VERDICTS)[:2] == ["accept", "reject"],
+            "reject",
+        )
+        # Decided tags leave the queue; the rejected one leaves the file's tags.
+        waiting = {(str(i["content_id"]), i["tag"]) for i in get(
+            base, "/api/v1/review", low=0.0, high=1.0, limit=500
+        ).body["items"]}  # fmt: skip
+        assert first not in waiting and second not in waiting
+        path_of = {str(i["content_id"]): Path(i["path"]) for i in listed}
+        rejected_file = path_of[second[0]]
+        accepted_file = path_of[first[0]]
+
+        # The queued sidecar writes go out (a scan writes what is queued).
+        asked = post_json(base, "/api/v1/scans", {})
+        wait_until(
+            lambda: get(base, f"/api/v1/scans/{asked['id']}").body["state"] == "done",
+            60,
+            "the writes",
+        )
+        keywords = exiftool_keywords([sidecar_path(rejected_file), sidecar_path(accepted_file)])
+        rejected = keywords[str(sidecar_path(rejected_file))]["HierarchicalSubject"]
+        accepted = keywords[str(sidecar_path(accepted_file))]["HierarchicalSubject"]
+        assert second[1] not in rejected, rejected
+        assert first[1] in accepted, accepted
+        # A rescan does not bring the rejected tag back.
+        asked = post_json(base, "/api/v1/scans", {})
+        wait_until(
+            lambda: get(base, f"/api/v1/scans/{asked['id']}").body["state"] == "done",
+            60,
+            "the rescan",
+        )
+        file_id = next(i["file_id"] for i in listed if str(i["content_id"]) == second[0])
+        tags = get(base, f"/api/v1/files/{file_id}").body["tags"]
+        assert second[1] not in [t["name"] for t in tags]
+        code, _ = stop(proc)
+        assert code == 0, log.read_text()
+
+
+JS_VERDICTS = (
+    "return Array.from(document.querySelectorAll('.card-item.done'), c => c.dataset.verdict)"
+)
+
+
+def post_json(base: str, route: str, body: dict[str, Any]) -> Any:
+    import json
+
+    request = urllib.request.Request(
+        base + route,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    status, _, raw = exchange(request)
+    assert status < 300, raw
+    return json.loads(raw)

@@ -20,6 +20,7 @@ from tagd.api.routes import (
     health,
     metrics,
     people,
+    review,
     scans,
     search,
     status,
@@ -62,7 +63,7 @@ def create_app(settings: Settings, state_dir: Path, state: ApiState | None = Non
     app.state.tagd = state
     problems.install(app)
     routes = (health, status, metrics, files, tags, search, people, faces, dupes, analyze)
-    for module in (*routes, scans, events):
+    for module in (*routes, review, scans, events):
         app.include_router(module.router, prefix=PREFIX)
     # The web pages on the same app: the same auth, catalog and analysis process.
     app.include_router(pages.router)

@@ -31,6 +31,7 @@ from tagd.catalog.reports import ReportQueries
 from tagd.catalog.search import SearchQueries
 from tagd.catalog.stash import StashQueries
 from tagd.catalog.tags import TagQueries
+from tagd.catalog.verdicts import VerdictQueries
 
 
 class Catalog(
@@ -38,6 +39,7 @@ class Catalog(
     FileQueries,
     AnalysisQueries,
     TagQueries,
+    VerdictQueries,
     OutboxQueries,
     PeopleQueries,
     SearchQueries,

@@ -204,6 +204,20 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (detection_id, person_id)
     );
     """,
+    # 11: what users said of a tag on a file (the review page). An accepted tag
+    # stays whatever its threshold becomes; a rejected one is never derived for
+    # that file again. `score` is the evidence's score when it was decided.
+    """
+    CREATE TABLE tag_verdicts (
+        content_id INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        source TEXT NOT NULL,
+        verdict TEXT NOT NULL CHECK (verdict IN ('accept', 'reject')),
+        score REAL NOT NULL,
+        decided_at REAL NOT NULL,
+        PRIMARY KEY (content_id, name)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from tagd.analyzers.registry import plugin
 from tagd.catalog.catalog import Catalog
 from tagd.policy.tags import TagPolicy
-from tagd.records import Media
+from tagd.records import Media, Tag
 
 
 def derive(
@@ -29,7 +29,27 @@ def derive(
     )
     # A video's frame interval as this analyzer saw it (some skip frames).
     seen = catalog.media_for(media, content_id, analyzer)
-    return catalog.replace_tags(content_id, analyzer, policy.derive(analyzer, detections, seen))
+    tags = with_verdicts(
+        policy.derive(analyzer, detections, seen), catalog.verdicts(content_id, analyzer), analyzer
+    )
+    return catalog.replace_tags(content_id, analyzer, tags)
+
+
+def with_verdicts(
+    tags: list[Tag], verdicts: Mapping[str, tuple[str, float]], source: str
+) -> list[Tag]:
+    """What the user said wins over the thresholds: a rejected tag goes, an accepted
+    one stays (with the score it had when it was accepted, if it fell below)."""
+    if not verdicts:
+        return tags
+    kept = [t for t in tags if verdicts.get(t.name, ("",))[0] != "reject"]
+    have = {t.name for t in kept}
+    kept += [
+        Tag(name, score, source)
+        for name, (verdict, score) in sorted(verdicts.items())
+        if verdict == "accept" and name not in have
+    ]
+    return kept
 
 
 def derive_and_queue(

@@ -1,4 +1,4 @@
-"""The pages: `/` (overview), `/people`, `/status`, and signing in and out.
+"""The pages: `/` (overview), `/people`, `/review`, `/status`, signing in and out.
 
 Each page reads the catalog in the request's thread, as the API's routes do,
 and renders a template; what a page changes it changes through the API's own
@@ -25,6 +25,8 @@ from tagd.paths import shown
 from tagd.ui.session import COOKIE, MAX_AGE, sign, verify
 
 FACES_SHOWN = 8  # face thumbnails per person on /people
+REVIEW_PAGE = 60  # tags per review page: a sitting's worth without a long page
+REVIEW_LOW, REVIEW_HIGH = 0.45, 0.75  # the default band: where models are least sure
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 router = APIRouter(include_in_schema=False)
 
@@ -124,6 +126,33 @@ def catalog_names(state: ApiState) -> list[Any]:
     """Everyone named (the autocomplete), hidden or not."""
     with state.catalog() as catalog:
         return [p for p in catalog.people() if p.name]
+
+
+@router.get("/review", response_class=HTMLResponse)
+def review(
+    request: Request,
+    state: State,
+    caller: Viewer,
+    tag: str | None = None,
+    low: float = REVIEW_LOW,
+    high: float = REVIEW_HIGH,
+) -> HTMLResponse:
+    """Tags the models are least sure of, a grid to accept or reject."""
+    low, high = min(max(low, 0.0), 1.0), min(max(high, 0.0), 1.0)
+    with state.catalog() as catalog:
+        items = catalog.review_items(low, high, tag or None, REVIEW_PAGE)
+        counts = catalog.review_tags(low, high)
+    return render(
+        request,
+        "review",
+        caller,
+        items=items,
+        counts=counts,
+        tag=tag or "",
+        low=low,
+        high=high,
+        short=lambda name: name.rsplit("|", 1)[-1],
+    )
 
 
 @router.get("/status", response_class=HTMLResponse)

@@ -134,6 +134,46 @@ function peoplePage() {
   });
 }
 
+// ------------------------------------------------------------------ review
+
+function reviewPage() {
+  let current = -1;
+  const cards = () => $$(".card-item:not(.done)");
+  const focusCard = (i) => {
+    const all = cards();
+    if (!all.length) return;
+    current = Math.max(0, Math.min(all.length - 1, i));
+    all.forEach((c, j) => c.classList.toggle("current", j === current));
+    all[current].focus();
+    all[current].scrollIntoView({ block: "nearest" });
+  };
+  async function decide(card, verdict) {
+    if (verdict !== "skip") {
+      try {
+        await api("POST", "/review", {
+          content_id: Number(card.dataset.content), tag: card.dataset.tag, verdict,
+        });
+      } catch (e) { return; /* the toast says why */ }
+    }
+    card.classList.add("done", verdict);
+    card.dataset.verdict = verdict;
+    focusCard(current);
+  }
+  $$(".card-item [data-verdict]").forEach((b) =>
+    b.addEventListener("click", () => decide(b.closest(".card-item"), b.dataset.verdict)));
+  document.addEventListener("keydown", (event) => {
+    if (event.target.closest("input, select, textarea")) return;
+    const keys = { j: 1, ArrowRight: 1, ArrowDown: 1, k: -1, ArrowLeft: -1, ArrowUp: -1 };
+    if (keys[event.key]) { event.preventDefault(); focusCard(current + keys[event.key]); return; }
+    const verdict = { a: "accept", x: "reject", s: "skip" }[event.key];
+    if (verdict) {
+      if (current < 0) focusCard(0);
+      const card = cards()[current];
+      if (card && $("[data-verdict]", card)) decide(card, verdict);
+    }
+  });
+}
+
 // ------------------------------------------------------------------ status
 
 function statusPage() {
@@ -194,7 +234,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (event.target.closest("input, textarea") || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.key === "?") { $("#keys").showModal(); return; }
     if (go) {
-      const target = { o: "/", p: "/people", s: "/status" }[event.key];
+      const target = { o: "/", p: "/people", r: "/review", s: "/status" }[event.key];
       go = false;
       if (target) location.href = target;
       return;
@@ -204,4 +244,5 @@ document.addEventListener("DOMContentLoaded", () => {
   const page = document.body.dataset.page;
   if (page === "people") peoplePage();
   if (page === "status") statusPage();
+  if (page === "review") reviewPage();
 });
