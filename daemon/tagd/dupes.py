@@ -13,7 +13,7 @@ instead of 5·10⁹ × 52 hash pairs. Matches are joined with union-find.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -137,8 +137,12 @@ def _find(parent: list[int], i: int) -> int:
     return i
 
 
-def group(photos: Sequence[Photo], threshold: int) -> list[Group]:
-    """Near-duplicate groups (2+ files, images and videos apart), largest first."""
+def group(
+    photos: Sequence[Photo], threshold: int, distinct: Collection[tuple[int, int]] = ()
+) -> list[Group]:
+    """Near-duplicate groups (2+ files, images and videos apart), largest first.
+    `distinct`: pairs of contents (lower id first) a user said are not duplicates,
+    never joined directly."""
     parent = list(range(len(photos)))
     plain = np.array([p.hashes[0] for p in photos], np.uint64)
     # Files of one content are exact copies: join them without looking.
@@ -148,7 +152,8 @@ def group(photos: Sequence[Photo], threshold: int) -> list[Group]:
         parent[_find(parent, i)] = _find(parent, j)
     if photos:
         for i, j, _ in matching_pairs(plain, [p.hashes for p in photos], threshold):
-            if photos[i].kind == photos[j].kind:
+            a, b = sorted((photos[i].content_id, photos[j].content_id))
+            if photos[i].kind == photos[j].kind and (a, b) not in distinct:
                 parent[_find(parent, i)] = _find(parent, j)
     members: dict[int, list[Photo]] = {}
     for i, p in enumerate(photos):

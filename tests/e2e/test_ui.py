@@ -205,6 +205,21 @@ def test_pages_name_a_cluster_and_pause_and_resume(
             timeout=60,
         )
         shoot(browser, "status")
+
+        # Duplicates: the photo, its mirror and the smaller copy are one group, the
+        # largest suggested; "Not duplicates" (d) and they are never grouped again.
+        before = get(base, "/api/v1/dupes").body["groups"]
+        assert len(before) == 1 and len(before[0]["others"]) == 2, before
+        browser.get(base + "/dupes")
+        [box] = by_css(browser, ".dupe-group")
+        assert len(by_css(box, "figure")) == 3 and len(by_css(box, "figure.keep")) == 1
+        shoot(browser, "dupes")
+        browser.find_element("tag name", "body").send_keys("d")
+        wait_for(browser, lambda d: by_css(d, ".dupe-group.done"), "the settled group")
+        assert get(base, "/api/v1/dupes").body["groups"] == []
+        browser.get(base + "/dupes")
+        assert not by_css(browser, ".dupe-group")
+        assert all(p.exists() for p in lib.iterdir())  # nothing deleted or moved
         code, _ = stop(proc)
         assert code == 0, log.read_text()
 

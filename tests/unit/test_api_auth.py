@@ -106,3 +106,44 @@ def test_config_errors_name_the_key() -> None:
     assert "role" in "\n".join(role.value.lines)
     ok = parse_settings({"api": {"api_keys": [{"sha256": "a" * 64}]}})
     assert ok.api.api_keys[0].role == "read"
+
+
+def test_guard_knows_this_machine_by_name() -> None:
+    from tagd.api.guard import _local_host
+
+    for host in ("127.0.0.1:8765", "127.0.0.1", "[::1]:8765", "localhost:80", "localhost"):
+        assert _local_host(host), host
+    for host in ("evil.example", "evil.example:8765", "192.168.1.5:8765", "[2001:db8::1]:80", ""):
+        assert not _local_host(host), host
+
+
+def test_sign_in_cookie_names_the_key_hash_and_resists_tampering(tmp_path) -> None:
+    from tagd.ui.session import secret, sign, verify
+
+    key = secret(tmp_path)
+    assert secret(tmp_path) == key  # made once, then read
+    assert (tmp_path / "ui-secret").stat().st_mode & 0o777 == 0o600
+    digest = key_sha256("a key")
+    cookie = sign(key, digest)
+    assert verify(key, cookie) == digest and "a key" not in cookie
+    assert verify(key, cookie[:-1] + ("0" if cookie[-1] != "0" else "1")) is None
+    assert verify(key, key_sha256("other") + cookie[64:]) is None
+    assert verify(b"another secret", cookie) is None
+    assert verify(key, None) is None and verify(key, "garbage") is None
+
+
+def test_user_verdicts_win_over_thresholds() -> None:
+    from tagd.policy.apply import with_verdicts
+    from tagd.records import Tag
+
+    derived = [Tag("AI|Objects|dog", 0.8, "objects"), Tag("AI|Objects|cat", 0.6, "objects")]
+    verdicts = {
+        "AI|Objects|cat": ("reject", 0.6),
+        "AI|Objects|boat": ("accept", 0.52),  # fell below its threshold since
+        "AI|Objects|dog": ("accept", 0.8),
+    }
+    assert with_verdicts(derived, verdicts, "objects") == [
+        Tag("AI|Objects|dog", 0.8, "objects"),
+        Tag("AI|Objects|boat", 0.52, "objects"),
+    ]
+    assert with_verdicts(derived, {}, "objects") == derived

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Sequence
+from itertools import combinations
 
 
 class HashQueries:
@@ -35,3 +38,20 @@ class HashQueries:
             "ORDER BY f.path"
         )
         return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    def set_dupe_verdict(self, content_ids: Sequence[int], verdict: str) -> None:
+        """`verdict` for every pair of these contents."""
+        now = time.time()
+        pairs = [(a, b) for a, b in combinations(sorted(set(content_ids)), 2)]
+        self.con.executemany(
+            "INSERT INTO dupe_verdicts(a, b, verdict, decided_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(a, b) DO UPDATE SET verdict = excluded.verdict, "
+            "decided_at = excluded.decided_at",
+            [(a, b, verdict, now) for a, b in pairs],
+        )
+
+    def dupe_verdicts(self) -> dict[tuple[int, int], str]:
+        """(a, b) with a < b -> "distinct" or "kept"."""
+        return {
+            (a, b): v for a, b, v in self.con.execute("SELECT a, b, verdict FROM dupe_verdicts")
+        }

@@ -218,6 +218,19 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (content_id, name)
     );
     """,
+    # 12: what users said of near-duplicates (the duplicates page), by pair of
+    # contents (a < b): "distinct" (not duplicates: never grouped again) or
+    # "kept" (looked at, all kept: the page does not ask again).
+    """
+    CREATE TABLE dupe_verdicts (
+        a INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
+        b INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
+        verdict TEXT NOT NULL CHECK (verdict IN ('distinct', 'kept')),
+        decided_at REAL NOT NULL,
+        PRIMARY KEY (a, b),
+        CHECK (a < b)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

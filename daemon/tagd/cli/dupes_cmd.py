@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from tagd.catalog.catalog import Catalog
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
 from tagd.dupes import Group, Photo, group, load_photos, similar_json, similar_to
 from tagd.media import phash as ph
@@ -48,13 +50,21 @@ def _group_json(g: Group) -> dict[str, Any]:
     }
 
 
-def dupes_report(photos: list[Photo], threshold: int) -> dict[str, Any]:
-    """`tagd dupes --json`'s document (the HTTP API's /dupes returns it as is)."""
+def dupes_report(
+    photos: list[Photo], threshold: int, distinct: Collection[tuple[int, int]] = ()
+) -> dict[str, Any]:
+    """`tagd dupes --json`'s document (the HTTP API's /dupes returns it as is);
+    `distinct`: pairs a user said are not duplicates."""
     return {
         "threshold": threshold,
         "hashed": len(photos),
-        "groups": [_group_json(g) for g in group(photos, threshold)],
+        "groups": [_group_json(g) for g in group(photos, threshold, distinct)],
     }
+
+
+def distinct_pairs(catalog: Catalog) -> set[tuple[int, int]]:
+    """The pairs of contents users said are not duplicates (the duplicates page)."""
+    return {pair for pair, verdict in catalog.dupe_verdicts().items() if verdict == "distinct"}
 
 
 def dupes(ctx: Context, args: argparse.Namespace) -> int:
@@ -62,10 +72,11 @@ def dupes(ctx: Context, args: argparse.Namespace) -> int:
     if not 0 <= threshold <= 16:
         raise UsageError(f"--threshold {threshold}: must be between 0 and 16 bits")
     photos = load_photos(ctx.catalog)
+    distinct = distinct_pairs(ctx.catalog)
     if args.json:
-        print(json.dumps(dupes_report(photos, threshold), ensure_ascii=False, indent=1))
+        print(json.dumps(dupes_report(photos, threshold, distinct), ensure_ascii=False, indent=1))
         return EXIT_OK
-    groups = group(photos, threshold)
+    groups = group(photos, threshold, distinct)
     if not photos:
         print("no hashed photos; run `tagd scan` with [duplicates] enabled first")
         return EXIT_OK

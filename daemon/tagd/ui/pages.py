@@ -1,4 +1,5 @@
-"""The pages: `/` (overview), `/people`, `/review`, `/status`, signing in and out.
+"""The pages: `/` (overview), `/people`, `/review`, `/dupes`, `/status`, signing
+in and out.
 
 Each page reads the catalog in the request's thread, as the API's routes do,
 and renders a template; what a page changes it changes through the API's own
@@ -8,6 +9,7 @@ and Stash writes are the same as for any client.
 
 from __future__ import annotations
 
+from itertools import combinations
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -21,10 +23,12 @@ from tagd.api.auth import Caller, authorize, key_sha256, match_key
 from tagd.api.problems import Problem
 from tagd.api.state import ApiState, api_state
 from tagd.cli.report_cmds import status_report
+from tagd.dupes import Member, Photo, group, load_photos
 from tagd.paths import shown
 from tagd.ui.session import COOKIE, MAX_AGE, sign, verify
 
 FACES_SHOWN = 8  # face thumbnails per person on /people
+DUPES_PAGE = 50  # groups per page
 REVIEW_PAGE = 60  # tags per review page: a sitting's worth without a long page
 REVIEW_LOW, REVIEW_HIGH = 0.45, 0.75  # the default band: where models are least sure
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -153,6 +157,47 @@ def review(
         high=high,
         short=lambda name: name.rsplit("|", 1)[-1],
     )
+
+
+@router.get("/dupes", response_class=HTMLResponse)
+def dupes(request: Request, state: State, caller: Viewer) -> HTMLResponse:
+    """Near-duplicate groups nobody settled yet, the suggested keeper first."""
+    with state.catalog() as catalog:
+        photos = load_photos(catalog)
+        verdicts = catalog.dupe_verdicts()
+        distinct = {pair for pair, v in verdicts.items() if v == "distinct"}
+        groups = []
+        for g in group(photos, state.settings.duplicates.threshold, distinct):
+            members = [(g.keep, None), *((m.photo, m) for m in g.others)]
+            contents = sorted({p.content_id for p, _ in members})
+            pairs = list(combinations(contents, 2))
+            if pairs and all(verdicts.get(pair) == "kept" for pair in pairs):
+                continue  # looked at, all kept: not asked again
+            groups.append(
+                {
+                    "reason": g.reason,
+                    "contents": contents,
+                    "members": [_dupe_member(catalog, p, m) for p, m in members],
+                }
+            )
+            if len(groups) >= DUPES_PAGE:
+                break
+    return render(request, "dupes", caller, groups=groups)
+
+
+def _dupe_member(catalog: Any, photo: Photo, member: Member | None) -> dict[str, Any]:
+    found = catalog.file_by_path(photo.path)
+    return {
+        "file_id": found.id if found else None,
+        "path": shown(photo.path),
+        "size": photo.size,
+        "width": photo.width,
+        "height": photo.height,
+        "format": photo.format[1],
+        "keep": member is None,
+        "distance": member.distance if member else 0,
+        "mirrored": bool(member and member.mirrored),
+    }
 
 
 @router.get("/status", response_class=HTMLResponse)

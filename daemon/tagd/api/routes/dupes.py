@@ -1,20 +1,27 @@
-"""GET /dupes: `tagd dupes --json`: near-duplicate groups, which to keep and why."""
+"""GET /dupes: `tagd dupes --json`: near-duplicate groups, which to keep and why;
+POST /dupes/verdict: a group is not duplicates (never grouped again), or was
+looked at and all kept. Nothing is ever deleted or moved."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
 
 from tagd.api.auth import require
 from tagd.api.state import ApiState, api_state
-from tagd.cli.dupes_cmd import dupes_report
+from tagd.cli.dupes_cmd import distinct_pairs, dupes_report
 from tagd.dupes import load_photos
 
-router = APIRouter(tags=["duplicates"], dependencies=[Depends(require("read"))])
+router = APIRouter(tags=["duplicates"])
 
 
-@router.get("/dupes", summary="Groups of near-duplicate photos with a suggestion which to keep")
+@router.get(
+    "/dupes",
+    summary="Groups of near-duplicate photos with a suggestion which to keep",
+    dependencies=[Depends(require("read"))],
+)
 def dupes(
     state: Annotated[ApiState, Depends(api_state)],
     threshold: Annotated[
@@ -25,4 +32,27 @@ def dupes(
     bits = state.settings.duplicates.threshold if threshold is None else threshold
     with state.catalog() as catalog:
         photos = load_photos(catalog)
-    return dupes_report(photos, bits)
+        distinct = distinct_pairs(catalog)
+    return dupes_report(photos, bits, distinct)
+
+
+class DupeVerdict(BaseModel):
+    content_ids: list[int] = Field(
+        min_length=2, max_length=1000, description="the group's contents (from /files/{id})"
+    )
+    verdict: Literal["distinct", "kept"] = Field(
+        description="distinct: not duplicates, never grouped again; kept: looked at, all kept"
+    )
+
+
+@router.post(
+    "/dupes/verdict",
+    summary="Say a group is not duplicates, or was looked at (nothing is deleted)",
+    dependencies=[Depends(require("admin"))],
+)
+def dupe_verdict(
+    state: Annotated[ApiState, Depends(api_state)], body: DupeVerdict
+) -> dict[str, Any]:
+    with state.catalog() as catalog, catalog.transaction():
+        catalog.set_dupe_verdict(body.content_ids, body.verdict)
+    return {"content_ids": sorted(set(body.content_ids)), "verdict": body.verdict}

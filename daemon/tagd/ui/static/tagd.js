@@ -174,6 +174,43 @@ function reviewPage() {
   });
 }
 
+// ------------------------------------------------------------------ duplicates
+
+function dupesPage() {
+  let current = -1;
+  const groups = () => $$(".dupe-group:not(.done)");
+  const focusGroup = (i) => {
+    const all = groups();
+    if (!all.length) return;
+    current = Math.max(0, Math.min(all.length - 1, i));
+    all.forEach((g, j) => g.classList.toggle("current", j === current));
+    all[current].focus();
+    all[current].scrollIntoView({ block: "nearest" });
+  };
+  async function settle(box, verdict) {
+    const contentIds = box.dataset.contents.split(",").map(Number);
+    try {
+      await api("POST", "/dupes/verdict", { content_ids: contentIds, verdict });
+    } catch (e) { return; /* the toast says why */ }
+    box.classList.add("done");
+    box.dataset.verdict = verdict;
+    toast(verdict === "distinct" ? "Not duplicates: never grouped again" : "All kept");
+    focusGroup(current);
+  }
+  $$(".dupe-group [data-dupe]").forEach((b) =>
+    b.addEventListener("click", () => settle(b.closest(".dupe-group"), b.dataset.dupe)));
+  document.addEventListener("keydown", (event) => {
+    if (event.target.closest("input, select, textarea")) return;
+    if (event.key === "j") focusGroup(current + 1);
+    else if (event.key === "k") focusGroup(current - 1);
+    else if (event.key === "d" || event.key === "a") {
+      if (current < 0) focusGroup(0);
+      const box = groups()[current];
+      if (box && $("[data-dupe]", box)) settle(box, event.key === "d" ? "distinct" : "kept");
+    }
+  });
+}
+
 // ------------------------------------------------------------------ status
 
 function statusPage() {
@@ -234,7 +271,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (event.target.closest("input, textarea") || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.key === "?") { $("#keys").showModal(); return; }
     if (go) {
-      const target = { o: "/", p: "/people", r: "/review", s: "/status" }[event.key];
+      const target = { o: "/", p: "/people", r: "/review", d: "/dupes", s: "/status" }[event.key];
       go = false;
       if (target) location.href = target;
       return;
@@ -245,4 +282,5 @@ document.addEventListener("DOMContentLoaded", () => {
   if (page === "people") peoplePage();
   if (page === "status") statusPage();
   if (page === "review") reviewPage();
+  if (page === "dupes") dupesPage();
 });
