@@ -29,18 +29,31 @@ async function api(method, path, body) {
   return data;
 }
 
+// A keyboard cursor over the items `selector` finds (j/k and the like): the one
+// it is on is outlined, focused and scrolled into view.
+function cursor(selector) {
+  let index = -1;
+  const items = () => $$(selector);
+  return {
+    items,
+    get index() { return index; },
+    current: () => items()[index],
+    move(to) {
+      const all = items();
+      if (!all.length) return;
+      index = Math.max(0, Math.min(all.length - 1, to));
+      all.forEach((item, j) => item.classList.toggle("current", j === index));
+      all[index].focus();
+      all[index].scrollIntoView({ block: "nearest" });
+    },
+  };
+}
+
 // ------------------------------------------------------------------ people
 
 function peoplePage() {
   const rows = $$(".person");
-  let current = -1;
-  const focusRow = (i) => {
-    if (!rows.length) return;
-    current = Math.max(0, Math.min(rows.length - 1, i));
-    rows.forEach((r, j) => r.classList.toggle("current", j === current));
-    rows[current].focus();
-    rows[current].scrollIntoView({ block: "nearest" });
-  };
+  const cursorRows = cursor(".person");
   const byName = (name) => rows.find((r) => r.dataset.name.toLowerCase() === name.toLowerCase());
 
   // Give `ids` the name `name`: a name someone already has merges them into that
@@ -115,21 +128,23 @@ function peoplePage() {
 
   document.addEventListener("keydown", (event) => {
     if (event.target.closest("input, textarea")) return;
-    if (event.key === "j") focusRow(current + 1);
-    else if (event.key === "k") focusRow(current - 1);
-    else if (event.key === "n" && current >= 0) {
-      const input = $("form.name input", rows[current]);
+    const row = cursorRows.current();
+    if (event.key === "j") cursorRows.move(cursorRows.index + 1);
+    else if (event.key === "k") cursorRows.move(cursorRows.index - 1);
+    else if (!row) return;
+    else if (event.key === "n") {
+      const input = $("form.name input", row);
       if (input) { event.preventDefault(); input.focus(); input.select(); }
-    } else if (event.key === "x" && current >= 0) {
-      const box = $(".pick", rows[current]);
+    } else if (event.key === "x") {
+      const box = $(".pick", row);
       if (box) { box.checked = !box.checked; count(); }
-    } else if (/^[1-8]$/.test(event.key) && current >= 0) {
-      const face = $$(".face", rows[current])[Number(event.key) - 1];
+    } else if (/^[1-8]$/.test(event.key)) {
+      const face = $$(".face", row)[Number(event.key) - 1];
       if (face) toggleFace(face);
-    } else if (current >= 0 && ({ r: "reject", s: "split", h: "hide" })[event.key]) {
+    } else if (({ r: "reject", s: "split", h: "hide" })[event.key]) {
       const what = { r: "reject", s: "split", h: "hide" }[event.key];
-      const button = $(`[data-do=${what}]`, rows[current]);
-      if (button && !button.disabled) act(rows[current], what);
+      const button = $(`[data-do=${what}]`, row);
+      if (button && !button.disabled) act(row, what);
     }
   });
 }
@@ -137,16 +152,7 @@ function peoplePage() {
 // ------------------------------------------------------------------ review
 
 function reviewPage() {
-  let current = -1;
-  const cards = () => $$(".card-item:not(.done)");
-  const focusCard = (i) => {
-    const all = cards();
-    if (!all.length) return;
-    current = Math.max(0, Math.min(all.length - 1, i));
-    all.forEach((c, j) => c.classList.toggle("current", j === current));
-    all[current].focus();
-    all[current].scrollIntoView({ block: "nearest" });
-  };
+  const cards = cursor(".card-item:not(.done)");
   async function decide(card, verdict) {
     if (verdict !== "skip") {
       try {
@@ -157,18 +163,18 @@ function reviewPage() {
     }
     card.classList.add("done", verdict);
     card.dataset.verdict = verdict;
-    focusCard(current);
+    cards.move(cards.index);
   }
   $$(".card-item [data-verdict]").forEach((b) =>
     b.addEventListener("click", () => decide(b.closest(".card-item"), b.dataset.verdict)));
   document.addEventListener("keydown", (event) => {
     if (event.target.closest("input, select, textarea")) return;
     const keys = { j: 1, ArrowRight: 1, ArrowDown: 1, k: -1, ArrowLeft: -1, ArrowUp: -1 };
-    if (keys[event.key]) { event.preventDefault(); focusCard(current + keys[event.key]); return; }
+    if (keys[event.key]) { event.preventDefault(); cards.move(cards.index + keys[event.key]); return; }
     const verdict = { a: "accept", x: "reject", s: "skip" }[event.key];
     if (verdict) {
-      if (current < 0) focusCard(0);
-      const card = cards()[current];
+      if (cards.index < 0) cards.move(0);
+      const card = cards.current();
       if (card && $("[data-verdict]", card)) decide(card, verdict);
     }
   });
@@ -177,16 +183,7 @@ function reviewPage() {
 // ------------------------------------------------------------------ duplicates
 
 function dupesPage() {
-  let current = -1;
-  const groups = () => $$(".dupe-group:not(.done)");
-  const focusGroup = (i) => {
-    const all = groups();
-    if (!all.length) return;
-    current = Math.max(0, Math.min(all.length - 1, i));
-    all.forEach((g, j) => g.classList.toggle("current", j === current));
-    all[current].focus();
-    all[current].scrollIntoView({ block: "nearest" });
-  };
+  const groups = cursor(".dupe-group:not(.done)");
   async function settle(box, verdict) {
     const contentIds = box.dataset.contents.split(",").map(Number);
     try {
@@ -195,17 +192,17 @@ function dupesPage() {
     box.classList.add("done");
     box.dataset.verdict = verdict;
     toast(verdict === "distinct" ? "Not duplicates: never grouped again" : "All kept");
-    focusGroup(current);
+    groups.move(groups.index);
   }
   $$(".dupe-group [data-dupe]").forEach((b) =>
     b.addEventListener("click", () => settle(b.closest(".dupe-group"), b.dataset.dupe)));
   document.addEventListener("keydown", (event) => {
     if (event.target.closest("input, select, textarea")) return;
-    if (event.key === "j") focusGroup(current + 1);
-    else if (event.key === "k") focusGroup(current - 1);
+    if (event.key === "j") groups.move(groups.index + 1);
+    else if (event.key === "k") groups.move(groups.index - 1);
     else if (event.key === "d" || event.key === "a") {
-      if (current < 0) focusGroup(0);
-      const box = groups()[current];
+      if (groups.index < 0) groups.move(0);
+      const box = groups.current();
       if (box && $("[data-dupe]", box)) settle(box, event.key === "d" ? "distinct" : "kept");
     }
   });
