@@ -42,6 +42,14 @@ class PeopleQueries:
             self.con.execute("SELECT COUNT(*) FROM faces WHERE person_id IS NULL").fetchone()[0]
         )
 
+    def people_counts(self) -> tuple[int, int]:
+        """(people with a face, of them named), without listing them."""
+        total, named = self.con.execute(
+            "SELECT COUNT(*), COUNT(p.name) FROM people p "
+            "WHERE EXISTS (SELECT 1 FROM faces f WHERE f.person_id = p.id)"
+        ).fetchone()
+        return int(total), int(named)
+
     def face_info(self, detection_ids: Sequence[int]) -> dict[int, tuple[int, int | None]]:
         """detection id -> (content id, person id) for the given faces."""
         out: dict[int, tuple[int, int | None]] = {}

@@ -28,6 +28,7 @@ from tagd.paths import shown
 from tagd.ui.session import COOKIE, MAX_AGE, sign, verify
 
 FACES_SHOWN = 8  # face thumbnails per person on /people
+PEOPLE_PAGE = 60  # clusters per /people page: a page stays light with 1,000 of them
 DUPES_PAGE = 50  # groups per page
 REVIEW_PAGE = 60  # tags per review page: a sitting's worth without a long page
 REVIEW_LOW, REVIEW_HIGH = 0.45, 0.75  # the default band: where models are least sure
@@ -78,26 +79,36 @@ def render(request: Request, page: str, caller: Caller, **values: Any) -> HTMLRe
 def overview(request: Request, state: State, caller: Viewer) -> HTMLResponse:
     with state.catalog() as catalog:
         report = status_report(catalog, state.shas, state.state_dir)
-        people = catalog.people()
-    named = sum(1 for p in people if p.name)
+        people, named = catalog.people_counts()
     return render(
         request,
         "overview",
         caller,
         report=report,
         live=state.snapshot(),
-        people=len(people),
+        people=people,
         named=named,
     )
 
 
 @router.get("/people", response_class=HTMLResponse)
-def people(request: Request, state: State, caller: Viewer, hidden: bool = False) -> HTMLResponse:
-    """The clusters to name (`hidden`: those hidden as strangers instead)."""
+def people(
+    request: Request, state: State, caller: Viewer, hidden: bool = False, page: int = 1
+) -> HTMLResponse:
+    """The clusters to name (`hidden`: those hidden as strangers instead), biggest
+    first, PEOPLE_PAGE at a time."""
     with state.catalog() as catalog:
         everyone = catalog.people()
+        # Every name, hidden people's too: the autocomplete.
+        names = sorted({p.name for p in everyone if p.name}, key=str.casefold)
         others = sum(1 for p in everyone if p.hidden != hidden)
         everyone = [p for p in everyone if p.hidden == hidden and p.faces]
+        # Biggest first: the clusters that name the most faces at once.
+        everyone.sort(key=lambda p: (-p.faces, p.id))
+        pages = max(1, -(-len(everyone) // PEOPLE_PAGE))
+        page = min(max(page, 1), pages)
+        total = len(everyone)
+        everyone = everyone[(page - 1) * PEOPLE_PAGE : page * PEOPLE_PAGE]
         rows = [
             {
                 "id": p.id,
@@ -111,9 +122,6 @@ def people(request: Request, state: State, caller: Viewer, hidden: bool = False)
             for p in everyone
         ]
         waiting = catalog.waiting_faces()
-    # Biggest first: the clusters that name the most faces at once.
-    rows.sort(key=lambda r: (-r["faces"], r["id"]))
-    names = sorted({p.name for p in catalog_names(state)}, key=str.casefold)
     return render(
         request,
         "people",
@@ -123,13 +131,10 @@ def people(request: Request, state: State, caller: Viewer, hidden: bool = False)
         waiting=waiting,
         hidden=hidden,
         others=others,
+        number=page,
+        pages=pages,
+        total=total,
     )
-
-
-def catalog_names(state: ApiState) -> list[Any]:
-    """Everyone named (the autocomplete), hidden or not."""
-    with state.catalog() as catalog:
-        return [p for p in catalog.people() if p.name]
 
 
 @router.get("/review", response_class=HTMLResponse)
