@@ -24,10 +24,7 @@ import argparse
 import contextlib
 import os
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -36,6 +33,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from serving import tagd_serve
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
@@ -116,31 +114,6 @@ def big_photos(dest: Path, count: int) -> list[Path]:
     return out
 
 
-def start_server(state: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    """`tagd serve` in a process of its own, as clients meet it (their requests
-    are built and read in this process, not in the server's)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    env = dict(os.environ, TAGD_STATE_DIR=str(state), TAGD_MODELS_DIR=str(models_dir(Settings())))
-    env.pop("TAGD_CONFIG", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tagd", "serve", "--listen", f"127.0.0.1:{port}"],
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(400):
-        try:
-            urllib.request.urlopen(url + "/api/v1/healthz", timeout=2).read()
-            return url + "/api/v1/analyze", server
-        except OSError:
-            time.sleep(0.05)
-    server.kill()
-    raise SystemExit("tagd serve did not start")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=64)
@@ -159,7 +132,10 @@ def main() -> int:
             shutil.copyfile(src, small / src.name)
         sets = {"640 px": small, "12 MP": big_photos(work / "big", args.big)[0].parent}
         settings = Settings()
-        url, server = start_server(work / "state")
+        # `tagd serve` in a process of its own, as clients meet it (their requests
+        # are built and read in this process, not in the server's).
+        base, server = tagd_serve(work / "state", TAGD_MODELS_DIR=str(models_dir(settings)))
+        url = base + "/api/v1/analyze"
         stack.callback(server.wait, 30)
         stack.callback(server.terminate)
         every = [a.name for a in build_analyzers(settings, models_dir(settings))]

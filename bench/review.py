@@ -22,16 +22,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
+from serving import tagd_serve
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
@@ -101,29 +99,6 @@ def build(path: Path, files: int) -> None:
         catalog.close()
 
 
-def serve(state: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    env = dict(os.environ, TAGD_STATE_DIR=str(state))
-    env.pop("TAGD_CONFIG", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tagd", "serve", "--listen", f"127.0.0.1:{port}"],
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(400):
-        try:
-            urllib.request.urlopen(base + "/api/v1/healthz", timeout=2).read()
-            return base, proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("tagd serve did not start")
-
-
 def fetch(url: str) -> tuple[bytes, float]:
     start = time.perf_counter()
     with urllib.request.urlopen(url, timeout=120) as answer:
@@ -151,7 +126,7 @@ def main() -> int:
         build(catalog.with_suffix(".part"), args.files)
         catalog.with_suffix(".part").rename(catalog)
         print(f"built a catalog of {args.files:,} files in {time.perf_counter() - start:.0f} s")
-    base, proc = serve(state)
+    base, proc = tagd_serve(state)
     try:
         print(f"tagd's pages, {args.files:,} files in the catalog, {os.cpu_count()} cores")
         print("| page | KB (HTML + CSS + JS) | p50 ms | p95 ms | ok |")

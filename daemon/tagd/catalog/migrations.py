@@ -231,6 +231,11 @@ MIGRATIONS: list[str] = [
         CHECK (a < b)
     );
     """,
+    # 13: the review queue reads tags least sure first, and counts a band's tags
+    # from this index alone.
+    """
+    CREATE INDEX tags_score ON tags(score, content_id, name, source);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

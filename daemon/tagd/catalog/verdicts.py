@@ -54,26 +54,40 @@ class VerdictQueries:
     ) -> list[ReviewItem]:
         """Tags scored within [low, high] nobody decided on yet, least sure first.
         Person tags are decided on the people page instead."""
+        # In score order from the tags_score index, stopping at `limit`: a page of
+        # the queue reads about as many rows as it shows, whatever the library.
         rows = self.con.execute(
-            "SELECT t.content_id, t.name, t.score, t.source, MIN(f.id), MIN(f.path), c.kind "
-            "FROM tags t JOIN files f ON f.content_id = t.content_id "
-            "JOIN contents c ON c.id = t.content_id "
-            "LEFT JOIN tag_verdicts v ON v.content_id = t.content_id AND v.name = t.name "
-            "WHERE v.content_id IS NULL AND t.score BETWEEN ? AND ? AND t.source != 'faces' "
+            "SELECT t.content_id, t.name, t.score, t.source, f.id, f.path, c.kind "
+            "FROM tags t JOIN contents c ON c.id = t.content_id "
+            "JOIN files f ON f.id = (SELECT MIN(id) FROM files WHERE content_id = t.content_id) "
+            "WHERE t.score BETWEEN ? AND ? AND t.source != 'faces' "
+            "AND NOT EXISTS (SELECT 1 FROM tag_verdicts v "
+            "WHERE v.content_id = t.content_id AND v.name = t.name) "
             f"AND {NOT_A_PARENT} AND (? IS NULL OR t.name = ?) "
-            "GROUP BY t.content_id, t.name ORDER BY t.score, t.content_id, t.name LIMIT ?",
+            "ORDER BY t.score, t.content_id, t.name LIMIT ?",
             (low, high, tag, tag, limit),
         )
         return [ReviewItem(*r) for r in rows]
 
     def review_tags(self, low: float, high: float) -> list[tuple[str, int]]:
-        """The tags waiting for review in the band, with how many files each."""
-        return list(
+        """The tags waiting for review in the band, with how many files each: the
+        band's tags counted from the tags_score index, less those decided (few),
+        parents left out (a name another one continues)."""
+        counts = dict(
             self.con.execute(
-                "SELECT t.name, COUNT(*) FROM tags t LEFT JOIN tag_verdicts v "
-                "ON v.content_id = t.content_id AND v.name = t.name "
-                "WHERE v.content_id IS NULL AND t.score BETWEEN ? AND ? AND t.source != 'faces' "
-                f"AND {NOT_A_PARENT} GROUP BY t.name ORDER BY COUNT(*) DESC, t.name",
+                "SELECT name, COUNT(*) FROM tags INDEXED BY tags_score "
+                "WHERE score BETWEEN ? AND ? AND source != 'faces' GROUP BY name",
                 (low, high),
-            )
+            ).fetchall()
         )
+        for name, decided in self.con.execute(
+            "SELECT v.name, COUNT(*) FROM tag_verdicts v JOIN tags t "
+            "ON t.content_id = v.content_id AND t.name = v.name "
+            "WHERE t.score BETWEEN ? AND ? GROUP BY v.name",
+            (low, high),
+        ):
+            if name in counts:
+                counts[name] -= decided
+        parents = {n for n in counts if any(m.startswith(n + "|") for m in counts)}
+        waiting = [(n, c) for n, c in counts.items() if c > 0 and n not in parents]
+        return sorted(waiting, key=lambda item: (-item[1], item[0]))
