@@ -192,11 +192,23 @@ def test_pages_name_a_cluster_and_pause_and_resume(
         browser.get(base + "/status")
         wait_for(browser, lambda d: by_css(d, "#state")[0].text == "idle", "the idle state")
         by_css(browser, "#pause")[0].click()
-        wait_for(browser, lambda d: by_css(d, "#paused")[0].is_displayed(), "the paused badge")
+        wait_for(
+            browser,
+            lambda d: (
+                by_css(d, "#resume")[0].is_displayed() and by_css(d, "#state")[0].text == "paused"
+            ),
+            "the paused state",
+        )
         assert get(base, "/api/v1/status").body["service"]  # the API still answers
         shoot(browser, "status-paused")
         by_css(browser, "#resume")[0].click()
-        wait_for(browser, lambda d: not by_css(d, "#paused")[0].is_displayed(), "resume")
+        wait_for(
+            browser,
+            lambda d: (
+                by_css(d, "#pause")[0].is_displayed() and by_css(d, "#state")[0].text == "idle"
+            ),
+            "resume",
+        )
         by_css(browser, "#scan-now")[0].click()
         wait_for(
             browser,
@@ -323,16 +335,16 @@ def test_review_accept_and_reject_reach_the_sidecars(
         rejected_file = path_of[second[0]]
         accepted_file = path_of[first[0]]
 
-        # The queued sidecar writes go out (a scan writes what is queued).
-        asked = post_json(base, "/api/v1/scans", {})
-        wait_until(
-            lambda: get(base, f"/api/v1/scans/{asked['id']}").body["state"] == "done",
-            60,
-            "the writes",
-        )
-        keywords = exiftool_keywords([sidecar_path(rejected_file), sidecar_path(accepted_file)])
-        rejected = keywords[str(sidecar_path(rejected_file))]["HierarchicalSubject"]
-        accepted = keywords[str(sidecar_path(accepted_file))]["HierarchicalSubject"]
+        # The daemon writes both sidecars at once, nobody asking for a scan.
+        def sidecars() -> tuple[list[str], list[str]]:
+            read = exiftool_keywords([sidecar_path(rejected_file), sidecar_path(accepted_file)])
+            return (
+                read[str(sidecar_path(rejected_file))]["HierarchicalSubject"],
+                read[str(sidecar_path(accepted_file))]["HierarchicalSubject"],
+            )
+
+        wait_until(lambda: second[1] not in sidecars()[0], 20, "the rejected tag's sidecar")
+        rejected, accepted = sidecars()
         assert second[1] not in rejected, rejected
         assert first[1] in accepted, accepted
         # A rescan does not bring the rejected tag back.

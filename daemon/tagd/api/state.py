@@ -76,6 +76,27 @@ class ApiState:
             **engine,
         }
 
+    def scheduler(self, what: str) -> Service:
+        """The daemon (`tagd run`) that does `what`; a 503 Problem under `tagd serve`,
+        which runs no scans."""
+        from tagd.api.problems import Problem
+
+        if self.daemon is None or self.daemon.worker is None:
+            raise Problem(
+                503,
+                "no-scheduler",
+                f"{what} need the daemon: this server was started by `tagd serve`, which "
+                "runs no scans; `tagd run` serves the same API and does them",
+            )
+        return self.daemon
+
+    def deliver_soon(self) -> None:
+        """A change a client made queued writes: under `tagd run` they go out now
+        (the scan thread merges a burst of these into one round); under `tagd
+        serve` the daemon's retry timer or the next `tagd scan` writes them."""
+        if self.daemon is not None and self.daemon.worker is not None:
+            self.daemon.worker.request("api change", None, "deliver")
+
     @cached_property
     def ui_secret(self) -> bytes:
         """What signs the web pages' sign-in cookies (tagd.ui.session)."""

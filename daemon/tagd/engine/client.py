@@ -15,7 +15,6 @@ import itertools
 import logging
 import os
 import queue
-import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from tagd.config import Settings
+from tagd.exits import describe_exit
 
 log = logging.getLogger("tagd.engine")
 
@@ -138,17 +138,8 @@ class Engine:
         self._tell(("pause", paused))
 
     @property
-    def busy(self) -> bool:
-        return bool(self._calls)
-
-    @property
     def running(self) -> bool:
         return self._proc is not None
-
-    @property
-    def pid(self) -> int | None:
-        proc = self._proc
-        return proc.pid if proc is not None else None
 
     def _tell(self, message: tuple[Any, ...]) -> None:
         """A message to a running child; nothing to do when none runs."""
@@ -240,10 +231,12 @@ class Engine:
             # Calls made after this child was let go went to a new one.
             left = [(r, c) for r, c in self._calls.items() if c.owner is proc]
         if left:
-            log.error("the analysis process ended (%s) in the middle of its work", describe(code))
+            log.error(
+                "the analysis process ended (%s) in the middle of its work", describe_exit(code)
+            )
         for _, call in left:
             call.inbox.put(
-                ("failure", EngineGone(f"the analysis process ended ({describe(code)})"))
+                ("failure", EngineGone(f"the analysis process ended ({describe_exit(code)})"))
             )
 
     def _sweep(self) -> None:
@@ -300,14 +293,3 @@ def _wait(proc: subprocess.Popen[bytes]) -> int | None:
         return proc.wait(timeout=CLOSE_WAIT)
     proc.kill()
     return None
-
-
-def describe(code: int | None) -> str:
-    if code is None:
-        return "did not exit, killed"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"

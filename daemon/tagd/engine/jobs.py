@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tagd.analyzers.base import Analyzer
@@ -310,7 +309,3 @@ def _log(s: ScanStats) -> None:
         s.written,
         f", {s.write_failed} failed" if s.write_failed else "",
     )
-
-
-def catalog_dir(catalog: Catalog) -> Path:
-    return Path(catalog.path).parent

@@ -91,6 +91,7 @@ class _Clusterer:
         self.cfg = settings.faces
         self.restrict = restrict
         self.info: dict[int, tuple[int, int | None]] = {}  # id -> (content, person)
+        self.refused: dict[int, set[int]] = {}  # id -> people it is not (the user said)
         self.vecs: dict[int, np.ndarray] = {}
 
     def run(self, seeds: Sequence[int]) -> ClusterReport:
@@ -121,7 +122,7 @@ class _Clusterer:
 
     def _decide(self, did: int, near: list[tuple[int, float]], report: ClusterReport) -> int | None:
         # A person the user said this face is not is never its person again.
-        refused = self.catalog.refusals([did]).get(did, set())
+        refused = self.refused.get(did, set())
         closest_person = next(
             (p for n, _ in near if (p := self.info[n][1]) and p not in refused), None
         )
@@ -168,6 +169,7 @@ class _Clusterer:
         missing = [i for i in ids if i not in self.info]
         if missing:
             self.info.update(self.catalog.face_info(missing))
+            self.refused.update(self.catalog.refusals(missing))
 
 
 def after_scan(catalog: Catalog, settings: Settings) -> ClusterReport | None:

@@ -220,10 +220,10 @@ class ScanWorker(threading.Thread):
         else:
             self._resumed.set()
         log.info("%s", "paused: scans wait for resume" if paused else "resumed")
-        self.events.publish("paused" if paused else "resumed")
         if not self.busy:
             self.activity.state = "paused" if paused else "idle"
             self.notifier.status("paused" if paused else self.idle_status)
+        self.events.publish("paused" if paused else "resumed", state=self.activity.state)
 
     def finish(self, deadline: float) -> None:
         """Stop after the batch in flight; write sidecars until `deadline` (monotonic)."""

@@ -34,6 +34,8 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from tagd.exits import describe_exit
+
 __all__ = ["Abandoned", "WriterDied", "WriterProcess"]
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,7 @@ class WriterProcess:
             ok, value = conn.recv()
         except (EOFError, OSError):
             code = self._reap()
-            raise WriterDied(f"the writing process ended ({_describe(code)})") from None
+            raise WriterDied(f"the writing process ended ({describe_exit(code)})") from None
         if ok:
             return value
         raise value
@@ -144,17 +146,6 @@ class WriterProcess:
         if proc is not None and proc.poll() is None:
             proc.kill()
         return proc
-
-
-def _describe(code: int | None) -> str:
-    if code is None:
-        return "still running, killed"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
 
 
 # ---------------------------------------------------------------- the child

@@ -130,15 +130,8 @@ def _stored(
             "leave 'analyzers' empty",
         )
     source = _library_file(state, path or "")
-    daemon = state.daemon
-    if daemon is None or daemon.worker is None:
-        raise Problem(
-            503,
-            "no-scheduler",
-            "store=true needs the daemon: `tagd serve` stores nothing; `tagd run` serves "
-            "the same API and does scans",
-        )
-    worker = daemon.worker
+    worker = state.scheduler("store=true and scans").worker
+    assert worker is not None
     if worker.paused:
         raise Problem(409, "paused", "scans are paused: POST /api/v1/scans/resume first")
     scan = worker.request("api analyze", {str(source)})

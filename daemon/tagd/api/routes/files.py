@@ -70,6 +70,13 @@ def checked_prefix(catalog: Catalog, state: ApiState, path: str) -> str:
     )
 
 
+def _listed(catalog: Catalog, state: ApiState, file_id: int) -> ListedFile:
+    item = catalog.listed_file(state.shas, file_id)
+    if item is None:
+        raise Problem(404, "no-such-file", f"no file {file_id} in the catalog; /files lists them")
+    return item
+
+
 def listed(item: ListedFile) -> dict[str, Any]:
     r = item.record
     return {
@@ -152,11 +159,7 @@ def get_file(
     file_id: Annotated[int, Path(ge=1, description="id from /files")],
 ) -> dict[str, Any]:
     with state.catalog() as catalog:
-        item = catalog.listed_file(state.shas, file_id)
-        if item is None:
-            raise Problem(
-                404, "no-such-file", f"no file {file_id} in the catalog; /files lists them"
-            )
+        item = _listed(catalog, state, file_id)
         record = item.record
         cid = record.content_id
         # export's object, its tags with the analyzer each came from.
@@ -186,11 +189,7 @@ def similar(
     """As `tagd similar FILE --json`: by image embedding when one is stored (DINOv2,
     CLIP), else by perceptual hash; smaller distances are closer."""
     with state.catalog() as catalog:
-        item = catalog.listed_file(state.shas, file_id)
-        if item is None:
-            raise Problem(
-                404, "no-such-file", f"no file {file_id} in the catalog; /files lists them"
-            )
+        item = _listed(catalog, state, file_id)
         record = item.record
         signal, unit, hits = similar_to(catalog, record.content_id, record.path, limit)
     return similar_json(record.path, signal, unit, hits)
@@ -209,9 +208,7 @@ def preview(
     """The preview the scan kept (tagd.media.thumbnail); a photo scanned before
     previews existed gets one now, from one reduced decode, kept for next time."""
     with state.catalog() as catalog:
-        item = catalog.listed_file(state.shas, file_id)
-    if item is None:
-        raise Problem(404, "no-such-file", f"no file {file_id} in the catalog; /files lists them")
+        item = _listed(catalog, state, file_id)
     record = item.record
     if record.content_id is None:
         raise Problem(404, "no-preview", f"file {file_id} could not be read: {record.error}")

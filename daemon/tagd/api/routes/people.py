@@ -57,9 +57,11 @@ def _change(state: ApiState, change: Callable[[Catalog], Person]) -> dict[str, A
     """One change to people, answered with the person as it is after it."""
     with state.catalog() as catalog:
         try:
-            return person_json(change(catalog))
+            changed = person_json(change(catalog))
         except ops.PeopleError as exc:
             raise _refused(exc) from None
+    state.deliver_soon()  # the files' person tags changed
+    return changed
 
 
 def _refused(exc: ops.PeopleError) -> Problem:
@@ -121,11 +123,12 @@ def split(
         try:
             if body.recluster:
                 made = ops.recluster(catalog, state.settings, str(person_id))
-                return {"people": [person_json(p) for p in made]}
-            moved = ops.split_faces(catalog, state.settings, str(person_id), body.faces)
+            else:
+                made = [ops.split_faces(catalog, state.settings, str(person_id), body.faces)]
         except ops.PeopleError as exc:
             raise _refused(exc) from None
-        return {"people": [person_json(moved)]}
+    state.deliver_soon()
+    return {"people": [person_json(p) for p in made]}
 
 
 class HideBody(BaseModel):

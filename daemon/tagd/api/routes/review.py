@@ -75,4 +75,6 @@ def decide_tag(state: Annotated[ApiState, Depends(api_state)], body: Verdict) ->
         except VerdictError as exc:
             raise Problem(404, "no-such-tag", str(exc)) from None
         tags = [t.name for t in catalog.tags(body.content_id)]
+    if changed:
+        state.deliver_soon()
     return {"changed": changed, "tags": tags}

@@ -40,14 +40,7 @@ class ScanBody(BaseModel):
 
 
 def _daemon(state: ApiState) -> Service:
-    daemon = state.daemon
-    if daemon is None or daemon.worker is None:
-        raise Problem(
-            503,
-            "no-scheduler",
-            "this server was started by `tagd serve`, which runs no scans; `tagd run` "
-            "serves the same API and does scans",
-        )
+    daemon = state.scheduler("scans")
     if daemon.stop.is_set():
         raise Problem(503, "stopping", "tagd is stopping; try again once it is back")
     return daemon

@@ -213,16 +213,17 @@ function dupesPage() {
 function statusPage() {
   const live = $("#live");
   if (!live || live.dataset.daemon !== "yes") return;
-  const show = (state, progress, paused) => {
+  let paused = live.dataset.paused === "yes";
+  const show = (state, progress, nowPaused) => {
     if (state) $("#state").textContent = state;
     if (progress !== undefined) {
       $("#progress").textContent = progress ? `${progress[0]}/${progress[1]} files` : "";
       $("#bar").value = progress && progress[1] ? progress[0] / progress[1] : 0;
     }
-    if (paused !== undefined) {
-      $("#paused").hidden = !paused;
-      if ($("#pause")) { $("#pause").hidden = paused; $("#resume").hidden = !paused; }
-    }
+    if (nowPaused !== undefined) paused = nowPaused;
+    // The badge says "paused" when the state itself says something else.
+    $("#paused").hidden = !paused || $("#state").textContent === "paused";
+    if ($("#pause")) { $("#pause").hidden = paused; $("#resume").hidden = !paused; }
   };
   const log = (text) => {
     const item = document.createElement("li");
@@ -233,8 +234,8 @@ function statusPage() {
   const events = new EventSource("/api/v1/events");
   events.addEventListener("hello", (e) => { const d = JSON.parse(e.data); show(d.state, d.progress, d.paused); });
   events.addEventListener("progress", (e) => { const d = JSON.parse(e.data); show(d.state, d.progress); });
-  events.addEventListener("paused", () => { show("paused", undefined, true); log("paused"); });
-  events.addEventListener("resumed", () => { show(undefined, undefined, false); log("resumed"); });
+  events.addEventListener("paused", (e) => { show(JSON.parse(e.data).state, undefined, true); log("paused"); });
+  events.addEventListener("resumed", (e) => { show(JSON.parse(e.data).state, undefined, false); log("resumed"); });
   events.addEventListener("scan", (e) => {
     const d = JSON.parse(e.data);
     log(`scan ${d.id} (${d.trigger}): ${d.state}${d.summary.length ? ": " + d.summary[0] : ""}`);
