@@ -7,6 +7,7 @@ each page at 1280x800 and 390x844 go to build/screenshots/."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 import urllib.request
@@ -229,6 +230,28 @@ def test_pages_name_a_cluster_and_pause_and_resume(
         browser.find_element("tag name", "body").send_keys("d")
         wait_for(browser, lambda d: by_css(d, ".dupe-group.done"), "the settled group")
         assert get(base, "/api/v1/dupes").body["groups"] == []
+        # Bad input: a clear 4xx, nothing stored.
+        for body, status in (
+            ({"content_ids": [1], "verdict": "kept"}, 422),
+            ({"content_ids": [1, 99999], "verdict": "kept"}, 404),
+            ({"content_ids": [1, 2], "verdict": "delete"}, 422),
+        ):
+            answer = urllib.request.Request(
+                base + "/api/v1/dupes/verdict",
+                data=json.dumps(body).encode(),
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            )
+            assert exchange(answer)[0] == status, body
+        unicorn = {"content_id": 1, "tag": "AI|Objects|unicorn", "verdict": "reject"}
+        wrong = urllib.request.Request(
+            base + "/api/v1/review",
+            method="POST",
+            headers={"Content-Type": "application/json"},
+            data=json.dumps(unicorn).encode(),
+        )
+        status, _, raw = exchange(wrong)
+        assert status == 404 and b"no tag" in raw
         browser.get(base + "/dupes")
         assert not by_css(browser, ".dupe-group")
         assert all(p.exists() for p in lib.iterdir())  # nothing deleted or moved
@@ -367,8 +390,6 @@ JS_VERDICTS = (
 
 
 def post_json(base: str, route: str, body: dict[str, Any]) -> Any:
-    import json
-
     request = urllib.request.Request(
         base + route,
         data=json.dumps(body).encode(),

@@ -50,6 +50,13 @@ class HashQueries:
             [(a, b, verdict, now) for a, b in pairs],
         )
 
+    def hashed_contents(self, content_ids: Sequence[int]) -> set[int]:
+        """Those of `content_ids` that have hashes (the ones grouping can join)."""
+        ids = sorted(set(content_ids))
+        marks = ",".join("?" * len(ids))
+        rows = self.con.execute(f"SELECT content_id FROM hashes WHERE content_id IN ({marks})", ids)
+        return {r[0] for r in rows}
+
     def dupe_verdicts(self) -> dict[tuple[int, int], str]:
         """(a, b) with a < b -> "distinct" or "kept"."""
         return {

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from tagd.api.auth import require
+from tagd.api.problems import Problem
 from tagd.api.state import ApiState, api_state
 from tagd.cli.dupes_cmd import distinct_pairs, dupes_report
 from tagd.dupes import load_photos
@@ -53,6 +54,16 @@ class DupeVerdict(BaseModel):
 def dupe_verdict(
     state: Annotated[ApiState, Depends(api_state)], body: DupeVerdict
 ) -> dict[str, Any]:
+    ids = sorted(set(body.content_ids))
+    if len(ids) < 2:
+        raise Problem(422, "invalid-parameter", "content_ids: give at least two different ones")
     with state.catalog() as catalog, catalog.transaction():
-        catalog.set_dupe_verdict(body.content_ids, body.verdict)
-    return {"content_ids": sorted(set(body.content_ids)), "verdict": body.verdict}
+        unknown = set(ids) - catalog.hashed_contents(ids)
+        if unknown:
+            raise Problem(
+                404,
+                "no-such-content",
+                f"content_ids {sorted(unknown)}: no such photo with a hash; /dupes lists them",
+            )
+        catalog.set_dupe_verdict(ids, body.verdict)
+    return {"content_ids": ids, "verdict": body.verdict}
