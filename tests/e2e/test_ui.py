@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import time
 import urllib.request
@@ -211,10 +212,12 @@ def test_pages_name_a_cluster_and_pause_and_resume(
             "resume",
         )
         by_css(browser, "#scan-now")[0].click()
+        toast = wait_for(browser, lambda d: re.search(r"Scan (\d+) queued", d.page_source), "it")
+        done = f"scan {toast.group(1)} (api): done"
         wait_for(
             browser,
-            lambda d: any("done" in li.text for li in by_css(d, "#log li")),
-            "the scan's done event in the log",
+            lambda d: any(done in li.text for li in by_css(d, "#log li")),
+            "this scan's done event in the log",
             timeout=60,
         )
         shoot(browser, "status")
