@@ -147,11 +147,15 @@ def main() -> int:
             for names in (["objects"], every):
                 chosen = ",".join(names)
                 over_http(url, photos[:2], chosen, 1)  # models loaded, caches warm
-                reference = statistics.median(
-                    in_process(settings, folder, names, work) for _ in range(args.runs)
-                )
-                for clients in (1, 4):
-                    runs = [over_http(url, photos, chosen, clients) for _ in range(args.runs)]
+                # Interleaved, so that a slower minute of a shared machine weighs on
+                # both sides of each ratio alike.
+                references, measured = [], {1: [], 4: []}
+                for _ in range(args.runs):
+                    references.append(in_process(settings, folder, names, work))
+                    for clients, runs in measured.items():
+                        runs.append(over_http(url, photos, chosen, clients))
+                reference = statistics.median(references)
+                for clients, runs in measured.items():
                     latencies = sorted(x for lat, _ in runs for x in lat)
                     rate = statistics.median(r for _, r in runs)
                     p50 = latencies[len(latencies) // 2] * 1000

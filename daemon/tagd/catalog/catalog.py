@@ -14,6 +14,7 @@ tagd.records.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,9 @@ from tagd.catalog.search import SearchQueries
 from tagd.catalog.stash import StashQueries
 from tagd.catalog.tags import TagQueries
 from tagd.catalog.verdicts import VerdictQueries
+
+# Per thread: a connection serves only the thread that made it.
+_templates = threading.local()
 
 
 class Catalog(
@@ -58,6 +62,20 @@ class Catalog(
         except BaseException:
             self.con.close()
             raise
+
+    @classmethod
+    def scratch(cls) -> Catalog:
+        """An empty catalog in memory, copied from a migrated one the thread keeps
+        (0.05 ms instead of the 1.5 ms of running every migration): the scratch
+        catalogs of on-demand analyses, one or a few files each."""
+        template = getattr(_templates, "catalog", None)
+        if template is None:
+            template = _templates.catalog = cls(":memory:")
+        catalog = cls.__new__(cls)
+        catalog.path = Path(":memory:")
+        catalog.con = connect(":memory:")
+        template.con.backup(catalog.con)
+        return catalog
 
     def close(self) -> None:
         self.con.close()
