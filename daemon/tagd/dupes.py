@@ -1,30 +1,26 @@
 """Near-duplicate groups and similar photos from the catalog. Read-only: nothing
 here (or in the commands built on it) deletes, moves or renames a file.
 
-Grouping scales by multi-index hashing: every stored hash (plain, mirror,
-crop windows) is split into three bands of 22/21/21 bits. Two hashes within
-T bits agree within T // 3 bits on at least one band (pigeonhole), so each
-photo's plain hash probes, per band, only the keys within that radius
-(254 keys for T = 8) in a sorted array, and only the few hashes found there
-are compared in full. 100,000 photos need about 10⁸ cheap comparisons
-instead of 5·10⁹ × 52 hash pairs. Matches are joined with union-find.
+Groups are read from the pairs each scan stores (tagd.dupe_pairs): a look at
+100,000 photos joins a few thousand pairs instead of comparing every photo
+with every other. A threshold above the one the pairs were found with (or a
+catalog never paired) compares everything here, with the same code.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import combinations
 from typing import Any
 
 import numpy as np
 
 from tagd.catalog.catalog import Catalog
+from tagd.dupe_pairs import Hashes, fresh_pairs, paired_at, unpack
 from tagd.media import phash as ph
 from tagd.paths import shown
 
-BANDS = ((0, 22), (22, 21), (43, 21))  # (first bit, width)
 # Better formats first: lossless and raw keep more than JPEG, JPEG more than WebP/GIF.
 FORMAT_RANK = {
     **dict.fromkeys(
@@ -78,56 +74,14 @@ class Group:
 
 def load_photos(catalog: Catalog) -> list[Photo]:
     """Every file whose content has hashes (a copy shares its content's hashes)."""
-    photos = []
-    for path, cid, kind, width, height, size, plain, variants in catalog.hashed_files():
-        if variants and len(variants) == 8 * ph.HASHES:
-            hashes = np.frombuffer(variants, "<u8").astype(np.uint64)
-        else:  # a row from another hash version: the plain hash is all there is
-            hashes = np.array([ph.to_unsigned(plain)] * 2, np.uint64)
-        photos.append(Photo(path, cid, kind, width, height, size, hashes))
-    return photos
+    return _photos(catalog.hashed_files())
 
 
-def _masks(width: int, radius: int) -> np.ndarray:
-    """Every width-bit mask with at most `radius` bits set."""
-    out = [0]
-    for r in range(1, radius + 1):
-        out += [sum(1 << b for b in bits) for bits in combinations(range(width), r)]
-    return np.array(out, np.uint64)
-
-
-def matching_pairs(
-    plain: np.ndarray, stored: Sequence[np.ndarray], threshold: int, chunk: int = 4096
-) -> Iterator[tuple[int, int, int]]:
-    """(i, j, distance) with i != j and plain[i] within `threshold` bits of a stored
-    hash of j, found by multi-index hashing (each pair at least once)."""
-    owner = np.concatenate([np.full(len(s), j, np.int64) for j, s in enumerate(stored)])
-    table = np.concatenate(list(stored)).astype(np.uint64)
-    radius = threshold // len(BANDS)
-    for first, width in BANDS:
-        mask = np.uint64((1 << width) - 1)
-        keys = (table >> np.uint64(first)) & mask
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        probes_of = _masks(width, radius)
-        for start in range(0, len(plain), chunk):
-            queries = plain[start : start + chunk]
-            base = (queries >> np.uint64(first)) & mask
-            probes = (base[:, None] ^ probes_of[None, :]).ravel()
-            lo = np.searchsorted(sorted_keys, probes, "left")
-            counts = np.searchsorted(sorted_keys, probes, "right") - lo
-            total = int(counts.sum())
-            if not total:
-                continue
-            query = np.repeat(np.arange(len(probes)) // len(probes_of), counts) + start
-            within = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-            hit = order[np.repeat(lo, counts) + within]
-            dist = np.bitwise_count(plain[query] ^ table[hit])
-            other = owner[hit]
-            keep = (dist <= threshold) & (other != query)
-            yield from zip(
-                query[keep].tolist(), other[keep].tolist(), dist[keep].tolist(), strict=True
-            )
+def _photos(rows: Iterable[tuple[str, int, str, int, int, int, int, bytes | None]]) -> list[Photo]:
+    return [
+        Photo(path, cid, kind, width, height, size, unpack(plain, variants))
+        for path, cid, kind, width, height, size, plain, variants in rows
+    ]
 
 
 def _find(parent: list[int], i: int) -> int:
@@ -137,29 +91,94 @@ def _find(parent: list[int], i: int) -> int:
     return i
 
 
-def group(
-    photos: Sequence[Photo], threshold: int, distinct: Collection[tuple[int, int]] = ()
+def groups(
+    catalog: Catalog, threshold: int, distinct: Collection[tuple[int, int]] = ()
 ) -> list[Group]:
     """Near-duplicate groups (2+ files, images and videos apart), largest first.
     `distinct`: pairs of contents (lower id first) a user said are not duplicates,
     never joined directly."""
+    components = stored_components(catalog, threshold, distinct)
+    if components is None:
+        return group(load_photos(catalog), threshold, distinct)
+    return _ordered(groups_of(catalog, components))
+
+
+def stored_components(
+    catalog: Catalog, threshold: int, distinct: Collection[tuple[int, int]] = ()
+) -> list[list[int]] | None:
+    """The contents of each group as the stored pairs join them, most files
+    first (then the oldest), without reading a file's row: what a page needs to
+    show the first groups of 100,000 photos. None when the pairs cannot answer
+    (never paired, or a threshold above theirs)."""
+    at = paired_at(catalog)
+    if at is None or threshold > at:
+        return None
+    files = dict(catalog.copied_contents())  # content -> files, where 2 or more
+    parent: dict[int, int] = {c: c for c in files}
+    for a, b in catalog.dupe_pairs(threshold):
+        if (a, b) not in distinct:
+            parent[_find_in(parent, a)] = _find_in(parent, b)
+    members: dict[int, list[int]] = {}
+    for c in parent:
+        members.setdefault(_find_in(parent, c), []).append(c)
+    found = [sorted(m) for m in members.values() if len(m) > 1 or files.get(m[0], 1) > 1]
+    return sorted(found, key=lambda m: (-sum(files.get(c, 1) for c in m), m[0]))
+
+
+def groups_of(catalog: Catalog, components: Sequence[Sequence[int]]) -> list[Group]:
+    """The groups of these components of contents, each with its keep suggestion,
+    in their order (one left with fewer than two readable files is dropped)."""
+    by_content: dict[int, list[Photo]] = {}
+    for photo in _photos(catalog.hashed_files_of([c for m in components for c in m])):
+        by_content.setdefault(photo.content_id, []).append(photo)
+    out = []
+    for contents in components:
+        photos = [p for c in contents for p in by_content.get(c, [])]
+        if len(photos) > 1:
+            out.append(_suggest(photos))
+    return out
+
+
+def _find_in(parent: dict[int, int], i: int) -> int:
+    parent.setdefault(i, i)
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def _ordered(found: list[Group]) -> list[Group]:
+    return sorted(found, key=lambda g: (-len(g.others), g.keep.path))
+
+
+def group(
+    photos: Sequence[Photo], threshold: int, distinct: Collection[tuple[int, int]] = ()
+) -> list[Group]:
+    """groups() by comparing every photo here with every other."""
+    every = np.arange(len(photos), dtype=np.int64)
+    pairs = set()
+    for i, j, _ in fresh_pairs(Hashes.stack([p.hashes for p in photos]), every, threshold):
+        a, b = sorted((photos[i].content_id, photos[j].content_id))
+        if a != b and photos[i].kind == photos[j].kind and (a, b) not in distinct:
+            pairs.add((a, b))
+    return _join(photos, pairs)
+
+
+def _join(photos: Sequence[Photo], pairs: Iterable[tuple[int, int]]) -> list[Group]:
+    """The groups that the pairs of contents and the copies of one content make."""
     parent = list(range(len(photos)))
-    plain = np.array([p.hashes[0] for p in photos], np.uint64)
-    # Files of one content are exact copies: join them without looking.
+    # Files of one content are exact copies: joined without looking.
     first_of: dict[int, int] = {}
     for i, p in enumerate(photos):
         j = first_of.setdefault(p.content_id, i)
         parent[_find(parent, i)] = _find(parent, j)
-    if photos:
-        for i, j, _ in matching_pairs(plain, [p.hashes for p in photos], threshold):
-            a, b = sorted((photos[i].content_id, photos[j].content_id))
-            if photos[i].kind == photos[j].kind and (a, b) not in distinct:
-                parent[_find(parent, i)] = _find(parent, j)
+    for a, b in pairs:
+        if a in first_of and b in first_of:  # both still have a readable file
+            parent[_find(parent, first_of[a])] = _find(parent, first_of[b])
     members: dict[int, list[Photo]] = {}
     for i, p in enumerate(photos):
         members.setdefault(_find(parent, i), []).append(p)
-    groups = [_suggest(m) for m in members.values() if len(m) > 1]
-    return sorted(groups, key=lambda g: (-len(g.others), g.keep.path))
+    return _ordered([_suggest(m) for m in members.values() if len(m) > 1])
 
 
 def _rank(p: Photo) -> tuple[int, int, int, str]:

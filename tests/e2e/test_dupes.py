@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 from conftest import SHARED
 
-from tagd.dupes import Photo, group, matching_pairs
+from tagd import dupe_pairs
+from tagd.catalog.catalog import Catalog
+from tagd.dupe_pairs import Hashes, fresh_pairs, matching_pairs, pair_pending
+from tagd.dupes import Photo, group, groups, load_photos
 from tagd.media import phash as ph
 from tagd.media.image import decode_image
 
@@ -97,14 +100,29 @@ def test_grouping_multi_index_matches_brute_force_and_keeps_the_best() -> None:
         png = _encode(image, ".png")
         items.append(_photo(f"/l/{path.stem}.png", _hashes(png), w, h, len(data), 300 + cid))
     plain = np.array([p.hashes[0] for p in items], np.uint64)
-    found = {(i, j) for i, j, _ in matching_pairs(plain, [p.hashes for p in items], THRESHOLD)}
+    stored = Hashes.stack([p.hashes for p in items])
+    banded = {
+        (i, j) for i, j, _ in matching_pairs(plain, stored.table, stored.owner, THRESHOLD) if i != j
+    }
+    every = np.arange(len(items))
+    direct = {(i, j) for i, j, _ in fresh_pairs(stored, every, THRESHOLD)}
     brute = {
         (i, j)
         for i in range(len(items))
         for j in range(len(items))
         if i != j and ph.distance(plain[i], items[j].hashes) <= THRESHOLD
     }
-    assert found == brute
+    assert banded == direct == brute and brute
+    # A few fresh ones against the rest, both ways, by either method.
+    fresh = np.array([1, 4])
+    wanted = {(i, j) for i, j in brute if i in fresh or j in fresh}
+    assert {(i, j) for i, j, _ in fresh_pairs(stored, fresh, THRESHOLD)} == wanted
+    old_limit = dupe_pairs.DIRECT_LIMIT
+    try:
+        dupe_pairs.DIRECT_LIMIT = 0
+        assert {(i, j) for i, j, _ in fresh_pairs(stored, fresh, THRESHOLD)} == wanted
+    finally:
+        dupe_pairs.DIRECT_LIMIT = old_limit
     groups = group(items, THRESHOLD)
     assert len(groups) == len(photos)
     for g in groups:
@@ -112,6 +130,77 @@ def test_grouping_multi_index_matches_brute_force_and_keeps_the_best() -> None:
         assert {m.photo.path for m in g.others} == {f"/l/{stem}_half.jpg", f"/l/{stem}.jpg"}
         # Same resolution and (here) same size: the PNG wins on format.
         assert g.keep.path.endswith(".png") and "better format (PNG)" in g.reason
+
+
+def _hashed_catalog(path: Path, sources: list[Path]) -> tuple[Catalog, dict[str, int]]:
+    """A catalog holding the real hashes of each source and of its half-size copy."""
+    catalog = Catalog(path)
+    ids: dict[str, int] = {}
+    with catalog.transaction():
+        for n, source in enumerate(sources):
+            data = source.read_bytes()
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            for name, blob in (
+                (source.stem, data),
+                (source.stem + "_half", _variants(image)["resize50"]),
+            ):
+                _add(catalog, ids, name, blob, n)
+    return catalog, ids
+
+
+def _add(catalog: Catalog, ids: dict[str, int], name: str, blob: bytes, n: int) -> None:
+    cid = catalog.ensure_content(f"fp-{name}", "image")
+    catalog.set_media_info(cid, kind="image", width=640 - n, height=480)
+    catalog.add_file(f"/l/{name}.jpg", "image", len(blob), n, cid, None)
+    hashes = _hashes(blob)
+    catalog.save_hashes(cid, ph.to_signed(int(hashes[0])), hashes.astype("<u8").tobytes())
+    ids[name] = cid
+
+
+def _summary(found: list) -> list[tuple[str, tuple[str, ...]]]:
+    return [(g.keep.path, tuple(m.photo.path for m in g.others)) for g in found]
+
+
+def test_stored_pairs_give_the_groups_a_full_comparison_gives(tmp_path: Path) -> None:
+    sources = _photos(5)
+    catalog, ids = _hashed_catalog(tmp_path / "c.db", sources[:4])
+    try:
+        # Never paired: everything is compared on the spot.
+        assert dupe_pairs.paired_at(catalog) is None
+        full = _summary(group(load_photos(catalog), THRESHOLD))
+        assert len(full) == 4 and _summary(groups(catalog, THRESHOLD)) == full
+        assert pair_pending(catalog, THRESHOLD) == 8
+        assert pair_pending(catalog, THRESHOLD) == 0  # nothing new: nothing compared
+        assert _summary(groups(catalog, THRESHOLD)) == full
+        # A new photo and its copy: only they are compared, and they join.
+        data = sources[4].read_bytes()
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        with catalog.transaction():
+            _add(catalog, ids, sources[4].stem, data, 4)
+            _add(catalog, ids, "late_copy", _variants(image)["jpeg40"], 5)
+        assert pair_pending(catalog, THRESHOLD) == 2
+        now = _summary(groups(catalog, THRESHOLD))
+        assert now == _summary(group(load_photos(catalog), THRESHOLD)) and len(now) == 5
+        assert any(set(others) == {"/l/late_copy.jpg"} for _, others in now)
+        # The same pairs by the band tables, after a threshold change compares all again.
+        old_limit = dupe_pairs.DIRECT_LIMIT
+        try:
+            dupe_pairs.DIRECT_LIMIT = 0
+            assert pair_pending(catalog, THRESHOLD + 1) == 10
+            assert pair_pending(catalog, THRESHOLD) == 10
+        finally:
+            dupe_pairs.DIRECT_LIMIT = old_limit
+        assert _summary(groups(catalog, THRESHOLD)) == now
+        # "Not duplicates" splits that group and no other.
+        pair = tuple(sorted((ids[sources[0].stem], ids[sources[0].stem + "_half"])))
+        split = _summary(groups(catalog, THRESHOLD, {pair}))
+        assert len(split) == 4 and all(sources[0].stem not in keep for keep, _ in split)
+        # A threshold above the stored one is compared on the spot.
+        assert _summary(groups(catalog, THRESHOLD + 2)) == _summary(
+            group(load_photos(catalog), THRESHOLD + 2)
+        )
+    finally:
+        catalog.close()
 
 
 def _library(tmp_path: Path) -> tuple[Path, Path]:

@@ -236,6 +236,22 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX tags_score ON tags(score, content_id, name, source);
     """,
+    # 14: near-duplicate pairs, found once (tagd.dupe_pairs) instead of at every
+    # look: contents a < b whose hashes lie within `distance` bits, and which
+    # hashes were compared since they were stored. Copies of one content are
+    # counted from an index of the readable files.
+    """
+    ALTER TABLE hashes ADD COLUMN paired INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE dupe_pairs (
+        a INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
+        b INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
+        distance INTEGER NOT NULL,
+        PRIMARY KEY (a, b),
+        CHECK (a < b)
+    ) WITHOUT ROWID;
+    CREATE INDEX dupe_pairs_b ON dupe_pairs(b);
+    CREATE INDEX files_readable ON files(content_id) WHERE error IS NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

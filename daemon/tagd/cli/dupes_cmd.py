@@ -11,7 +11,8 @@ from typing import Any
 
 from tagd.catalog.catalog import Catalog
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
-from tagd.dupes import Group, Photo, group, load_photos, similar_json, similar_to
+from tagd.dupe_pairs import pair_pending
+from tagd.dupes import Group, groups, similar_json, similar_to
 from tagd.media import phash as ph
 from tagd.paths import shown
 from tagd.words import count
@@ -51,14 +52,14 @@ def _group_json(g: Group) -> dict[str, Any]:
 
 
 def dupes_report(
-    photos: list[Photo], threshold: int, distinct: Collection[tuple[int, int]] = ()
+    catalog: Catalog, threshold: int, distinct: Collection[tuple[int, int]] = ()
 ) -> dict[str, Any]:
     """`tagd dupes --json`'s document (the HTTP API's /dupes returns it as is);
     `distinct`: pairs a user said are not duplicates."""
     return {
         "threshold": threshold,
-        "hashed": len(photos),
-        "groups": [_group_json(g) for g in group(photos, threshold, distinct)],
+        "hashed": catalog.hashed_file_count(),
+        "groups": [_group_json(g) for g in groups(catalog, threshold, distinct)],
     }
 
 
@@ -71,27 +72,31 @@ def dupes(ctx: Context, args: argparse.Namespace) -> int:
     threshold = ctx.settings.duplicates.threshold if args.threshold is None else args.threshold
     if not 0 <= threshold <= 16:
         raise UsageError(f"--threshold {threshold}: must be between 0 and 16 bits")
-    photos = load_photos(ctx.catalog)
+    # Photos hashed since the last scan's pass (or by a tagd that stored no
+    # pairs) are compared now.
+    pair_pending(ctx.catalog, ctx.settings.duplicates.threshold)
     distinct = distinct_pairs(ctx.catalog)
     if args.json:
-        print(json.dumps(dupes_report(photos, threshold, distinct), ensure_ascii=False, indent=1))
+        report = dupes_report(ctx.catalog, threshold, distinct)
+        print(json.dumps(report, ensure_ascii=False, indent=1))
         return EXIT_OK
-    groups = group(photos, threshold, distinct)
-    if not photos:
+    hashed = ctx.catalog.hashed_file_count()
+    if not hashed:
         print("no hashed photos; run `tagd scan` with [duplicates] enabled first")
         return EXIT_OK
-    for g in groups:
+    found = groups(ctx.catalog, threshold, distinct)
+    for g in found:
         print(f"keep  {g.keep.path}  ({g.reason})")
         for m in g.others:
             how = ", mirrored" if m.mirrored else ""
             print(
                 f"  dup {m.photo.path}  ({m.photo.width}×{m.photo.height}, {m.distance} bits{how})"
             )
-    extra = sum(len(g.others) for g in groups)
+    extra = sum(len(g.others) for g in found)
     print(
-        f"{count(len(groups), 'group')}, {count(extra, 'file')} that "
+        f"{count(len(found), 'group')}, {count(extra, 'file')} that "
         f"{'duplicates' if extra == 1 else 'duplicate'} another, "
-        f"among {count(len(photos), 'hashed file')} (threshold {threshold} bits). "
+        f"among {count(hashed, 'hashed file')} (threshold {threshold} bits). "
         "Nothing was deleted or moved."
     )
     return EXIT_OK

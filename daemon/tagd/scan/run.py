@@ -219,3 +219,8 @@ def _analyse(
     events.analysed(analysis)
     if stop is None or not stop.is_set():
         events.clustered(after_scan(catalog, settings))  # people: cluster the new faces
+    if "phash" in pipeline.shas and (stop is None or not stop.is_set()):
+        from tagd.dupe_pairs import pair_pending
+
+        # Near-duplicates: the photos hashed in this scan against the library.
+        pair_pending(catalog, settings.duplicates.threshold)

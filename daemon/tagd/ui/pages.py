@@ -9,6 +9,7 @@ and Stash writes are the same as for any client.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +24,7 @@ from tagd.api.auth import Caller, authorize, key_sha256, match_key
 from tagd.api.problems import Problem
 from tagd.api.state import ApiState, api_state
 from tagd.cli.report_cmds import status_report
-from tagd.dupes import Member, Photo, group, load_photos
+from tagd.dupes import Group, Member, Photo, groups, groups_of, stored_components
 from tagd.paths import shown
 from tagd.ui.session import COOKIE, MAX_AGE, sign, verify
 
@@ -168,26 +169,52 @@ def review(
 def dupes(request: Request, state: State, caller: Viewer) -> HTMLResponse:
     """Near-duplicate groups nobody settled yet, the suggested keeper first."""
     with state.catalog() as catalog:
-        photos = load_photos(catalog)
         verdicts = catalog.dupe_verdicts()
         distinct = {pair for pair, v in verdicts.items() if v == "distinct"}
-        groups = []
-        for g in group(photos, state.settings.duplicates.threshold, distinct):
-            members = [(g.keep, None), *((m.photo, m) for m in g.others)]
-            contents = sorted({p.content_id for p, _ in members})
-            pairs = list(combinations(contents, 2))
-            if pairs and all(verdicts.get(pair) == "kept" for pair in pairs):
-                continue  # looked at, all kept: not asked again
-            groups.append(
-                {
-                    "reason": g.reason,
-                    "contents": contents,
-                    "members": [_dupe_member(catalog, p, m) for p, m in members],
-                }
-            )
-            if len(groups) >= DUPES_PAGE:
-                break
-    return render(request, "dupes", caller, groups=groups)
+        shown_groups = [
+            {
+                "reason": g.reason,
+                "contents": sorted({p.content_id for p in (g.keep, *(m.photo for m in g.others))}),
+                "members": [
+                    _dupe_member(catalog, p, m)
+                    for p, m in [(g.keep, None), *((m.photo, m) for m in g.others)]
+                ],
+            }
+            for g in _unsettled(catalog, state.settings.duplicates.threshold, distinct, verdicts)
+        ]
+    return render(request, "dupes", caller, groups=shown_groups)
+
+
+def _unsettled(
+    catalog: Any,
+    threshold: int,
+    distinct: set[tuple[int, int]],
+    verdicts: dict[tuple[int, int], str],
+) -> list[Group]:
+    """The first DUPES_PAGE groups not looked at and all kept. From the stored
+    pairs only those groups are read; else every photo is compared here."""
+
+    def settled(contents: Sequence[int]) -> bool:
+        pairs = list(combinations(sorted(set(contents)), 2))
+        return bool(pairs) and all(verdicts.get(pair) == "kept" for pair in pairs)
+
+    components = stored_components(catalog, threshold, distinct)
+    if components is None:
+        every = groups(catalog, threshold, distinct)
+        found = [g for g in every if not settled([p.content_id for p in _members(g)])]
+        return found[:DUPES_PAGE]
+    waiting = [m for m in components if not settled(m)]
+    out: list[Group] = []
+    # A component can lose its files (gone since the scan): read a few more.
+    for start in range(0, len(waiting), DUPES_PAGE):
+        out += groups_of(catalog, waiting[start : start + DUPES_PAGE])
+        if len(out) >= DUPES_PAGE:
+            break
+    return out[:DUPES_PAGE]
+
+
+def _members(g: Group) -> list[Photo]:
+    return [g.keep, *(m.photo for m in g.others)]
 
 
 def _dupe_member(catalog: Any, photo: Photo, member: Member | None) -> dict[str, Any]:

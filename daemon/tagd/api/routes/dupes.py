@@ -13,7 +13,6 @@ from tagd.api.auth import require
 from tagd.api.problems import Problem
 from tagd.api.state import ApiState, api_state
 from tagd.cli.dupes_cmd import distinct_pairs, dupes_report
-from tagd.dupes import load_photos
 
 router = APIRouter(tags=["duplicates"])
 
@@ -32,9 +31,7 @@ def dupes(
 ) -> dict[str, Any]:
     bits = state.settings.duplicates.threshold if threshold is None else threshold
     with state.catalog() as catalog:
-        photos = load_photos(catalog)
-        distinct = distinct_pairs(catalog)
-    return dupes_report(photos, bits, distinct)
+        return dupes_report(catalog, bits, distinct_pairs(catalog))
 
 
 class DupeVerdict(BaseModel):
