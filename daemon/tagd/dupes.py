@@ -211,9 +211,10 @@ class Similar:
     mirrored: bool = False
 
 
-# Whole-image embedding analyzers, best for "looks like" first. Face and
+# Whole-image embedding analyzers, best for "looks like" first; the concepts
+# classifier's features (tagd.embedding) are what every photo has. Face and
 # per-region vectors are not image similarity and are never used here.
-IMAGE_EMBEDDINGS = ("dinov2", "clip")
+IMAGE_EMBEDDINGS = ("dinov2", "clip", "concepts")
 
 
 def similar_by_embedding(

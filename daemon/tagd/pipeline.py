@@ -29,6 +29,7 @@ import numpy as np
 
 from tagd.analyzers import registry
 from tagd.analyzers.base import Analyzer, Finding
+from tagd.analyzers.taught import NAME as TAUGHT
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
 from tagd.media import thumbnail
@@ -125,9 +126,10 @@ class Pipeline:
             return 0
         with self.catalog.transaction():
             work: dict[int, list[str]] = {}
-            for analyzer in self.analyzers:
-                for cid in self.catalog.analysed_contents(analyzer.name):
-                    work.setdefault(cid, []).append(analyzer.name)
+            # Taught tags' scores are stored like an analyzer's (tagd.teach).
+            for name in [a.name for a in self.analyzers] + [TAUGHT]:
+                for cid in self.catalog.analysed_contents(name):
+                    work.setdefault(cid, []).append(name)
             # Every analysed file is written again, changed tags or not: the sinks'
             # own settings are part of the key.
             queued = derive_and_queue(self.catalog, self.policy, self.sinks(), work, queue_all=True)

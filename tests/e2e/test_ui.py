@@ -322,6 +322,7 @@ def test_review_accept_and_reject_reach_the_sidecars(
     tmp_path: Path, state_dir: Path, coco_photos: Any, browser: Any
 ) -> None:
     from conftest import exiftool_keywords
+    from selenium.webdriver.common.keys import Keys
 
     from tagd.sinks.xmp.sidecar import sidecar_path
 
@@ -383,6 +384,61 @@ def test_review_accept_and_reject_reach_the_sidecars(
         file_id = next(i["file_id"] for i in listed if str(i["content_id"]) == second[0])
         tags = get(base, f"/api/v1/files/{file_id}").body["tags"]
         assert second[1] not in [t["name"] for t in tags]
+
+        # Search by a tag's word; the first result opens its file page.
+        word = first[1].rsplit("|", 1)[-1]
+        browser.get(base + "/search")
+        field = by_css(browser, "#q")[0]
+        field.send_keys(word + "\n")
+        wait_for(browser, lambda d: by_css(d, ".result"), "the results")
+        shoot(browser, "search")
+        hits = get(base, "/api/v1/search", q=word).body["results"]
+        assert len(by_css(browser, ".result")) == len(hits) > 0
+        body = browser.find_element("tag name", "body")
+        body.send_keys("j")
+        body.send_keys(Keys.ENTER)
+        wait_for(browser, lambda d: "/files/" in d.current_url, "the file page")
+        shown_id = int(browser.current_url.rsplit("/", 1)[-1])
+        record = get(base, f"/api/v1/files/{shown_id}").body
+        assert record["path"] == hits[0]["path"]
+        # The photo itself (served as it is) under its boxes.
+        wait_for(
+            browser,
+            lambda d: (
+                d.execute_script("return document.querySelector('#picture').naturalWidth")
+                == record["width"]
+            ),
+            "the original photo",
+        )
+        # The boxes sure enough to make a tag are drawn (the others only counted).
+        sure = [o for o in record["objects"] if o["score"] >= 0.5]
+        assert len(by_css(browser, ".layer.objects rect")) == len(sure) > 0
+        shoot(browser, "file")
+        by_css(browser, "[data-layer=objects]")[0].click()
+        assert not by_css(browser, ".layer.objects rect")[0].is_displayed()
+        # Reject a tag from the file page (k/j to it, x): gone from the file's tags.
+        rows = by_css(browser, ".tag-row")
+        names = [r.get_attribute("data-tag") for r in rows]
+        assert names == [t["name"] for t in record["tags"]]
+        target = names[-1]
+        body = browser.find_element("tag name", "body")  # this page's
+        for _ in range(names.index(target) + 1):
+            body.send_keys("j")
+        body.send_keys("x")
+        wait_until(
+            lambda: (
+                target
+                not in [t["name"] for t in get(base, f"/api/v1/files/{shown_id}").body["tags"]]
+            ),
+            20,
+            "the tag rejected on the file page",
+        )
+        with urllib.request.urlopen(f"{base}/api/v1/files/{shown_id}/original") as answer:
+            assert answer.headers["Content-Type"] == "image/jpeg"
+            assert answer.read() == Path(record["path"]).read_bytes()
+        # More like this: the file's near-duplicates and look-alikes, itself left out.
+        browser.get(f"{base}/search?like={shown_id}")
+        assert by_css(browser, ".result") and "most like" in browser.page_source
         code, _ = stop(proc)
         assert code == 0, log.read_text()
 
@@ -402,3 +458,44 @@ def post_json(base: str, route: str, body: dict[str, Any]) -> Any:
     status, _, raw = exchange(request)
     assert status < 300, raw
     return json.loads(raw)
+
+
+@pytest.mark.usefixtures("default_models")
+def test_teach_a_tag_in_the_browser(
+    tmp_path: Path, state_dir: Path, browser: Any, cli: Any
+) -> None:
+    import cv2
+    from test_teach import ONLY_CONCEPTS, SUBJECT, shots
+
+    lib = tmp_path / "library"
+    lib.mkdir()
+    for i, image in enumerate(shots(cv2.imread(str(COCO_IMAGES / SUBJECT)))[:6]):
+        cv2.imwrite(str(lib / f"ours_{i}.jpg"), image)
+    for src in sorted(p for p in COCO_IMAGES.glob("*.jpg") if p.name != SUBJECT)[:12]:
+        shutil.copyfile(src, lib / src.name)
+    config = tmp_path / "c.toml"
+    config.write_text(ONLY_CONCEPTS)
+    code, _, err = cli("--config", config, "scan", lib)
+    assert code == 0, err
+    served = serve(Settings(), state_dir)
+    try:
+        base = served.base
+        # The library to browse (nothing searched yet): mark three shots with +.
+        browser.get(base + "/search")
+        cards = {
+            Path(c.find_element("css selector", ".path").text).name: c
+            for c in by_css(browser, ".result")
+        }
+        assert len(cards) == 18
+        for i in range(3):
+            cards[f"ours_{i}.jpg"].find_element("css selector", "[data-mark=example]").click()
+        assert by_css(browser, "#teach-count")[0].text.startswith("3 examples")
+        by_css(browser, "#teach-name")[0].send_keys("our subject\n")
+        wait_for(browser, lambda d: "tag=AI%7CTaught%7Cour" in d.current_url, "the taught tag")
+        found = {Path(e.text).name for e in by_css(browser, ".result .path")}
+        # Found on the shots nobody marked, and (nearly) nowhere else.
+        assert {f"ours_{i}.jpg" for i in range(3, 6)} <= found, found
+        assert len(found - {f"ours_{i}.jpg" for i in range(6)}) <= 1, found
+        shoot(browser, "teach")
+    finally:
+        served.stop()

@@ -1,9 +1,15 @@
-"""Concepts: the ImageNet classifier's top-k class probabilities, stored for the taxonomy.
+"""Concepts: the ImageNet classifier's top-k class probabilities, stored for the taxonomy,
+and the photo's general image embedding.
 
 Findings are whole-image (box None) class probabilities; the tag policy
 (tagd.policy.concepts) adds them up into tags like "dog", "beach" or "pizza".
 Storing a few more classes than any one tag needs keeps tag scores honest
 when the taxonomy or thresholds change later without a re-run.
+
+The same forward pass gives the 1280 pooled features the classifier reads:
+kept as int8 in sqlite-vec (`vec_concepts`, 1280 bytes a photo or frame),
+they find similar photos and teach new tags (tagd.teach) without running a
+model again. A model file exported without them (older exports) gives none.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ from tagd.analyzers import exported
 from tagd.analyzers.base import Analyzer, Finding
 from tagd.analyzers.registry import AnalyzerPlugin
 from tagd.config import Settings
+from tagd.embedding import EMBEDDING, embedding_int8
 from tagd.policy import concepts as policy
 from tagd.policy.concepts import class_keys, imagenet_classes
-from tagd.runtime.classifier import Classifier
+from tagd.runtime.classifier import Classifier, softmax
 from tagd.runtime.manifest import ModelSpec, resolve
 from tagd.runtime.model import ManagedModel, model_for
 
@@ -67,14 +74,16 @@ class ConceptClassifier(Analyzer):
         return round(max(self.model.spec.input) / 0.875 * 4 / 3)
 
     def analyze(self, images: Sequence[np.ndarray]) -> list[list[Finding]]:
-        probs = self.classifier.probabilities(images)
+        logits, features = self.classifier.outputs(images)
+        probs = softmax(logits)
         k = min(self.top_k, probs.shape[1]) if len(probs) else 0
         out = []
-        for row in probs:
+        for i, row in enumerate(probs):
             best = np.argsort(-row, kind="stable")[:k]
-            out.append(
-                [Finding(self.keys[i], float(row[i])) for i in best if row[i] >= self.min_score]
-            )
+            found = [Finding(self.keys[j], float(row[j])) for j in best if row[j] >= self.min_score]
+            if features is not None:
+                found.append(Finding(EMBEDDING, 1.0, vector=embedding_int8(features[i])))
+            out.append(found)
         return out
 
 
@@ -86,5 +95,5 @@ PLUGIN = AnalyzerPlugin(
     derive=policy.derive,
     # The raw ImageNet classes; the taxonomy's tags are under "tags".
     export_key="concepts",
-    export=exported.labels(ConceptClassifier.name),
+    export=exported.labels(ConceptClassifier.name, skip=EMBEDDING),
 )

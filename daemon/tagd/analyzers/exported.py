@@ -29,13 +29,15 @@ def boxes(analyzer: str) -> Exporter:
     return rows
 
 
-def labels(analyzer: str) -> Exporter:
-    """Whole-image class scores (no box)."""
+def labels(analyzer: str, skip: str | None = None) -> Exporter:
+    """Whole-image class scores (no box); `skip`: a label that is no class (an
+    embedding's carrier)."""
 
     def rows(catalog: Catalog, content_id: int) -> list[dict[str, Any]]:
         return [
             {"label": d.label, "score": d.score} | _at(d)
             for d in catalog.detections(content_id, analyzer)
+            if d.label != skip
         ]
 
     return rows

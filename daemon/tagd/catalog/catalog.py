@@ -6,7 +6,8 @@ results and two copies of one photo are analysed once. An analysis is valid
 for (content, analyzer, model sha256): a new model re-runs only that analyzer.
 
 Every query lives in this package, grouped by subject (files, analyses,
-vectors, tags, outbox, people, search, hashes, stash, reports, browse, meta); `Catalog`
+vectors, tags, outbox, people, search, hashes, stash, reports, browse, taught,
+meta); `Catalog`
 brings them together over one connection. The records it hands back are in
 tagd.records.
 """
@@ -32,6 +33,7 @@ from tagd.catalog.reports import ReportQueries
 from tagd.catalog.search import SearchQueries
 from tagd.catalog.stash import StashQueries
 from tagd.catalog.tags import TagQueries
+from tagd.catalog.taught import TaughtQueries
 from tagd.catalog.verdicts import VerdictQueries
 
 # Per thread: a connection serves only the thread that made it.
@@ -51,6 +53,7 @@ class Catalog(
     StashQueries,
     ReportQueries,
     BrowseQueries,
+    TaughtQueries,
 ):
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)

@@ -61,13 +61,18 @@ def disk_full(exc: BaseException, folder: Path | None = None) -> bool:
     """Did a write fail for want of space? ENOSPC or EDQUOT from the OS, SQLITE_FULL
     from SQLite (which then has rolled back or still holds the transaction: the
     catalog itself stays intact either way). SQLite reports a -shm file it cannot
-    grow as an I/O error: that counts when `folder` (the catalog's) has no room."""
+    grow as an I/O error, sqlite-vec one of its vector chunks as its own error:
+    those count when `folder` (the catalog's) has no room."""
     if isinstance(exc, DiskFullError):
         return True
     if isinstance(exc, OSError):
         return exc.errno in (errno.ENOSPC, errno.EDQUOT)
     if not isinstance(exc, DRIVER.Error):
         return False
+    if "sqlite-vec error" in str(exc):
+        # sqlite-vec reports a vector chunk it could not write as an error of its
+        # own (SQLITE_ERROR), the disk's answer lost: the free space tells.
+        return folder is not None and no_room(folder)
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:  # a driver without error codes: only the message tells
         return "disk is full" in str(exc)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from itertools import combinations
 
-CHUNK = 900  # ids per IN (...) list, under SQLite's limit on bound values
+from tagd.catalog.params import chunks
 
 
 class HashQueries:
@@ -54,9 +54,7 @@ class HashQueries:
     ) -> list[tuple[str, int, str, int, int, int, int, bytes | None]]:
         """hashed_files() for these contents only."""
         out: list[tuple[str, int, str, int, int, int, int, bytes | None]] = []
-        ids = sorted(set(content_ids))
-        for start in range(0, len(ids), CHUNK):
-            part = ids[start : start + CHUNK]
+        for part in chunks(sorted(set(content_ids))):
             rows = self.con.execute(
                 "SELECT f.path, c.id, c.kind, COALESCE(c.width, 0), COALESCE(c.height, 0), "
                 "f.size, h.phash, h.variants FROM hashes h JOIN contents c ON c.id = h.content_id "

@@ -252,6 +252,24 @@ MIGRATIONS: list[str] = [
     CREATE INDEX dupe_pairs_b ON dupe_pairs(b);
     CREATE INDEX files_readable ON files(content_id) WHERE error IS NULL;
     """,
+    # 15: an embedding table's element type: float (4 bytes) or int8 (1 byte a
+    # value: the general image embedding every photo keeps, 1280 bytes).
+    """
+    ALTER TABLE vector_tables ADD COLUMN element TEXT NOT NULL DEFAULT 'float'
+        CHECK (element IN ('float', 'int8'));
+    """,
+    # 16: tags people taught by example (tagd.teach): the contents marked as
+    # examples and as counter-examples (JSON lists of content ids). The
+    # classifier is fitted again from them whenever needed, never stored.
+    """
+    CREATE TABLE taught_tags (
+        name TEXT PRIMARY KEY,
+        examples TEXT NOT NULL,
+        counter TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -264,12 +282,13 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # vector_tables (migration 9) with that layout's number: changing the layout is
 # a new entry here plus a migration that rebuilds the tables registered with an
 # older number, as user_version counts MIGRATIONS.
-# Placeholders: {table}, {dim}, {analyzer} (already quoted for a string literal).
+# Placeholders: {table}, {element} (float or int8), {dim}, {analyzer} (already
+# quoted for a string literal).
 VECTOR_LAYOUTS: list[str] = [
     # 1: exact L2 search over float32. A deleted detection takes its vector
     # along (contents deleted by a rescan cascade to detections, firing this).
     """
-    CREATE VIRTUAL TABLE {table} USING vec0(embedding float[{dim}]);
+    CREATE VIRTUAL TABLE {table} USING vec0(embedding {element}[{dim}]);
     CREATE TRIGGER {table}_gc AFTER DELETE ON detections WHEN old.analyzer = '{analyzer}'
     BEGIN DELETE FROM {table} WHERE rowid = old.id; END;
     """,
@@ -307,18 +326,23 @@ def vector_table_name(analyzer: str) -> str:
     return "vec_" + "".join(c if c.isalnum() else "_" for c in analyzer)
 
 
-def create_vector_table(con: sqlite3.Connection, analyzer: str, dim: int) -> str:
-    """Make and register `analyzer`'s embedding table, `dim` floats wide, by the
-    newest layout (call inside a transaction); returns its name."""
+def create_vector_table(
+    con: sqlite3.Connection, analyzer: str, dim: int, element: str = "float"
+) -> str:
+    """Make and register `analyzer`'s embedding table, `dim` values of `element`
+    (float or int8) wide, by the newest layout (call inside a transaction);
+    returns its name."""
+    if element not in ("float", "int8"):
+        raise ValueError(f"vector element {element!r}: float or int8")
     table = vector_table_name(analyzer)
     script = VECTOR_LAYOUTS[VECTOR_LAYOUT - 1].format(
-        table=table, dim=int(dim), analyzer=analyzer.replace("'", "''")
+        table=table, element=element, dim=int(dim), analyzer=analyzer.replace("'", "''")
     )
     for statement in _statements(script):
         con.execute(statement)
     con.execute(
-        "INSERT INTO vector_tables(analyzer, name, dim, layout) VALUES (?, ?, ?, ?)",
-        (analyzer, table, int(dim), VECTOR_LAYOUT),
+        "INSERT INTO vector_tables(analyzer, name, dim, layout, element) VALUES (?, ?, ?, ?, ?)",
+        (analyzer, table, int(dim), VECTOR_LAYOUT, element),
     )
     return table
 

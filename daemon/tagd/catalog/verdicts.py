@@ -49,6 +49,13 @@ class VerdictQueries:
             )
         }
 
+    def verdicts_of(self, content_id: int) -> dict[str, str]:
+        """tag -> "accept" or "reject": every decision on a content's tags."""
+        rows = self.con.execute(
+            "SELECT name, verdict FROM tag_verdicts WHERE content_id = ?", (content_id,)
+        )
+        return {name: verdict for name, verdict in rows}
+
     def review_items(
         self, low: float, high: float, tag: str | None, limit: int
     ) -> list[ReviewItem]:

@@ -272,6 +272,16 @@ class NsfwTagSettings(TagGroupSettings):
 
 
 @dataclass(frozen=True, config=SECTION)
+class TaughtTagSettings(TagGroupSettings):
+    """Tags taught by example (the web page's "Teach a tag", POST /api/v1/teach):
+    a file gets one when the classifier fitted on its examples gives it at
+    least `threshold` (a probability)."""
+
+    parent: Str = "Taught"
+    threshold: Fraction = 0.5
+
+
+@dataclass(frozen=True, config=SECTION)
 class TagSettings:
     root: Str = "AI"
     objects: TagGroupSettings = field(default_factory=TagGroupSettings)
@@ -281,6 +291,7 @@ class TagSettings:
     clip: ClipTagSettings = field(default_factory=ClipTagSettings)
     nsfw: NsfwTagSettings = field(default_factory=NsfwTagSettings)
     people: PeopleTagSettings = field(default_factory=PeopleTagSettings)
+    taught: TaughtTagSettings = field(default_factory=TaughtTagSettings)
 
 
 @dataclass(frozen=True, config=SECTION)

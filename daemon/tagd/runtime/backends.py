@@ -110,6 +110,13 @@ def run_batched(session: Session, batch: np.ndarray, batch_size: int) -> np.ndar
     return np.concatenate(parts)
 
 
+def run_batched_outputs(session: Session, batch: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Every output for every row of `batch`, as run_batched runs it."""
+    step = 1 if session.input_shape[0] == 1 else max(1, batch_size)
+    parts = [session.run(batch[i : i + step]) for i in range(0, len(batch), step)]
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+
+
 def open_session(path: Path, backend: str, threads: int, spin: bool = False) -> Session:
     engine = resolve_backend(backend)
     n = cpu_threads(threads)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from tagd.runtime.backends import run_batched
+from tagd.runtime.backends import run_batched_outputs
 from tagd.runtime.model import ManagedModel
 
 CROP_FRACTION = 0.875  # 224 / 256: the standard ImageNet centre crop
@@ -84,11 +84,18 @@ class Classifier:
 
     def logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Raw scores, one row per image (N x classes)."""
+        return self.outputs(images)[0]
+
+    def outputs(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(logits, features): features are the pooled values the last layer reads
+        (N x 1280 for EfficientNet-Lite0), None from a file exported without them."""
         if not images:
-            return np.zeros((0, len(self.labels)), np.float32)
+            return np.zeros((0, len(self.labels)), np.float32), None
         batch = np.stack([preprocess(im, self.size) for im in images])
-        out = run_batched(self.model.session(), batch, self.batch_size)
-        return np.asarray(out, np.float32).reshape(len(batch), -1)
+        out = run_batched_outputs(self.model.session(), batch, self.batch_size)
+        logits = np.asarray(out[0], np.float32).reshape(len(batch), -1)
+        features = np.asarray(out[1], np.float32).reshape(len(batch), -1) if len(out) > 1 else None
+        return logits, features
 
     def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return softmax(self.logits(images))

@@ -224,3 +224,9 @@ def _analyse(
 
         # Near-duplicates: the photos hashed in this scan against the library.
         pair_pending(catalog, settings.duplicates.threshold)
+    if "concepts" in pipeline.shas and analysis.done and (stop is None or not stop.is_set()):
+        from tagd.teach import apply_all
+
+        # Taught tags: the new photos' embeddings scored (no model runs).
+        if catalog.taught_tags():
+            apply_all(catalog, settings)

@@ -1,5 +1,5 @@
-"""The pages: `/` (overview), `/people`, `/review`, `/dupes`, `/status`, signing
-in and out.
+"""The pages: `/` (overview), `/people`, `/review`, `/dupes`, `/search`,
+`/files/{id}`, `/status`, signing in and out.
 
 Each page reads the catalog in the request's thread, as the API's routes do,
 and renders a template; what a page changes it changes through the API's own
@@ -23,9 +23,12 @@ from tagd import __version__
 from tagd.api.auth import Caller, authorize, key_sha256, match_key
 from tagd.api.problems import Problem
 from tagd.api.state import ApiState, api_state
+from tagd.catalog.browse import FileFilters
+from tagd.cli.export_cmd import file_results
 from tagd.cli.report_cmds import status_report
-from tagd.dupes import Group, Member, Photo, groups, groups_of, stored_components
+from tagd.dupes import Group, Member, Photo, groups, groups_of, similar_to, stored_components
 from tagd.paths import shown
+from tagd.search import Filters, search
 from tagd.ui.session import COOKIE, MAX_AGE, sign, verify
 
 FACES_SHOWN = 8  # face thumbnails per person on /people
@@ -33,6 +36,9 @@ PEOPLE_PAGE = 60  # clusters per /people page: a page stays light with 1,000 of 
 DUPES_PAGE = 50  # groups per page
 REVIEW_PAGE = 60  # tags per review page: a sitting's worth without a long page
 REVIEW_LOW, REVIEW_HIGH = 0.45, 0.75  # the default band: where models are least sure
+SEARCH_PAGE = 60  # results per search
+# Shown as they are on a file page (else its preview): what browsers decode.
+ORIGINAL_FORMATS = {"jpg", "jpeg", "png", "gif", "webp"}
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 router = APIRouter(include_in_schema=False)
 
@@ -230,6 +236,138 @@ def _dupe_member(catalog: Any, photo: Photo, member: Member | None) -> dict[str,
         "distance": member.distance if member else 0,
         "mirrored": bool(member and member.mirrored),
     }
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search_page(
+    request: Request,
+    state: State,
+    caller: Viewer,
+    q: str = "",
+    tag: str = "",
+    person: str = "",
+    kind: str = "",
+    like: int | None = None,
+) -> HTMLResponse:
+    """Words (tags, text, people, CLIP), a tag or person filter, or the files most
+    like one (`like`): a grid of results, each linking to its file page."""
+    q, tag, person = q.strip()[:1000], tag.strip()[:500], person.strip()[:200]
+    kind = kind if kind in ("image", "video") else ""
+    with state.catalog() as catalog:
+        hits, how = _found(catalog, state, q, tag, person, kind, like)
+        results = []
+        for path, score in hits:
+            found = catalog.file_by_path(path)
+            if found is not None:
+                results.append({"file_id": found.id, "path": shown(path), "score": score})
+        tags = [name for name, _ in catalog.tag_file_counts()]
+        names = sorted({p.name for p in catalog.people() if p.name}, key=str.casefold)
+    return render(
+        request,
+        "search",
+        caller,
+        q=q,
+        tag=tag,
+        person=person,
+        kind=kind,
+        like=like,
+        how=how,
+        results=results,
+        tags=tags,
+        names=names,
+    )
+
+
+def _found(
+    catalog: Any,
+    state: ApiState,
+    q: str,
+    tag: str,
+    person: str,
+    kind: str,
+    like: int | None,
+) -> tuple[list[tuple[str, float | None]], str]:
+    """(path, score) of the results, and what they answer, in words."""
+    if like is not None:
+        item = catalog.listed_file(state.shas, like)
+        if item is None:
+            return [], f"no file {like}"
+        signal, unit, similar = similar_to(
+            catalog, item.record.content_id, item.record.path, SEARCH_PAGE
+        )
+        return [
+            (h.path, h.score) for h in similar
+        ], f"most like {shown(item.record.path)} ({signal}, {unit})"
+    if q:
+        filters = Filters(tag=tag or None, person=person or None, kind=kind or None)
+        hits = search(catalog, state.settings, state.models_dir, q, filters, SEARCH_PAGE)
+        return [(h.path, h.score) for h in hits], f"best matches for “{q}”"
+    if tag:
+        page = catalog.file_page(
+            state.shas, FileFilters(kind=kind or None, tag=tag), 0, SEARCH_PAGE
+        )
+        return [(f.record.path, None) for f in page], f"files tagged {tag}"
+    # Nothing asked: the library as catalogued, to browse and pick examples from.
+    filters = FileFilters(kind=kind or None)
+    page = catalog.file_page(state.shas, filters, 0, SEARCH_PAGE)
+    return [(f.record.path, None) for f in page], "the library, first catalogued first"
+
+
+@router.get("/files/{file_id}", response_class=HTMLResponse)
+def file_page(request: Request, state: State, caller: Viewer, file_id: int) -> HTMLResponse:
+    """One file: its picture with every box and face drawn, its tags (to accept
+    or reject), text, people and, for a video, its tags' time ranges."""
+    with state.catalog() as catalog:
+        item = catalog.listed_file(state.shas, file_id)
+        if item is None:
+            raise Problem(404, "no-such-file", f"no file {file_id} in the catalog")
+        record = item.record
+        data = file_results(catalog, record)
+        cid = record.content_id
+        tags = catalog.tags(cid) if cid else []
+        verdicts = catalog.verdicts_of(cid) if cid else {}
+    ext = Path(record.path).suffix.lower().lstrip(".")
+    return render(
+        request,
+        "file",
+        caller,
+        file_id=file_id,
+        data=data,
+        path=shown(record.path),
+        content_id=cid,
+        tags=tags,
+        verdicts=verdicts,
+        original=record.kind == "image" and ext in ORIGINAL_FORMATS,
+        # The boxes sure enough to make a tag; the others are counted, not drawn.
+        objects=[
+            o
+            for o in data.get("objects", [])
+            if o["score"] >= state.settings.tags.objects.threshold
+        ],
+        # Labels about as tall on the screen whatever the photo's size.
+        label_size=max(12, round(max(record.width or 0, record.height or 0) / 40)),
+        timeline=_timeline(data),
+        short=lambda name: name.rsplit("|", 1)[-1],
+    )
+
+
+def _timeline(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """A video's tags as rows of ranges, in percent of its length."""
+    duration = data.get("duration") or 0
+    if data.get("kind") != "video" or duration <= 0:
+        return []
+    rows: dict[str, list[dict[str, float]]] = {}
+    for seg in data.get("segments", []):
+        start, end = max(0.0, seg["start"]), min(duration, seg["end"])
+        rows.setdefault(seg["tag"], []).append(
+            {
+                "left": 100 * start / duration,
+                "width": max(0.5, 100 * (end - start) / duration),
+                "start": start,
+                "end": end,
+            }
+        )
+    return [{"tag": tag, "ranges": ranges} for tag, ranges in sorted(rows.items())]
 
 
 @router.get("/status", response_class=HTMLResponse)

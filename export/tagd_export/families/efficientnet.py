@@ -174,6 +174,24 @@ def input_size(net: Any) -> int:
     return int(net._global_params.image_size)
 
 
+def with_features(net: Any) -> Any:
+    """The network answering (logits, features): the pooled 1280 values the
+    classifier reads, which tagd keeps for every photo as its general image
+    embedding (similar photos, taught tags)."""
+    import torch
+
+    class WithFeatures(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: Any) -> tuple[Any, Any]:
+            pooled = self.net._avg_pooling(self.net.extract_features(x)).flatten(1)
+            return self.net._fc(pooled), pooled  # dropout is a no-op in eval mode
+
+    return WithFeatures().eval()
+
+
 def export_onnx(net: Any, dest: Path) -> None:
     import torch
 
@@ -185,14 +203,14 @@ def export_onnx(net: Any, dest: Path) -> None:
         # dynamo=False on purpose (MODELS.md): the legacy exporter's deprecation notice is noise.
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(
-            net,
+            with_features(net),
             (dummy,),
             str(dest),
             opset_version=OPSET,
             dynamo=False,  # the TorchScript exporter gives a plain, stable graph here
             input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+            output_names=["logits", "features"],
+            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}, "features": {0: "N"}},
         )
 
 
@@ -242,8 +260,13 @@ def parity_check(ctx: ExportContext, net: Any, onnx_path: Path) -> dict[str, flo
     side = input_size(net)
     batch = np.stack([preprocess(im, (side, side)) for im in photos])
     with torch.no_grad():
-        reference = net(torch.from_numpy(batch)).numpy()
-    return parity(reference, _session(onnx_path).run(batch)[0])
+        logits, features = (t.numpy() for t in with_features(net)(torch.from_numpy(batch)))
+    answer = _session(onnx_path).run(batch)
+    check = parity(logits, answer[0])
+    # The embedding must agree as closely as the classes.
+    check["features_cosine"] = parity(features, answer[1])["cosine"]
+    check["cosine"] = min(check["cosine"], check["features_cosine"])
+    return check
 
 
 def _session(path: Path) -> Any:

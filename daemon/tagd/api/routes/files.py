@@ -11,7 +11,7 @@ from pathlib import Path as PathType
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from tagd.api.auth import require
 from tagd.api.problems import Problem
@@ -22,6 +22,8 @@ from tagd.cli.export_cmd import file_results
 from tagd.dupes import similar_json, similar_to
 from tagd.engine.client import EngineError
 from tagd.media import preview_files as thumbnail
+from tagd.media.files import NotRegularFile, open_regular
+from tagd.media.sniff import sniff
 from tagd.paths import library_roots, shown, within
 from tagd.records import ListedFile
 from tagd.sinks.outbox import enabled as enabled_sinks
@@ -222,6 +224,51 @@ def preview(
         # Content ids never change what they show: browsers may keep it.
         headers={"Cache-Control": "private, max-age=86400", "ETag": f'"{record.content_id}"'},
     )
+
+
+# What browsers show themselves: served as they are, nothing decoded here.
+BROWSER_IMAGES = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "gif": "image/gif",
+    "webp": "image/webp",
+}
+
+
+@router.get(
+    "/files/{file_id}/original",
+    summary="The photo itself, where browsers show its format (JPEG, PNG, GIF, WebP)",
+    response_class=Response,
+    responses={200: {"content": {kind: {} for kind in BROWSER_IMAGES.values()}}},
+)
+def original(
+    state: Annotated[ApiState, Depends(api_state)],
+    file_id: Annotated[int, Path(ge=1, description="id from /files")],
+) -> Response:
+    """The file's bytes, read (never decoded) from where the catalog has it, when it
+    is still that file: under a library root or, link-free, where it was scanned.
+    Other formats (HEIC, TIFF, RAW, videos): 415, use /thumbnail."""
+    with state.catalog() as catalog:
+        item = _listed(catalog, state, file_id)
+    path = item.record.path
+    real = os.path.realpath(path)
+    if real != path and not any(
+        within(real, os.path.realpath(r)) for r in library_roots(state.settings)
+    ):
+        raise Problem(403, "outside-library", f"file {file_id} now leads outside the library")
+    try:
+        with open_regular(real) as fh:
+            data = fh.read(state.settings.api.max_upload_mb * 2**20 + 1)
+    except (OSError, NotRegularFile) as exc:
+        raise Problem(404, "unreadable", f"file {file_id} cannot be read now: {exc}") from None
+    media_type = BROWSER_IMAGES.get(sniff(data[:64]) or "")
+    if media_type is None:
+        raise Problem(
+            415, "not-for-browsers", f"file {file_id} is no format browsers show; use /thumbnail"
+        )
+    if len(data) > state.settings.api.max_upload_mb * 2**20:
+        raise Problem(413, "too-large", f"file {file_id} is larger than [api] max_upload_mb")
+    return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
 
 def _late_preview(state: ApiState, content_id: int, path: str, kind: str, file_id: int) -> PathType:

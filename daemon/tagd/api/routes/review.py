@@ -10,11 +10,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
+from tagd.analyzers.taught import NAME as TAUGHT
 from tagd.api.auth import require
 from tagd.api.problems import Problem
 from tagd.api.state import ApiState, api_state
 from tagd.paths import shown
 from tagd.policy.verdicts import VerdictError, decide
+from tagd.teach import apply_all
 
 router = APIRouter(tags=["review"])
 reader = [Depends(require("read"))]
@@ -70,10 +72,16 @@ def review(
 )
 def decide_tag(state: Annotated[ApiState, Depends(api_state)], body: Verdict) -> dict[str, Any]:
     with state.catalog() as catalog:
+        taught = any(
+            t.name == body.tag and t.source == TAUGHT for t in catalog.tags(body.content_id)
+        )
         try:
             changed = decide(catalog, state.settings, body.content_id, body.tag, body.verdict)
         except VerdictError as exc:
             raise Problem(404, "no-such-tag", str(exc)) from None
+        if taught:
+            # A decision on a taught tag is one more example: fitted again at once.
+            changed = bool(apply_all(catalog, state.settings)) or changed
         tags = [t.name for t in catalog.tags(body.content_id)]
     if changed:
         state.deliver_soon()

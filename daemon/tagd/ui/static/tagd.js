@@ -261,6 +261,73 @@ function statusPage() {
   });
 }
 
+// ------------------------------------------------------------------ search
+
+function searchPage() {
+  const results = cursor(".result");
+  // One mark a result: an example, a counter-example, or none.
+  function mark(card, what) {
+    $$("[data-mark]", card).forEach((b) =>
+      b.setAttribute("aria-pressed", String(b.dataset.mark === what && b.getAttribute("aria-pressed") !== "true")));
+    const marked = (kind) => $$(`[data-mark=${kind}][aria-pressed=true]`).length;
+    const count = $("#teach-count");
+    if (count) count.textContent = `${marked("example")} examples, ${marked("counter")} counter-examples`;
+  }
+  $$("[data-mark]").forEach((b) => b.addEventListener("click", () => mark(b.closest(".result"), b.dataset.mark)));
+  const form = $("#teach");
+  if (form) form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const ids = (kind) => $$(`[data-mark=${kind}][aria-pressed=true]`).map((b) => Number(b.closest(".result").dataset.file));
+    const examples = ids("example");
+    if (!examples.length) { toast("mark at least one example with +", true); return; }
+    let taught;
+    try {
+      taught = await api("POST", "/teach", { tag: $("#teach-name").value, examples, counter: ids("counter") });
+    } catch (e) { return; /* the toast says why */ }
+    location.href = "/search?tag=" + encodeURIComponent(taught.tag) + "&taught=" + taught.files;
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.target.closest("input, select, textarea")) return;
+    const keys = { j: 1, ArrowRight: 1, ArrowDown: 1, k: -1, ArrowLeft: -1, ArrowUp: -1 };
+    if (keys[event.key]) { event.preventDefault(); results.move(results.index + keys[event.key]); }
+    else if (event.key === "Enter" && results.current()) $("a", results.current()).click();
+    else if ((event.key === "e" || event.key === "n") && results.current() && $("[data-mark]", results.current())) {
+      mark(results.current(), event.key === "e" ? "example" : "counter");
+    }
+  });
+}
+
+// ------------------------------------------------------------------ a file
+
+function filePage() {
+  const rows = cursor(".tag-row");
+  const svg = $(".photo svg");
+  $$("[data-layer]").forEach((box) => box.addEventListener("change", () => {
+    $(".layer." + box.dataset.layer, svg).classList.toggle("off", !box.checked);
+  }));
+  async function decide(row, verdict) {
+    try {
+      await api("POST", "/review", {
+        content_id: Number(row.dataset.content), tag: row.dataset.tag, verdict,
+      });
+    } catch (e) { return; /* the toast says why */ }
+    row.classList.remove("accept", "reject");
+    row.classList.add(verdict);
+    toast(verdict === "accept" ? "kept, whatever its score" : "removed from this file for good");
+  }
+  $$(".tag-row [data-verdict]").forEach((b) =>
+    b.addEventListener("click", () => decide(b.closest(".tag-row"), b.dataset.verdict)));
+  document.addEventListener("keydown", (event) => {
+    if (event.target.closest("input, select, textarea")) return;
+    if (event.key === "j") rows.move(rows.index + 1);
+    else if (event.key === "k") rows.move(rows.index - 1);
+    else if (event.key === "b" && svg) svg.classList.toggle("off");
+    else if ((event.key === "a" || event.key === "x") && rows.current() && $("[data-verdict]", rows.current())) {
+      decide(rows.current(), event.key === "a" ? "accept" : "reject");
+    }
+  });
+}
+
 // ------------------------------------------------------------------ every page
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -268,8 +335,13 @@ document.addEventListener("DOMContentLoaded", () => {
   document.addEventListener("keydown", (event) => {
     if (event.target.closest("input, textarea") || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.key === "?") { $("#keys").showModal(); return; }
+    if (event.key === "/") {
+      event.preventDefault();
+      if ($("#q")) $("#q").focus(); else location.href = "/search";
+      return;
+    }
     if (go) {
-      const target = { o: "/", p: "/people", r: "/review", d: "/dupes", s: "/status" }[event.key];
+      const target = { o: "/", p: "/people", r: "/review", d: "/dupes", f: "/search", s: "/status" }[event.key];
       go = false;
       if (target) location.href = target;
       return;
@@ -281,4 +353,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (page === "status") statusPage();
   if (page === "review") reviewPage();
   if (page === "dupes") dupesPage();
+  if (page === "search") searchPage();
+  if (page === "file") filePage();
 });
