@@ -70,6 +70,7 @@ class ReviewItem:
     file_id: int
     path: str
     kind: str
+    candidate: bool = False  # below its threshold: not on the file unless accepted
 
 
 # ------------------------------------------------------------ files and work

@@ -353,6 +353,11 @@ def test_review_accept_and_reject_reach_the_sidecars(
             lambda d: d.execute_script(JS_VERDICTS)[:2] == ["accept", "reject"],
             "reject",
         )
+        # The decisions now show on the page's thresholds table.
+        browser.get(base + "/review?low=0&high=1")
+        decided = {r.get_attribute("data-tag") for r in by_css(browser, "#thresholds tr[data-tag]")}
+        learnable = {i["tag"] for i in listed[:2] if i["source"] in ("objects", "concepts", "nsfw")}
+        assert learnable <= decided, decided
         # Decided tags leave the queue; the rejected one leaves the file's tags.
         waiting = {(str(i["content_id"]), i["tag"]) for i in get(
             base, "/api/v1/review", low=0.0, high=1.0, limit=500

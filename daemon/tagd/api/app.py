@@ -26,6 +26,7 @@ from tagd.api.routes import (
     status,
     tags,
     teach,
+    thresholds,
 )
 from tagd.api.state import ApiState
 from tagd.config import Settings
@@ -64,7 +65,7 @@ def create_app(settings: Settings, state_dir: Path, state: ApiState | None = Non
     app.state.tagd = state
     problems.install(app)
     routes = (health, status, metrics, files, tags, search, people, faces, dupes, analyze)
-    for module in (*routes, review, teach, scans, events):
+    for module in (*routes, thresholds, review, teach, scans, events):
         app.include_router(module.router, prefix=PREFIX)
     # The web pages on the same app: the same auth, catalog and analysis process.
     app.include_router(pages.router)

@@ -270,6 +270,18 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # 17: the tags a file would get if their threshold were [tags.review] low
+    # (below it now), derived with the tags: the review queue's candidates.
+    """
+    CREATE TABLE tag_candidates (
+        content_id INTEGER NOT NULL REFERENCES contents(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        score REAL NOT NULL,
+        source TEXT NOT NULL,
+        PRIMARY KEY (content_id, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX tag_candidates_score ON tag_candidates(score, content_id, name, source);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

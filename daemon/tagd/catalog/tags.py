@@ -37,6 +37,25 @@ class TagQueries:
         )
         return True
 
+    def replace_candidates(self, content_id: int, source: str, tags: Sequence[Tag]) -> None:
+        """Set one source's candidates of a content: tags it would get with lower
+        thresholds (tagd.policy.apply)."""
+        self.con.execute(
+            "DELETE FROM tag_candidates WHERE content_id = ? AND source = ?", (content_id, source)
+        )
+        self.con.executemany(
+            "INSERT INTO tag_candidates(content_id, name, score, source) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(content_id, name) DO UPDATE SET score = MAX(score, excluded.score)",
+            [(content_id, t.name, t.score, t.source) for t in tags],
+        )
+
+    def candidate(self, content_id: int, name: str) -> Tag | None:
+        row = self.con.execute(
+            "SELECT score, source FROM tag_candidates WHERE content_id = ? AND name = ?",
+            (content_id, name),
+        ).fetchone()
+        return Tag(name, row[0], row[1]) if row else None
+
     def tags(self, content_id: int) -> list[Tag]:
         return [
             Tag(name, score, source, _segments_from_json(segments))

@@ -59,12 +59,13 @@ class VerdictQueries:
     def review_items(
         self, low: float, high: float, tag: str | None, limit: int
     ) -> list[ReviewItem]:
-        """Tags scored within [low, high] nobody decided on yet, least sure first.
-        Person tags are decided on the people page instead."""
-        # In score order from the tags_score index, stopping at `limit`: a page of
-        # the queue reads about as many rows as it shows, whatever the library.
-        rows = self.con.execute(
-            "SELECT t.content_id, t.name, t.score, t.source, f.id, f.path, c.kind "
+        """Tags, and candidates (tags below their threshold, tag_candidates), scored
+        within [low, high] that nobody decided on yet, least sure first. Person
+        tags are decided on the people page instead."""
+        # Each in score order from its index, stopping at `limit`, then merged: a
+        # page of the queue reads about as many rows as it shows, whatever the library.
+        tags = self.con.execute(
+            "SELECT t.content_id, t.name, t.score, t.source, f.id, f.path, c.kind, 0 "
             "FROM tags t JOIN contents c ON c.id = t.content_id "
             "JOIN files f ON f.id = (SELECT MIN(id) FROM files WHERE content_id = t.content_id) "
             "WHERE t.score BETWEEN ? AND ? AND t.source != 'faces' "
@@ -73,8 +74,17 @@ class VerdictQueries:
             f"AND {NOT_A_PARENT} AND (? IS NULL OR t.name = ?) "
             "ORDER BY t.score, t.content_id, t.name LIMIT ?",
             (low, high, tag, tag, limit),
-        )
-        return [ReviewItem(*r) for r in rows]
+        ).fetchall()
+        candidates = self.con.execute(
+            "SELECT t.content_id, t.name, t.score, t.source, f.id, f.path, c.kind, 1 "
+            "FROM tag_candidates t JOIN contents c ON c.id = t.content_id "
+            "JOIN files f ON f.id = (SELECT MIN(id) FROM files WHERE content_id = t.content_id) "
+            "WHERE t.score BETWEEN ? AND ? AND (? IS NULL OR t.name = ?) "
+            "ORDER BY t.score, t.content_id, t.name LIMIT ?",
+            (low, high, tag, tag, limit),
+        ).fetchall()
+        rows = sorted([*tags, *candidates], key=lambda r: (r[2], r[0], r[1]))[:limit]
+        return [ReviewItem(*r[:7], candidate=bool(r[7])) for r in rows]
 
     def review_tags(self, low: float, high: float) -> list[tuple[str, int]]:
         """The tags waiting for review in the band, with how many files each: the
@@ -87,6 +97,13 @@ class VerdictQueries:
                 (low, high),
             ).fetchall()
         )
+        # Candidates never include what was decided (derived again at each decision).
+        for name, n in self.con.execute(
+            "SELECT name, COUNT(*) FROM tag_candidates INDEXED BY tag_candidates_score "
+            "WHERE score BETWEEN ? AND ? GROUP BY name",
+            (low, high),
+        ):
+            counts[name] = counts.get(name, 0) + n
         for name, decided in self.con.execute(
             "SELECT v.name, COUNT(*) FROM tag_verdicts v JOIN tags t "
             "ON t.content_id = v.content_id AND t.name = v.name "

@@ -282,6 +282,15 @@ class TaughtTagSettings(TagGroupSettings):
 
 
 @dataclass(frozen=True, config=SECTION)
+class ReviewSettings:
+    """The review queue (the Review page, GET /api/v1/review): tags and would-be
+    tags scored in [low, high], where the models are least sure."""
+
+    low: Fraction = 0.45
+    high: Fraction = 0.75
+
+
+@dataclass(frozen=True, config=SECTION)
 class TagSettings:
     root: Str = "AI"
     objects: TagGroupSettings = field(default_factory=TagGroupSettings)
@@ -292,6 +301,7 @@ class TagSettings:
     nsfw: NsfwTagSettings = field(default_factory=NsfwTagSettings)
     people: PeopleTagSettings = field(default_factory=PeopleTagSettings)
     taught: TaughtTagSettings = field(default_factory=TaughtTagSettings)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
 
 
 @dataclass(frozen=True, config=SECTION)

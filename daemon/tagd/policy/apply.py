@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from tagd.analyzers.registry import plugin
 from tagd.catalog.catalog import Catalog
+from tagd.policy.rules import lowered
 from tagd.policy.tags import TagPolicy
-from tagd.records import Media, Tag
+from tagd.records import Detection, Media, Tag
 
 
 def derive(
@@ -29,10 +30,31 @@ def derive(
     )
     # A video's frame interval as this analyzer saw it (some skip frames).
     seen = catalog.media_for(media, content_id, analyzer)
-    tags = with_verdicts(
-        policy.derive(analyzer, detections, seen), catalog.verdicts(content_id, analyzer), analyzer
+    verdicts = catalog.verdicts(content_id, analyzer)
+    tags = with_verdicts(policy.derive(analyzer, detections, seen), verdicts, analyzer)
+    changed = catalog.replace_tags(content_id, analyzer, tags)
+    catalog.replace_candidates(
+        content_id, analyzer, candidates(policy, analyzer, detections, seen, tags, verdicts)
     )
-    return catalog.replace_tags(content_id, analyzer, tags)
+    return changed
+
+
+def candidates(
+    policy: TagPolicy,
+    analyzer: str,
+    detections: Sequence[Detection],
+    media: Media,
+    tags: Sequence[Tag],
+    verdicts: Mapping[str, tuple[str, float]],
+) -> list[Tag]:
+    """The tags these findings would make if no threshold were above [tags.review]
+    low, less those the file has and those someone decided on: what the review
+    queue asks about below the thresholds."""
+    floor = policy.settings.review.low
+    with lowered(floor):
+        wider = policy.derive(analyzer, detections, media)
+    have = {t.name for t in tags} | set(verdicts)
+    return [t for t in wider if t.name not in have and t.score >= floor]
 
 
 def with_verdicts(

@@ -14,6 +14,9 @@ means the same wherever it is written.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from tagd.config import TagGroupSettings, TagRule
@@ -56,7 +59,25 @@ def resolve(
     if rule is not None and rule.parent is not None:
         parent = rule.parent
     name = rule.name if rule is not None and rule.name else label
+    floor = _floor.get()
+    if floor is not None:
+        threshold = min(threshold, floor)
     return LabelRule(threshold, tag_path(root, parent, name))
+
+
+# Set by `lowered`: no threshold above it, for one derive in this context.
+_floor: ContextVar[float | None] = ContextVar("tagd_threshold_floor", default=None)
+
+
+@contextmanager
+def lowered(floor: float) -> Iterator[None]:
+    """Within: every threshold at most `floor`. What a file's findings would make
+    of tags with lower thresholds: the review queue's candidates (tagd.policy.apply)."""
+    token = _floor.set(floor)
+    try:
+        yield
+    finally:
+        _floor.reset(token)
 
 
 def group_rule(

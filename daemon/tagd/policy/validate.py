@@ -21,10 +21,17 @@ _MODEL_GROUPS = (("objects", "objects"), ("nsfw", "nsfw"))
 
 def rule_problems(settings: Settings) -> list[str]:
     """Every problem in [tags.*] rules, as messages naming the key."""
+    band = settings.tags.review
+    review = (
+        [f"tags.review.low ({band.low}) must not be above tags.review.high ({band.high})"]
+        if band.low > band.high
+        else []
+    )
     return [
         *concepts.problems(settings.tags.concepts),
         *clip_tags.problems(settings.tags.clip),
         *model_label_problems(settings),
+        *review,
     ]
 
 

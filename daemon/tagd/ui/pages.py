@@ -28,6 +28,7 @@ from tagd.cli.export_cmd import file_results
 from tagd.cli.report_cmds import status_report
 from tagd.dupes import Group, Member, Photo, groups, groups_of, similar_to, stored_components
 from tagd.paths import shown
+from tagd.policy.learning import TARGET, learned
 from tagd.search import Filters, search
 from tagd.ui.session import COOKIE, MAX_AGE, sign, verify
 
@@ -35,7 +36,6 @@ FACES_SHOWN = 8  # face thumbnails per person on /people
 PEOPLE_PAGE = 60  # clusters per /people page: a page stays light with 1,000 of them
 DUPES_PAGE = 50  # groups per page
 REVIEW_PAGE = 60  # tags per review page: a sitting's worth without a long page
-REVIEW_LOW, REVIEW_HIGH = 0.45, 0.75  # the default band: where models are least sure
 SEARCH_PAGE = 60  # results per search
 # Shown as they are on a file page (else its preview): what browsers decode.
 ORIGINAL_FORMATS = {"jpg", "jpeg", "png", "gif", "webp"}
@@ -150,20 +150,25 @@ def review(
     state: State,
     caller: Viewer,
     tag: str | None = None,
-    low: float = REVIEW_LOW,
-    high: float = REVIEW_HIGH,
+    low: float | None = None,
+    high: float | None = None,
 ) -> HTMLResponse:
     """Tags the models are least sure of, a grid to accept or reject."""
-    low, high = min(max(low, 0.0), 1.0), min(max(high, 0.0), 1.0)
+    band = state.settings.tags.review
+    low = min(max(band.low if low is None else low, 0.0), 1.0)
+    high = min(max(band.high if high is None else high, 0.0), 1.0)
     with state.catalog() as catalog:
         items = catalog.review_items(low, high, tag or None, REVIEW_PAGE)
         counts = catalog.review_tags(low, high)
+        thresholds = learned(catalog, state.settings)
     return render(
         request,
         "review",
         caller,
         items=items,
         counts=counts,
+        thresholds=thresholds,
+        target=TARGET,
         tag=tag or "",
         low=low,
         high=high,

@@ -1,7 +1,9 @@
-"""The review queue: GET /review lists tags whose score lies in a band (default
-0.45-0.75: where models are least sure) that nobody decided on yet; POST
-/review stores an accept or reject (admin), derives the file's tags again and
-queues its sidecar and Stash writes."""
+"""The review queue: GET /review lists tags whose score lies in a band
+([tags.review], default 0.45-0.75: where models are least sure) that nobody
+decided on yet, and the candidates, tags a file would get below their
+threshold (`candidate`: accepting one adds it); POST /review stores an accept
+or reject (admin), derives the file's tags again and queues its sidecar and
+Stash writes."""
 
 from __future__ import annotations
 
@@ -21,7 +23,6 @@ from tagd.teach import apply_all
 router = APIRouter(tags=["review"])
 reader = [Depends(require("read"))]
 admin = [Depends(require("admin"))]
-LOW, HIGH = 0.45, 0.75  # the default band
 
 
 class Verdict(BaseModel):
@@ -41,12 +42,19 @@ def band(low: float, high: float) -> tuple[float, float]:
 )
 def review(
     state: Annotated[ApiState, Depends(api_state)],
-    low: Annotated[float, Query(ge=0.0, le=1.0)] = LOW,
-    high: Annotated[float, Query(ge=0.0, le=1.0)] = HIGH,
+    low: Annotated[
+        float | None, Query(ge=0.0, le=1.0, description="default: [tags.review] low")
+    ] = None,
+    high: Annotated[
+        float | None, Query(ge=0.0, le=1.0, description="default: [tags.review] high")
+    ] = None,
     tag: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    low, high = band(low, high)
+    configured = state.settings.tags.review
+    low, high = band(
+        configured.low if low is None else low, configured.high if high is None else high
+    )
     with state.catalog() as catalog:
         items = catalog.review_items(low, high, tag, limit)
         counts = catalog.review_tags(low, high)
@@ -60,6 +68,7 @@ def review(
                 "tag": i.name,
                 "score": i.score,
                 "source": i.source,
+                "candidate": i.candidate,
             }
             for i in items
         ],

@@ -167,6 +167,14 @@ function reviewPage() {
   }
   $$(".card-item [data-verdict]").forEach((b) =>
     b.addEventListener("click", () => decide(b.closest(".card-item"), b.dataset.verdict)));
+  $$("#thresholds [data-threshold]").forEach((b) => b.addEventListener("click", async () => {
+    const tag = b.closest("tr").dataset.tag;
+    try {
+      await api("POST", "/review/thresholds", { tag, threshold: Number(b.dataset.threshold) });
+    } catch (e) { return; /* the toast says why */ }
+    toast(`${tag}: threshold ${b.dataset.threshold} written to the config`);
+    b.disabled = true;
+  }));
   document.addEventListener("keydown", (event) => {
     if (event.target.closest("input, select, textarea")) return;
     const keys = { j: 1, ArrowRight: 1, ArrowDown: 1, k: -1, ArrowLeft: -1, ArrowUp: -1 };
