@@ -38,6 +38,7 @@ from tagd.embedding import EMBEDDING
 from tagd.paths import models_dir
 from tagd.policy.concepts import _concepts, class_keys, imagenet_classes
 from tagd.records import Detection
+from tagd.runtime.manifest import default_for, load_manifest
 from tagd.teach import apply_all, full_tag, teach
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
@@ -48,7 +49,7 @@ COCO_CONCEPTS = ("person", "car", "dining table", "cup", "dog", "chair")
 SIZES = (5, 10, 20)
 HELD_MIN = 3  # photos of the concept left to find, at least
 CONFIG = "".join(
-    f"[{s}]\nenabled = false\n" for s in ("xmp", "objects", "ocr", "faces", "duplicates")
+    f"[{s}]\nenabled = false\n" for s in ("xmp", "objects", "ocr", "faces", "duplicates", "clip")
 )
 NAME = "bench concept"
 
@@ -79,9 +80,9 @@ def coco_truth() -> dict[str, set[str]]:
     return out
 
 
-def scan(state: Path, library: Path) -> None:
-    config = state / "config.toml"
-    config.write_text(CONFIG)
+def scan(state: Path, library: Path, text: str = CONFIG, clip: bool = False) -> None:
+    config = state / ("config-clip.toml" if clip else "config.toml")
+    config.write_text(text)
     env = dict(os.environ, TAGD_STATE_DIR=str(state), TAGD_MODELS_DIR=str(models_dir(Settings())))
     subprocess.run(
         [sys.executable, "-m", "tagd", "--config", str(config), "scan", str(library)],
@@ -134,6 +135,23 @@ def accuracy(catalog: Catalog, settings: Settings, trials: int, sets: dict) -> l
                     )
                 )
     return rows
+
+
+def print_rows(rows: list[tuple]) -> None:
+    print("| concept | set | photos | examples | precision | recall |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for concept, source, n, k, p, r in rows:
+        print(f"| {concept} | {source} | {n} | {k} | {p:.2f} | {r:.2f} |")
+    for k in SIZES:
+        picked = [(p, r) for *_, kk, p, r in rows if kk == k]
+        if picked:
+            p = statistics.mean(x for x, _ in picked)
+            r = statistics.mean(y for _, y in picked)
+            print(f"| mean of {len(picked)} concepts | | | {k} | {p:.2f} | {r:.2f} |")
+
+
+def clip_installed() -> bool:
+    return default_for(load_manifest(models_dir(Settings())), "clip") is not None
 
 
 def apply_time(work: Path, files: int, runs: int = 3) -> tuple[float, float]:
@@ -197,17 +215,19 @@ def main() -> int:
             f"Taught tags, default embedding (EfficientNet-Lite0 features, int8), "
             f"{args.trials} draws each, photos not used to teach"
         )
-        print("| concept | set | photos | examples | precision | recall |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        for concept, source, n, k, p, r in rows:
-            print(f"| {concept} | {source} | {n} | {k} | {p:.2f} | {r:.2f} |")
-        for k in SIZES:
-            picked = [(p, r) for *_, kk, p, r in rows if kk == k]
-            if picked:
-                p = statistics.mean(x for x, _ in picked)
-                r = statistics.mean(y for _, y in picked)
-                print(f"| mean of {len(picked)} concepts | | | {k} | {p:.2f} | {r:.2f} |")
-        print("CLIP: no CLIP model installed (`tagd models export clip`), not compared")
+        print_rows(rows)
+        if clip_installed():
+            # The library scanned again with CLIP: taught tags then read its embeddings.
+            scan(state, library, CONFIG.replace("[clip]\nenabled = false\n", ""), clip=True)
+            catalog = Catalog(state / "catalog.db")
+            try:
+                clip_rows = accuracy(catalog, settings, args.trials, sets)
+            finally:
+                catalog.close()
+            print("\nThe same with CLIP embeddings")
+            print_rows(clip_rows)
+        else:
+            print("CLIP: no CLIP model installed (`tagd models export clip`), not compared")
         seconds, size = apply_time(work, args.files)
         ok = "yes" if seconds <= 2.0 or args.files < 100_000 else "NO"
         print(

@@ -3,7 +3,9 @@
 finds it in the whole library without running a model.
 
 Every photo and video frame keeps a general image embedding (the concepts
-classifier's pooled features, int8; tagd.embedding). A taught tag is a
+classifier's pooled features, int8; tagd.embedding), and CLIP's once a CLIP
+model is installed: a taught tag reads CLIP's when they cover the library as
+well (embedding_source), the general ones otherwise. A taught tag is a
 direction in that space: from the library's mean (a fixed sample of it)
 towards the mean of its examples, pushed away from its counter-examples
 (Rocchio), scored by cosine. On the dev sets it ranks as well as a logistic
@@ -35,7 +37,7 @@ from tagd.policy.tags import TagPolicy
 from tagd.records import Detection
 from tagd.sinks.select import enabled_sinks
 
-ANALYZER = "concepts"  # whose stored embeddings are read
+CLIP = "clip"
 BACKGROUND = 400  # library photos standing in for "not it"
 COUNTER_WEIGHT = 0.5  # Rocchio's: how far counter-examples push the direction away
 FLOOR = 0.2  # scores kept below the tag's threshold: the review page's candidates
@@ -44,6 +46,35 @@ LIBRARY_PERCENTILE = 99  # ...against this percentile of the library's scores
 MIN_SCALE = 0.02  # cosine units
 MAX_NAME = 100
 MODEL = "fitted"  # stands for a model sha: taught scores change when re-applied, not by model
+
+
+@dataclass(frozen=True)
+class Source:
+    """Whose stored embeddings a taught tag reads: (analyzer, label of the
+    findings that carry them; None: every one with a vector)."""
+
+    analyzer: str
+    label: str | None
+
+
+DEFAULT_SOURCE = Source("concepts", EMBEDDING)
+
+
+def embedding_source(catalog: Catalog) -> Source:
+    """CLIP's embeddings once they cover the library as well as the general ones
+    (a CLIP model installed and the library scanned with it), else the general
+    embedding every photo keeps."""
+    clip = catalog.embedded_contents(CLIP)
+    if clip and clip >= catalog.embedded_contents(DEFAULT_SOURCE.analyzer):
+        return Source(CLIP, None)
+    return DEFAULT_SOURCE
+
+
+def as_floats(stored: np.ndarray) -> np.ndarray:
+    """Stored embeddings as float32: int8 ones back on their scale, floats as they are."""
+    if stored.dtype == np.int8:
+        return embedding_floats(stored)
+    return np.asarray(stored, np.float32)
 
 
 class TeachError(ValueError):
@@ -61,7 +92,7 @@ class Classifier:
     scale: float
 
     def cosines(self, stored: np.ndarray) -> np.ndarray:
-        return cosines(embedding_floats(stored), self.mean, self.direction[:, None])[:, 0]
+        return cosines(as_floats(stored), self.mean, self.direction[:, None])[:, 0]
 
     def scores(self, stored: np.ndarray) -> np.ndarray:
         """Probabilities for rows of stored (int8) embeddings."""
@@ -113,12 +144,13 @@ def teach(
     examples, counter = sorted(set(examples)), sorted(set(counter) - set(examples))
     if not examples:
         raise TeachError("give at least one example (a photo of what the tag is)")
-    found = catalog.embeddings_of(ANALYZER, EMBEDDING, [*examples, *counter])
+    source = embedding_source(catalog)
+    found = catalog.embeddings_of(source.analyzer, source.label, [*examples, *counter])
     missing = [c for c in [*examples, *counter] if c not in found]
     if missing:
         raise TeachError(
             f"content ids {missing[:10]}: no image embedding stored (not analysed yet, "
-            "or analysed by a tagd or model without them: rescan with [concepts] on)"
+            f"or analysed by a tagd or model without them: rescan with [{source.analyzer}] on)"
         )
     with catalog.transaction():
         catalog.save_taught(name, examples, counter)
@@ -153,7 +185,11 @@ def forget(catalog: Catalog, settings: Settings, name: str) -> bool:
 
 
 def fit(
-    catalog: Catalog, settings: Settings, examples: Sequence[int], counter: Sequence[int]
+    catalog: Catalog,
+    settings: Settings,
+    examples: Sequence[int],
+    counter: Sequence[int],
+    source: Source = DEFAULT_SOURCE,
 ) -> Classifier:
     """The classifier from these examples and counter-examples (content ids): the
     direction of the examples' mean (Rocchio: less part of the counter-examples')
@@ -161,13 +197,14 @@ def fit(
     between the least sure example left out of the mean and the library's top
     scores."""
     taken = set(examples) | set(counter)
-    sample = [c for c in catalog.sample_embedded(ANALYZER, EMBEDDING, BACKGROUND) if c not in taken]
-    found = catalog.embeddings_of(ANALYZER, EMBEDDING, [*examples, *counter, *sample])
-    positives = [embedding_floats(found[c]) for c in examples if c in found]
+    sampled = catalog.sample_embedded(source.analyzer, source.label, BACKGROUND)
+    sample = [c for c in sampled if c not in taken]
+    found = catalog.embeddings_of(source.analyzer, source.label, [*examples, *counter, *sample])
+    positives = [as_floats(found[c]) for c in examples if c in found]
     if not positives:
         raise TeachError("none of the examples has a stored image embedding")
-    negatives = [embedding_floats(found[c]) for c in counter if c in found]
-    library = [embedding_floats(found[c][:1]) for c in sample if c in found]
+    negatives = [as_floats(found[c]) for c in counter if c in found]
+    library = [as_floats(found[c][:1]) for c in sample if c in found]
     rows = library or positives
     mean = np.concatenate(rows).mean(axis=0).astype(np.float32)
     direction = _direction(positives, negatives, mean)
@@ -207,6 +244,7 @@ def apply_all(catalog: Catalog, settings: Settings) -> list[int]:
     returns the contents queued."""
     taught = catalog.taught_tags()
     verdicts = catalog.taught_verdicts(SOURCE)
+    source = embedding_source(catalog)
     classifiers = []
     for t in taught:
         tag = full_tag(settings, t.name)
@@ -214,8 +252,8 @@ def apply_all(catalog: Catalog, settings: Settings) -> list[int]:
         rejected = [c for c, v in verdicts.get(tag, {}).items() if v == "reject"]
         examples = sorted(set(t.examples) | set(accepted))
         counter = sorted((set(t.counter) | set(rejected)) - set(examples))
-        classifiers.append((t.name, fit(catalog, settings, examples, counter)))
-    wanted = _scores(catalog, classifiers)
+        classifiers.append((t.name, fit(catalog, settings, examples, counter, source)))
+    wanted = _scores(catalog, classifiers, source)
     stored = catalog.taught_detections(SOURCE)
     changed = [
         cid
@@ -233,7 +271,7 @@ def apply_all(catalog: Catalog, settings: Settings) -> list[int]:
 
 
 def _scores(
-    catalog: Catalog, classifiers: list[tuple[str, Classifier]]
+    catalog: Catalog, classifiers: list[tuple[str, Classifier]], source: Source
 ) -> dict[int, list[tuple[str, float | None, float]]]:
     """content id -> (taught name, video time, score) at or above FLOOR, sorted."""
     out: dict[int, list[tuple[str, float | None, float]]] = {}
@@ -244,10 +282,8 @@ def _scores(
     scales = np.array([c.scale for _, c in classifiers], np.float32)
     mean = classifiers[0][1].mean  # the same library sample for every tag
     names = [n for n, _ in classifiers]
-    for block in catalog.embedding_blocks(ANALYZER, EMBEDDING):
-        probs = _sigmoid(
-            (cosines(embedding_floats(block.values), mean, directions) - centres) / scales
-        )
+    for block in catalog.embedding_blocks(source.analyzer, source.label):
+        probs = _sigmoid((cosines(as_floats(block.values), mean, directions) - centres) / scales)
         rows, cols = np.nonzero(probs >= FLOOR)
         for r, k in zip(rows.tolist(), cols.tolist(), strict=True):
             cid = int(block.contents[r])

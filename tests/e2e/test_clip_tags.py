@@ -201,3 +201,26 @@ def test_video_tags_carry_time_ranges(tmp_path: Path, state_dir: Path, clip_mode
     for name, segments in rows:
         [[start, end, _score]] = json.loads(segments)
         assert (start, end) == (0.0, pytest.approx(duration, abs=0.01)), name
+
+
+def test_taught_tags_read_clip_embeddings_once_they_cover_the_library(
+    tmp_path: Path, state_dir: Path, clip_models: Path, cli
+):
+    from tagd.catalog.catalog import Catalog
+    from tagd.config import load_settings
+    from tagd.teach import Source, embedding_source, full_tag, teach
+
+    folder = _photos(tmp_path)
+    config = _config(tmp_path / "c.toml", clip_models)
+    code, out, err = cli("--config", config, "scan", folder)
+    assert code == 0, out + err
+    settings = load_settings(config)
+    with Catalog(state_dir / "catalog.db") as catalog:
+        # Only CLIP ran (the concepts analyzer is off here): its vectors are used.
+        assert embedding_source(catalog) == Source("clip", None)
+        cids = sorted({c for (c,) in _db(state_dir, "SELECT content_id FROM files")})
+        taught = teach(catalog, settings, "mine", [cids[0]])
+        tagged = {c for c, in catalog.con.execute(
+            "SELECT content_id FROM tags WHERE name = ?", (full_tag(settings, "mine"),)
+        )}  # fmt: skip
+        assert taught.tag == "AI|Taught|mine" and cids[0] in tagged

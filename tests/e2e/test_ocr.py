@@ -91,6 +91,23 @@ def test_text_tag_and_studio_suggestions() -> None:
     assert {t.name for t in policy.derive("ocr", [_text("abbcd")], media)} == {"AI|Text"}
 
 
+def test_studio_near_misses_wait_for_review() -> None:
+    """A studio's name read with two wrong letters is no tag, but a candidate of
+    the review queue (within STUDIO_REVIEW_MARGIN points); a line unlike any
+    studio is not, however low the review band goes."""
+    from tagd.policy.apply import candidates
+
+    policy = _policy(studios=["Acme Studios", "Blender Foundation"])
+    media = Media("image")
+    lines = [_text("Acne Studi0s"), _text("hello world")]
+    tags = policy.derive("ocr", lines, media)
+    assert {t.name for t in tags} == {"AI|Text"}
+    found = candidates(policy, "ocr", lines, media, tags, {})
+    assert [(t.name, t.score) for t in found] == [("AI|Studio|Acme Studios", 0.8182)]
+    # Decided already: not asked again.
+    assert candidates(policy, "ocr", lines, media, tags, {found[0].name: ("reject", 0.8)}) == []
+
+
 def test_text_on_videos_gets_time_ranges_at_the_ocr_interval() -> None:
     """OCR reads one frame per ocr.video_interval: a frame stands for that long."""
     policy = TagPolicy(TagSettings(text=TextTagSettings(studios=["Acme Studios"])))

@@ -4,13 +4,12 @@ by GET /api/v1/review, and an accepted one joins the file's tags."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_api import exchange, get, serve
+from test_api import get, serve
+from test_teach import post
 
 from tagd.catalog.catalog import Catalog
 from tagd.config import load_settings
@@ -67,7 +66,7 @@ def test_candidates_below_the_threshold(
         cid, tag = sorted(wanted)[0]
         file_id = next(i["file_id"] for i in items if (i["content_id"], i["tag"]) == (cid, tag))
         verdict = {"content_id": cid, "tag": tag, "verdict": "accept"}
-        status, answer = post_json(base, "/api/v1/review", verdict)
+        status, answer = post(base, "/api/v1/review", verdict)
         assert status == 200 and tag in answer["tags"], answer
         assert tag in [t["name"] for t in get(base, f"/api/v1/files/{file_id}").body["tags"]]
         after = get(base, "/api/v1/review", limit=500).body["items"]
@@ -93,7 +92,7 @@ def test_thresholds_learn_from_decisions(
         for n, item in enumerate(people):
             verdict = "reject" if n >= len(people) - 2 else "accept"
             body = {"content_id": item["content_id"], "tag": item["tag"], "verdict": verdict}
-            assert post_json(base, "/api/v1/review", body)[0] == 200
+            assert post(base, "/api/v1/review", body)[0] == 200
         learned = get(base, "/api/v1/review/thresholds").body["tags"]
         person = next(t for t in learned if t["tag"] == "AI|Objects|person")
         assert (person["group"], person["label"], person["threshold"]) == (
@@ -106,7 +105,7 @@ def test_thresholds_learn_from_decisions(
         suggested = person["suggested"]
         assert suggested == people[-3]["score"], (suggested, [p["score"] for p in people])
         # Applying it writes the rule into the config, comments kept.
-        status, answer = post_json(
+        status, answer = post(
             base, "/api/v1/review/thresholds", {"tag": person["tag"], "threshold": suggested}
         )
         assert status == 200, answer
@@ -118,25 +117,10 @@ def test_thresholds_learn_from_decisions(
         person = next(t for t in after if t["tag"] == "AI|Objects|person")
         assert person["threshold"] == suggested and person["precision"] == 1.0
         # Unknown tags and a bad threshold: clear 4xx.
+        assert post(base, "/api/v1/review/thresholds", {"tag": "AI|x", "threshold": 0.5})[0] == 404
         assert (
-            post_json(base, "/api/v1/review/thresholds", {"tag": "AI|x", "threshold": 0.5})[0]
-            == 404
-        )
-        assert (
-            post_json(base, "/api/v1/review/thresholds", {"tag": person["tag"], "threshold": 2})[0]
+            post(base, "/api/v1/review/thresholds", {"tag": person["tag"], "threshold": 2})[0]
             == 422
         )
     finally:
         served.stop()
-
-
-def post_json(base: str, route: str, body: Any) -> tuple[int, Any]:
-    status, _, raw = exchange(
-        urllib.request.Request(
-            base + route,
-            data=json.dumps(body).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-    )
-    return status, json.loads(raw)

@@ -163,6 +163,35 @@ class PeopleQueries:
             (detection_id, person_id),
         )
 
+    def people_brief(self) -> list[tuple[int, str | None, bool, int]]:
+        """(id, name, hidden, faces) of everyone with a face: people() without the
+        example file (a tenth of the time)."""
+        rows = self.con.execute(
+            "SELECT p.id, p.name, p.hidden, COUNT(f.detection_id) FROM people p "
+            "JOIN faces f ON f.person_id = p.id GROUP BY p.id"
+        )
+        return [(pid, name, bool(hidden), n) for pid, name, hidden, n in rows]
+
+    def refuse_for(self, detection_ids: Iterable[int], person_id: int) -> None:
+        """Faces that are not this person, left where they are: clustering and the
+        suggestions keep them out of it."""
+        self.con.executemany(
+            "INSERT OR IGNORE INTO face_refusals(detection_id, person_id) VALUES (?, ?)",
+            [(did, person_id) for did in detection_ids],
+        )
+
+    def face_ids_by_person(self, person_ids: Iterable[int]) -> dict[int, list[int]]:
+        """person -> the detection ids of its faces."""
+        out: dict[int, list[int]] = {}
+        for chunk in chunks(list(person_ids)):
+            for did, pid in self.con.execute(
+                f"SELECT detection_id, person_id FROM faces WHERE person_id IN ({marks(chunk)}) "
+                "ORDER BY detection_id",
+                chunk,
+            ):
+                out.setdefault(pid, []).append(did)
+        return out
+
     def refusals(self, detection_ids: Iterable[int]) -> dict[int, set[int]]:
         """face -> the people it was said not to be."""
         out: dict[int, set[int]] = {}

@@ -33,6 +33,9 @@ class EmbeddingBlock:
     values: np.ndarray  # n x dim, as stored (int8)
 
 
+_DTYPES = {"float": "<f4", "int8": "i1"}
+
+
 class TaughtQueries(VectorQueries):
     con: sqlite3.Connection
 
@@ -58,20 +61,24 @@ class TaughtQueries(VectorQueries):
         return self.con.execute("DELETE FROM taught_tags WHERE name = ?", (name,)).rowcount > 0
 
     def embedding_blocks(
-        self, analyzer: str, label: str, size: int = 8192
+        self, analyzer: str, label: str | None, size: int = 8192
     ) -> Iterator[EmbeddingBlock]:
-        """Every stored embedding of `analyzer` (the findings labelled `label`),
-        `size` rows at a time: the whole library without holding it in memory."""
-        table = self.vector_table(analyzer)
-        if table is None:
+        """Every stored embedding of `analyzer` (of its findings labelled `label`;
+        None: all that have one), `size` rows at a time: the whole library without
+        holding it in memory. Values as stored (int8 or float32)."""
+        found = self._vector_table(analyzer)
+        if found is None:
             return
+        table, element = found
         cursor = self.con.execute(
             f"SELECT d.content_id, d.t, v.embedding FROM detections d JOIN {table} v "
-            "ON v.rowid = d.id WHERE d.analyzer = ? AND d.label = ? ORDER BY d.content_id",
-            (analyzer, label),
+            "ON v.rowid = d.id WHERE d.analyzer = ? AND (? IS NULL OR d.label = ?) "
+            "ORDER BY d.content_id",
+            (analyzer, label, label),
         )
+        dtype = np.dtype(_DTYPES[element])
         while rows := cursor.fetchmany(size):
-            values = np.frombuffer(b"".join(r[2] for r in rows), np.int8)
+            values = np.frombuffer(b"".join(r[2] for r in rows), dtype)
             yield EmbeddingBlock(
                 np.array([r[0] for r in rows], np.int64),
                 [r[1] for r in rows],
@@ -79,39 +86,54 @@ class TaughtQueries(VectorQueries):
             )
 
     def embeddings_of(
-        self, analyzer: str, label: str, content_ids: Sequence[int]
+        self, analyzer: str, label: str | None, content_ids: Sequence[int]
     ) -> dict[int, np.ndarray]:
         """content id -> its stored embeddings (one row a photo, a row a video frame)."""
-        table = self.vector_table(analyzer)
+        found = self._vector_table(analyzer)
         out: dict[int, list[bytes]] = {}
-        if table is None:
+        if found is None:
             return {}
+        table, element = found
         for chunk in chunks(list(content_ids)):
             rows = self.con.execute(
                 f"SELECT d.content_id, v.embedding FROM detections d JOIN {table} v "
-                f"ON v.rowid = d.id WHERE d.analyzer = ? AND d.label = ? "
+                "ON v.rowid = d.id WHERE d.analyzer = ? AND (? IS NULL OR d.label = ?) "
                 f"AND d.content_id IN ({marks(chunk)}) ORDER BY d.content_id, d.t",
-                (analyzer, label, *chunk),
+                (analyzer, label, label, *chunk),
             )
             for cid, blob in rows:
                 out.setdefault(cid, []).append(blob)
+        dtype = np.dtype(_DTYPES[element])
         return {
-            cid: np.frombuffer(b"".join(blobs), np.int8).reshape(len(blobs), -1)
+            cid: np.frombuffer(b"".join(blobs), dtype).reshape(len(blobs), -1)
             for cid, blobs in out.items()
         }
 
-    def sample_embedded(self, analyzer: str, label: str, limit: int) -> list[int]:
+    def embedded_contents(self, analyzer: str) -> int:
+        """How many contents have an embedding stored by `analyzer`."""
+        table = self.vector_table(analyzer)
+        if table is None:
+            return 0
+        row = self.con.execute(
+            f"SELECT COUNT(DISTINCT d.content_id) FROM detections d JOIN {table} v "
+            "ON v.rowid = d.id WHERE d.analyzer = ?",
+            (analyzer,),
+        ).fetchone()
+        return int(row[0])
+
+    def sample_embedded(self, analyzer: str, label: str | None, limit: int) -> list[int]:
         """Up to `limit` contents with an embedding, spread over the library (every
         n-th by id: the same sample each time, so a fit is repeatable)."""
         total = self.con.execute(
-            "SELECT COUNT(*) FROM detections WHERE analyzer = ? AND label = ?", (analyzer, label)
+            "SELECT COUNT(*) FROM detections WHERE analyzer = ? AND (? IS NULL OR label = ?)",
+            (analyzer, label, label),
         ).fetchone()[0]
         step = max(1, total // max(1, limit))
         rows = self.con.execute(
             "SELECT DISTINCT content_id FROM (SELECT content_id, ROW_NUMBER() OVER "
-            "(ORDER BY content_id) AS n FROM detections WHERE analyzer = ? AND label = ?) "
-            "WHERE n % ? = 0 LIMIT ?",
-            (analyzer, label, step, limit),
+            "(ORDER BY content_id) AS n FROM detections WHERE analyzer = ? "
+            "AND (? IS NULL OR label = ?)) WHERE n % ? = 0 LIMIT ?",
+            (analyzer, label, label, step, limit),
         )
         return [r[0] for r in rows]
 

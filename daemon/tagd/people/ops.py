@@ -114,6 +114,20 @@ def refuse_face(catalog: Catalog, settings: Settings, key: str, detection_id: in
         return _find(catalog, str(source.id))
 
 
+def refuse_cluster(catalog: Catalog, key: str, other_key: str) -> Person:
+    """ "These are not this person": every face of `other` (an unnamed cluster) is
+    refused for `key`, so it is never suggested or clustered into it; the faces
+    stay in their cluster."""
+    with catalog.transaction():
+        person, other = _find(catalog, key), _find(catalog, other_key)
+        if person.id == other.id:
+            raise PeopleError("a person cannot be refused for itself")
+        if other.name:
+            raise PeopleError(f"{other.label} is named: rename or merge instead")
+        catalog.refuse_for(catalog.face_ids_by_person([other.id]).get(other.id, []), person.id)
+        return person
+
+
 def confirm_face(catalog: Catalog, settings: Settings, key: str, detection_id: int) -> Person:
     """ "Yes, this person": the face stays where it is as a user's decision."""
     with catalog.transaction():

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from tagd.policy.rules import resolve
+from tagd.policy.rules import lowering, resolve
 from tagd.records import Detection, Media, Tag
 
 if TYPE_CHECKING:
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 SOURCE = "ocr"
 SHORT_NAME = 4  # names shorter than this (letters) must match a whole word exactly
+# Studio names matched this many points (of 100) below studio_threshold wait on
+# the review page: a misread letter or two.
+STUDIO_REVIEW_MARGIN = 15.0
 
 
 def squash(text: str) -> str:
@@ -95,11 +98,19 @@ def _frame_tags(policy: TagPolicy, lines: Sequence[Detection]) -> dict[str, floa
     texts = [d.text or "" for d in lines]
     if len(texts) > 1:
         texts.append(" ".join(texts))
+    # Name scores are 0-100, not probabilities: the review's candidates are the
+    # near misses within STUDIO_REVIEW_MARGIN points, not whatever scores the floor.
+    margin = STUDIO_REVIEW_MARGIN if lowering() else 0.0
     for studio in rules.studios:
         rule = resolve(
-            root, studio, None, parent=rules.studio_parent, threshold=rules.studio_threshold
+            root,
+            studio,
+            None,
+            parent=rules.studio_parent,
+            threshold=rules.studio_threshold,
+            lowerable=False,
         )
         score = max(name_score(studio, t) for t in texts)
-        if rule.tag is not None and score >= rule.threshold:
+        if rule.tag is not None and score >= rule.threshold - margin:
             tags[rule.tag] = round(score / 100, 4)
     return tags

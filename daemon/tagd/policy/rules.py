@@ -49,9 +49,17 @@ def _repeats(parent: str, name: str) -> bool:
 
 
 def resolve(
-    root: str, label: str, rule: TagRule | None, *, parent: str, threshold: float
+    root: str,
+    label: str,
+    rule: TagRule | None,
+    *,
+    parent: str,
+    threshold: float,
+    lowerable: bool = True,
 ) -> LabelRule:
-    """A label's rule: its config `rule` (None: none written) over the defaults."""
+    """A label's rule: its config `rule` (None: none written) over the defaults.
+    Within `lowered`, its threshold is at most the floor unless not `lowerable`
+    (a threshold on another scale, which sets its own candidates' margin)."""
     if rule is not None and not rule.enabled:
         return LabelRule(threshold, None)
     if rule is not None and rule.threshold is not None:
@@ -60,13 +68,18 @@ def resolve(
         parent = rule.parent
     name = rule.name if rule is not None and rule.name else label
     floor = _floor.get()
-    if floor is not None:
+    if floor is not None and lowerable:
         threshold = min(threshold, floor)
     return LabelRule(threshold, tag_path(root, parent, name))
 
 
 # Set by `lowered`: no threshold above it, for one derive in this context.
 _floor: ContextVar[float | None] = ContextVar("tagd_threshold_floor", default=None)
+
+
+def lowering() -> bool:
+    """Whether this derive is the candidates' (inside `lowered`)."""
+    return _floor.get() is not None
 
 
 @contextmanager

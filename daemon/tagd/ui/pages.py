@@ -28,6 +28,7 @@ from tagd.cli.export_cmd import file_results
 from tagd.cli.report_cmds import status_report
 from tagd.dupes import Group, Member, Photo, groups, groups_of, similar_to, stored_components
 from tagd.paths import shown
+from tagd.people.suggest import suggestions
 from tagd.policy.learning import TARGET, learned
 from tagd.search import Filters, search
 from tagd.ui.session import COOKIE, MAX_AGE, sign, verify
@@ -37,6 +38,7 @@ PEOPLE_PAGE = 60  # clusters per /people page: a page stays light with 1,000 of 
 DUPES_PAGE = 50  # groups per page
 REVIEW_PAGE = 60  # tags per review page: a sitting's worth without a long page
 SEARCH_PAGE = 60  # results per search
+SUGGESTIONS_SHOWN = 12  # "is this Alice?" questions per review page
 # Shown as they are on a file page (else its preview): what browsers decode.
 ORIGINAL_FORMATS = {"jpg", "jpeg", "png", "gif", "webp"}
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -161,6 +163,9 @@ def review(
         items = catalog.review_items(low, high, tag or None, REVIEW_PAGE)
         counts = catalog.review_tags(low, high)
         thresholds = learned(catalog, state.settings)
+        # "Is this …?" on the queue as it opens; a narrowed grid is about tags only.
+        narrowed = tag or (low, high) != (band.low, band.high)
+        people = [] if narrowed else suggestions(catalog, state.settings, SUGGESTIONS_SHOWN)
     return render(
         request,
         "review",
@@ -168,6 +173,7 @@ def review(
         items=items,
         counts=counts,
         thresholds=thresholds,
+        people=people,
         target=TARGET,
         tag=tag or "",
         low=low,

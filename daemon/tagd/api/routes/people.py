@@ -5,10 +5,11 @@ Stash writes (the daemon or the next `tagd scan` writes them)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from tagd.api.auth import require
@@ -17,6 +18,7 @@ from tagd.api.state import ApiState, api_state
 from tagd.catalog.catalog import Catalog
 from tagd.paths import shown
 from tagd.people import ops, store
+from tagd.people.suggest import suggestions
 from tagd.records import Person
 
 router = APIRouter(tags=["people"])
@@ -81,6 +83,20 @@ def people(state: Annotated[ApiState, Depends(api_state)]) -> dict[str, Any]:
     return {"people": [person_json(p) for p in everyone], "waiting_faces": waiting}
 
 
+@router.get(
+    "/people/suggestions",
+    summary="Unnamed clusters that look like a named person: is this Alice?",
+    dependencies=reader,
+)
+def people_suggestions(
+    state: Annotated[ApiState, Depends(api_state)],
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> dict[str, Any]:
+    with state.catalog() as catalog:
+        found = suggestions(catalog, state.settings, limit)
+    return {"suggestions": [dataclasses.asdict(s) for s in found]}
+
+
 @router.get("/people/{person_id}", summary="One person and each of its faces", dependencies=reader)
 def person(state: Annotated[ApiState, Depends(api_state)], person_id: PersonId) -> dict[str, Any]:
     with state.catalog() as catalog:
@@ -110,6 +126,15 @@ def merge(
     state: Annotated[ApiState, Depends(api_state)], person_id: PersonId, body: MergeBody
 ) -> dict[str, Any]:
     return _change(state, lambda c: ops.merge(c, state.settings, str(person_id), str(body.other)))
+
+
+@router.post("/people/{person_id}/refuse",
+             summary="The faces of another (unnamed) cluster are not this person",
+             dependencies=admin)  # fmt: skip
+def refuse(
+    state: Annotated[ApiState, Depends(api_state)], person_id: PersonId, body: MergeBody
+) -> dict[str, Any]:
+    return _change(state, lambda c: ops.refuse_cluster(c, str(person_id), str(body.other)))
 
 
 @router.post("/people/{person_id}/split", summary="Move faces to a new person, or recluster",

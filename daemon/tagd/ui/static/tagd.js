@@ -167,6 +167,15 @@ function reviewPage() {
   }
   $$(".card-item [data-verdict]").forEach((b) =>
     b.addEventListener("click", () => decide(b.closest(".card-item"), b.dataset.verdict)));
+  $$("#suggestions [data-suggestion]").forEach((b) => b.addEventListener("click", async () => {
+    const card = b.closest(".suggestion");
+    const what = b.dataset.suggestion;
+    try {
+      await api("POST", `/people/${card.dataset.person}/${what}`, { other: Number(card.dataset.cluster) });
+    } catch (e) { return; /* the toast says why */ }
+    card.classList.add("done", what === "merge" ? "accept" : "reject");
+    $$("button", card).forEach((x) => { x.disabled = true; });
+  }));
   $$("#thresholds [data-threshold]").forEach((b) => b.addEventListener("click", async () => {
     const tag = b.closest("tr").dataset.tag;
     try {
@@ -183,7 +192,12 @@ function reviewPage() {
     if (verdict) {
       if (cards.index < 0) cards.move(0);
       const card = cards.current();
-      if (card && $("[data-verdict]", card)) decide(card, verdict);
+      const answer = { accept: "merge", reject: "refuse" }[verdict];
+      if (card && card.classList.contains("suggestion")) {
+        // "Is this Alice?": a is yes, x is no, s moves on.
+        const button = answer && $(`[data-suggestion=${answer}]`, card);
+        if (button) button.click(); else cards.move(cards.index + 1);
+      } else if (card && $("[data-verdict]", card)) decide(card, verdict);
     }
   });
 }
