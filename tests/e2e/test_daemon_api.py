@@ -20,6 +20,7 @@ from test_api import all_files, exchange, get, reply
 from test_service import NotifySocket, running_daemon, stop, wait_until
 from test_stash_plugin import run_task
 
+from tagd.config import load_settings
 from tagd.service.lock import holder_notes
 
 
@@ -193,6 +194,28 @@ def test_daemon_serves_scans_pause_events_and_analysis(
             assert stored.body["tags"], stored.body  # a COCO photo: something was found
             listed = get(base, "/api/v1/status").body["files"]
             assert listed["ok"] == len(photos) + 1, listed
+
+            # A learned threshold applied: written into the config file, the daemon
+            # reloads (as on SIGHUP) and the tags are derived again, no model run.
+            tag = next(t for t in kept["tags"] if t["name"].startswith("AI|Objects|"))
+            if tag["score"] < 0.99:
+                body = {"tag": tag["name"], "threshold": 0.99}
+                applied = post(base, "/api/v1/review/thresholds", body)
+                assert applied.status == 200, applied.body
+                wait_until(lambda: "config reloaded" in log.read_text(), 20, "the reload")
+                label = tag["name"].rsplit("|", 1)[-1]
+                assert load_settings(config).tags.objects.labels[label].threshold == 0.99
+                wait_until(
+                    lambda: (
+                        tag["name"]
+                        not in [
+                            t["name"]
+                            for t in get(base, f"/api/v1/files/{entry['id']}").body["tags"]
+                        ]
+                    ),
+                    60,
+                    "the tags derived by the new rule",
+                )
 
             # A path outside the library is refused; the CLI's pause is kept over a restart.
             outside = post(base, "/api/v1/scans", {"paths": [str(tmp_path)]})

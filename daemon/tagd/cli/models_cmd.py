@@ -125,6 +125,9 @@ def fetch_cmd(ctx: Context, args: argparse.Namespace) -> int:
     failed = 0
     for name in wanted:
         installed = [] if args.force else _installed(ctx.models_dir, name)
+        if installed and _outdated(installed):
+            print(f"update   {name}: this tagd converts it differently; converting again")
+            installed = []
         if installed:
             # Converting takes minutes; `make scan` runs this before every scan.
             print(f"ok       {name}: installed, {len(installed)} model(s) verified")
@@ -183,6 +186,18 @@ def _installed(models_dir: Path, family: str) -> list[ModelSpec]:
     except ModelError:
         return []
     return specs
+
+
+def _outdated(installed: list[ModelSpec]) -> bool:
+    """Whether this tagd ships another ONNX conversion of an installed model (a
+    new output, as EfficientNet's image features): its sha256 differs from the
+    shipped entry. OpenVINO IR files differ between OpenVINO versions for the same
+    model, so they never count."""
+    shipped = default_specs()
+    return any(
+        spec.engine == "onnx" and spec.name in shipped and shipped[spec.name].sha256 != spec.sha256
+        for spec in installed
+    )
 
 
 def export_cmd(ctx: Context, args: argparse.Namespace) -> int:
