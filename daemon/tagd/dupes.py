@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tagd.catalog.catalog import Catalog
+from tagd.catalog.hashes import HashedFile
 from tagd.dupe_pairs import Hashes, fresh_pairs, paired_at, unpack
 from tagd.media import phash as ph
 from tagd.paths import shown
@@ -47,6 +48,7 @@ class Photo:
     height: int
     size: int
     hashes: np.ndarray  # uint64[phash.HASHES]
+    mtime_ns: int = 0  # the file's modification time
 
     @property
     def pixels(self) -> int:
@@ -77,10 +79,10 @@ def load_photos(catalog: Catalog) -> list[Photo]:
     return _photos(catalog.hashed_files())
 
 
-def _photos(rows: Iterable[tuple[str, int, str, int, int, int, int, bytes | None]]) -> list[Photo]:
+def _photos(rows: Iterable[HashedFile]) -> list[Photo]:
     return [
-        Photo(path, cid, kind, width, height, size, unpack(plain, variants))
-        for path, cid, kind, width, height, size, plain, variants in rows
+        Photo(path, cid, kind, width, height, size, unpack(plain, variants), mtime)
+        for path, cid, kind, width, height, size, plain, variants, mtime in rows
     ]
 
 

@@ -9,6 +9,14 @@ from itertools import combinations
 
 from tagd.catalog.params import chunks
 
+# path, content id, kind, width, height, size, phash, variants, mtime_ns
+HashedFile = tuple[str, int, str, int, int, int, int, bytes | None, int]
+_HASHED_FILES = (
+    "SELECT f.path, c.id, c.kind, COALESCE(c.width, 0), COALESCE(c.height, 0), f.size, "
+    "h.phash, h.variants, f.mtime_ns FROM hashes h JOIN contents c ON c.id = h.content_id "
+    "JOIN files f ON f.content_id = c.id WHERE f.error IS NULL AND c.error IS NULL"
+)
+
 
 class HashQueries:
     con: sqlite3.Connection
@@ -30,15 +38,11 @@ class HashQueries:
         ).fetchone()
         return row[0] if row else None
 
-    def hashed_files(self) -> list[tuple[str, int, str, int, int, int, int, bytes | None]]:
-        """(path, content id, kind, width, height, size, phash, variants) of every
-        readable file whose content has hashes (a copy shares its content's), by path."""
-        rows = self.con.execute(
-            "SELECT f.path, c.id, c.kind, COALESCE(c.width, 0), COALESCE(c.height, 0), f.size, "
-            "h.phash, h.variants FROM hashes h JOIN contents c ON c.id = h.content_id "
-            "JOIN files f ON f.content_id = c.id WHERE f.error IS NULL AND c.error IS NULL "
-            "ORDER BY f.path"
-        )
+    def hashed_files(self) -> list[HashedFile]:
+        """(path, content id, kind, width, height, size, phash, variants, mtime_ns) of
+        every readable file whose content has hashes (a copy shares its content's),
+        by path."""
+        rows = self.con.execute(f"{_HASHED_FILES} ORDER BY f.path")
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
     def hashed_file_count(self) -> int:
@@ -49,18 +53,12 @@ class HashQueries:
         ).fetchone()
         return int(row[0])
 
-    def hashed_files_of(
-        self, content_ids: Sequence[int]
-    ) -> list[tuple[str, int, str, int, int, int, int, bytes | None]]:
+    def hashed_files_of(self, content_ids: Sequence[int]) -> list[HashedFile]:
         """hashed_files() for these contents only."""
-        out: list[tuple[str, int, str, int, int, int, int, bytes | None]] = []
+        out: list[HashedFile] = []
         for part in chunks(sorted(set(content_ids))):
             rows = self.con.execute(
-                "SELECT f.path, c.id, c.kind, COALESCE(c.width, 0), COALESCE(c.height, 0), "
-                "f.size, h.phash, h.variants FROM hashes h JOIN contents c ON c.id = h.content_id "
-                "JOIN files f ON f.content_id = c.id WHERE f.error IS NULL AND c.error IS NULL "
-                f"AND c.id IN ({','.join('?' * len(part))})",
-                part,
+                f"{_HASHED_FILES} AND c.id IN ({','.join('?' * len(part))})", part
             )
             out += [tuple(r) for r in rows]  # type: ignore[misc]
         return sorted(out)

@@ -40,7 +40,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def _group_json(g: Group) -> dict[str, Any]:
     def item(p: Any) -> dict[str, Any]:
-        return {"path": shown(p.path), "width": p.width, "height": p.height, "size": p.size}
+        return {
+            "path": shown(p.path),
+            "width": p.width,
+            "height": p.height,
+            "size": p.size,
+            "mtime": p.mtime_ns / 1e9,
+        }
 
     return {
         "keep": item(g.keep),

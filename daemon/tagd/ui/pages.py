@@ -9,6 +9,7 @@ and Stash writes are the same as for any client.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
@@ -243,6 +244,7 @@ def _dupe_member(catalog: Any, photo: Photo, member: Member | None) -> dict[str,
         "width": photo.width,
         "height": photo.height,
         "format": photo.format[1],
+        "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(photo.mtime_ns / 1e9)),
         "keep": member is None,
         "distance": member.distance if member else 0,
         "mirrored": bool(member and member.mirrored),
