@@ -86,13 +86,6 @@ def _photos(rows: Iterable[HashedFile]) -> list[Photo]:
     ]
 
 
-def _find(parent: list[int], i: int) -> int:
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
-
-
 def groups(
     catalog: Catalog, threshold: int, distinct: Collection[tuple[int, int]] = ()
 ) -> list[Group]:
@@ -167,19 +160,15 @@ def group(
 
 
 def _join(photos: Sequence[Photo], pairs: Iterable[tuple[int, int]]) -> list[Group]:
-    """The groups that the pairs of contents and the copies of one content make."""
-    parent = list(range(len(photos)))
-    # Files of one content are exact copies: joined without looking.
-    first_of: dict[int, int] = {}
-    for i, p in enumerate(photos):
-        j = first_of.setdefault(p.content_id, i)
-        parent[_find(parent, i)] = _find(parent, j)
+    """The groups that the pairs of contents make, the files of one content (exact
+    copies) always together."""
+    parent = {p.content_id: p.content_id for p in photos}
     for a, b in pairs:
-        if a in first_of and b in first_of:  # both still have a readable file
-            parent[_find(parent, first_of[a])] = _find(parent, first_of[b])
+        if a in parent and b in parent:  # both still have a readable file
+            parent[_find_in(parent, a)] = _find_in(parent, b)
     members: dict[int, list[Photo]] = {}
-    for i, p in enumerate(photos):
-        members.setdefault(_find(parent, i), []).append(p)
+    for p in photos:
+        members.setdefault(_find_in(parent, p.content_id), []).append(p)
     return _ordered([_suggest(m) for m in members.values() if len(m) > 1])
 
 

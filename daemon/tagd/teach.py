@@ -91,13 +91,6 @@ class Classifier:
     centre: float
     scale: float
 
-    def cosines(self, stored: np.ndarray) -> np.ndarray:
-        return cosines(as_floats(stored), self.mean, self.direction[:, None])[:, 0]
-
-    def scores(self, stored: np.ndarray) -> np.ndarray:
-        """Probabilities for rows of stored (int8) embeddings."""
-        return _sigmoid((self.cosines(stored) - self.centre) / self.scale)
-
 
 def cosines(x: np.ndarray, mean: np.ndarray, directions: np.ndarray) -> np.ndarray:
     """Cosines of the rows of x, less `mean`, to unit `directions` (dim x k), in

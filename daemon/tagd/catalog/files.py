@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 
 from tagd.catalog.connect import path_param
-from tagd.catalog.params import path_under, prefix_range, readable
+from tagd.catalog.params import chunks, marks, path_under, prefix_range, readable
 from tagd.records import IndexedFile
 
 _FILE_COLUMNS = "id, path, size, mtime_ns, content_id, error"
@@ -42,6 +42,18 @@ class FileQueries:
             prefix_range(prefix),
         )
         return [IndexedFile(*r) for r in rows]
+
+    def readable_contents(self, file_ids: Iterable[int]) -> dict[int, int]:
+        """file id -> content id, for the files that were read (no error)."""
+        out: dict[int, int] = {}
+        for chunk in chunks(list(file_ids)):
+            rows = self.con.execute(
+                f"SELECT id, content_id FROM files WHERE id IN ({marks(chunk)}) "
+                "AND content_id IS NOT NULL AND error IS NULL",
+                chunk,
+            )
+            out.update(rows)
+        return out
 
     def file_kind(self, file_id: int) -> str | None:
         """image | video; None for a file no longer in the catalog."""

@@ -49,10 +49,12 @@ class TagQueries:
             [(content_id, t.name, t.score, t.source) for t in tags],
         )
 
-    def candidate(self, content_id: int, name: str) -> Tag | None:
+    def tag_or_candidate(self, content_id: int, name: str) -> Tag | None:
+        """The file's tag `name`, or the candidate of that name (below its threshold)."""
         row = self.con.execute(
-            "SELECT score, source FROM tag_candidates WHERE content_id = ? AND name = ?",
-            (content_id, name),
+            "SELECT score, source FROM tags WHERE content_id = ? AND name = ? UNION ALL "
+            "SELECT score, source FROM tag_candidates WHERE content_id = ? AND name = ? LIMIT 1",
+            (content_id, name, content_id, name),
         ).fetchone()
         return Tag(name, row[0], row[1]) if row else None
 

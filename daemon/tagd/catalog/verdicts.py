@@ -49,6 +49,22 @@ class VerdictQueries:
             )
         }
 
+    def all_verdicts(self) -> list[tuple[str, str, float, str]]:
+        """(tag, source, score when decided, verdict) of every decision, by tag."""
+        rows = self.con.execute(
+            "SELECT name, source, score, verdict FROM tag_verdicts ORDER BY name"
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    def tag_source(self, name: str) -> str | None:
+        """The analyzer a tag comes from, where any file has or had it."""
+        row = self.con.execute(
+            "SELECT source FROM tag_verdicts WHERE name = ? UNION "
+            "SELECT source FROM tags WHERE name = ? LIMIT 1",
+            (name, name),
+        ).fetchone()
+        return str(row[0]) if row else None
+
     def verdicts_of(self, content_id: int) -> dict[str, str]:
         """tag -> "accept" or "reject": every decision on a content's tags."""
         rows = self.con.execute(

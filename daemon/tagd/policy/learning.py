@@ -47,9 +47,7 @@ class Learned:
 def learned(catalog: Catalog, settings: Settings, target: float = TARGET) -> list[Learned]:
     """Every tag people decided on, with its precision now and a suggestion."""
     decided: dict[tuple[str, str], list[tuple[float, bool]]] = {}
-    for name, source, score, verdict in catalog.con.execute(
-        "SELECT name, source, score, verdict FROM tag_verdicts ORDER BY name"
-    ):
+    for name, source, score, verdict in catalog.all_verdicts():
         if source in GROUPS:
             decided.setdefault((name, source), []).append((score, verdict == "accept"))
     out = []

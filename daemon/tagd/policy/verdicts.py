@@ -27,8 +27,7 @@ def decide(catalog: Catalog, settings: Settings, content_id: int, name: str, ver
                 return False
         else:
             # A tag of the file, or one it would get below its threshold (a candidate).
-            tag = next((t for t in catalog.tags(content_id) if t.name == name), None)
-            tag = tag or catalog.candidate(content_id, name)
+            tag = catalog.tag_or_candidate(content_id, name)
             if tag is None:
                 raise VerdictError(f"file content {content_id} has no tag {name!r}")
             source = tag.source

@@ -81,9 +81,8 @@ def review(
 )
 def decide_tag(state: Annotated[ApiState, Depends(api_state)], body: Verdict) -> dict[str, Any]:
     with state.catalog() as catalog:
-        taught = any(
-            t.name == body.tag and t.source == TAUGHT for t in catalog.tags(body.content_id)
-        )
+        found = catalog.tag_or_candidate(body.content_id, body.tag)
+        taught = found is not None and found.source == TAUGHT
         try:
             changed = decide(catalog, state.settings, body.content_id, body.tag, body.verdict)
         except VerdictError as exc:

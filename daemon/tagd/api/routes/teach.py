@@ -29,16 +29,14 @@ class Lesson(BaseModel):
     )
 
 
-def _contents(catalog: Catalog, state: ApiState, file_ids: list[int], field: str) -> list[int]:
-    out = []
-    for file_id in file_ids:
-        item = catalog.listed_file(state.shas, file_id)
-        if item is None or item.record.content_id is None:
-            raise Problem(
-                404, "no-such-file", f"{field}: no readable file {file_id}; /files lists them"
-            )
-        out.append(item.record.content_id)
-    return out
+def _contents(catalog: Catalog, file_ids: list[int], field: str) -> list[int]:
+    found = catalog.readable_contents(file_ids)
+    missing = [f for f in file_ids if f not in found]
+    if missing:
+        raise Problem(
+            404, "no-such-file", f"{field}: no readable file {missing[0]}; /files lists them"
+        )
+    return [found[f] for f in file_ids]
 
 
 @router.post(
@@ -48,8 +46,8 @@ def _contents(catalog: Catalog, state: ApiState, file_ids: list[int], field: str
 )
 def teach_tag(state: Annotated[ApiState, Depends(api_state)], body: Lesson) -> dict[str, Any]:
     with state.catalog() as catalog:
-        examples = _contents(catalog, state, body.examples, "examples")
-        counter = _contents(catalog, state, body.counter, "counter")
+        examples = _contents(catalog, body.examples, "examples")
+        counter = _contents(catalog, body.counter, "counter")
         try:
             found = teach(catalog, state.settings, body.tag, examples, counter)
         except TeachError as exc:

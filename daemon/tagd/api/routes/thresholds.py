@@ -81,14 +81,10 @@ def set_threshold(
 
 def _source_of(state: ApiState, tag: str) -> str:
     with state.catalog() as catalog:
-        row = catalog.con.execute(
-            "SELECT source FROM tag_verdicts WHERE name = ? UNION "
-            "SELECT source FROM tags WHERE name = ? LIMIT 1",
-            (tag, tag),
-        ).fetchone()
-    if row is None:
+        source = catalog.tag_source(tag)
+    if source is None:
         raise Problem(404, "no-such-tag", f"no file has or had the tag {tag!r}")
-    return str(row[0])
+    return source
 
 
 def _derive_again(state: ApiState, source: str) -> int:
