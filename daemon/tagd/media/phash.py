@@ -2,7 +2,7 @@
 
 A few lines of OpenCV instead of the `imagehash` package: cv2 is already a
 dependency (imagehash adds SciPy and PyWavelets for one transform), the whole
-set below costs about 1 ms an image, and it hashes the very array tagd decoded
+set below costs 1-9 ms an image (see _shrunk_windows), and it hashes the very array tagd decoded
 once (upright, DCT-reduced), with no second decode through Pillow.
 
 One hash: luma, area-resize to 32×32 (the low-pass that makes it blind to
@@ -66,12 +66,57 @@ def hash_set(image: np.ndarray) -> np.ndarray:
 
     grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     out = np.empty(HASHES, np.uint64)
-    for i, (x, y) in enumerate(WINDOWS):
-        small = cv2.resize(_window(grey, x, y), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-        coefficients = cv2.dct(small.astype(np.float32))[:LOW, :LOW]
+    for i, small in enumerate(_shrunk_windows(grey)):
+        coefficients = cv2.dct(small)[:LOW, :LOW]
         out[2 * i] = _bits(coefficients)
         out[2 * i + 1] = _bits(coefficients * _MIRROR_SIGN)
     return out
+
+
+def _shrunk_windows(grey: np.ndarray) -> list[np.ndarray]:
+    """Each window of WINDOWS area-resized to SIZE×SIZE (float32 holding whole
+    levels), as cv2.resize(INTER_AREA) makes it.
+
+    An area resize is separable: a window's SIZE×SIZE is Wy · window · Wxᵀ with
+    the overlap weights of each output cell. The crops share five column
+    offsets, so the whole set is one matrix product over the photo (columns)
+    and small ones after it (rows): 9 ms for a 2000×1500 frame, where 26 calls
+    of cv2.resize take 110 ms (the frame is that large when faces are on)."""
+    import cv2
+
+    h, w = grey.shape
+    cw, ch = max(1, round(w * CROP)), max(1, round(h * CROP))
+    if min(cw, ch) < 2 * SIZE:  # a thumbnail: cheap either way, and no upscaling here
+        return [
+            cv2.resize(_window(grey, x, y), (SIZE, SIZE), interpolation=cv2.INTER_AREA).astype(
+                np.float32
+            )
+            for x, y in WINDOWS
+        ]
+    lefts = sorted({round(w * x) for x, _ in WINDOWS if x >= 0})
+    columns = np.zeros((w, SIZE * (1 + len(lefts))), np.float32)
+    columns[:, :SIZE] = _area_weights(w).T
+    crop_weights = _area_weights(cw).T
+    for j, x0 in enumerate(lefts, start=1):
+        columns[x0 : x0 + cw, SIZE * j : SIZE * (j + 1)] = crop_weights
+    narrowed = grey.astype(np.float32) @ columns  # (h, SIZE) per column offset
+    whole_rows, crop_rows = _area_weights(h), _area_weights(ch)
+    out = [whole_rows @ narrowed[:, :SIZE]]
+    for x, y in WINDOWS[1:]:
+        j = 1 + lefts.index(round(w * x))
+        y0 = round(h * y)
+        out.append(crop_rows @ narrowed[y0 : y0 + ch, SIZE * j : SIZE * (j + 1)])
+    # cv2 rounds its uint8 result: the same levels, so the same hashes.
+    return [np.clip(np.rint(small), 0, 255) for small in out]
+
+
+def _area_weights(length: int) -> np.ndarray:
+    """(SIZE, length): how much of each of `length` pixels goes into each of SIZE
+    equal cells (pixels cut by a cell edge count by the part inside)."""
+    edges = np.arange(SIZE + 1) * (length / SIZE)
+    pixel = np.arange(length)
+    overlap = np.minimum(pixel + 1, edges[1:, None]) - np.maximum(pixel, edges[:-1, None])
+    return (np.clip(overlap, 0.0, None) * (SIZE / length)).astype(np.float32)
 
 
 def phash(image: np.ndarray) -> int:
