@@ -4,16 +4,20 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from conftest import SHARED, require_models, write_config
+from PIL import Image, ImageDraw, ImageFont
 
 from tagd.analyzers.ocr import TextReader, build
 from tagd.config import Settings, TagSettings, TextTagSettings
+from tagd.media.image import decode_image
 from tagd.policy.tags import TagPolicy
 from tagd.records import Detection, Media
 from tagd.runtime.manifest import load_manifest
@@ -58,6 +62,48 @@ def test_document_is_read_line_by_line(reader: TextReader) -> None:
         f.text or "" for f in reader.analyze([_read(OCR_IMAGES / "document_text.jpg")])[0]
     )
     assert "The quick brown dog jumped over the lazy fox" in text
+
+
+def _png(image: Image.Image) -> np.ndarray:
+    """`image` as the scan decodes it (tagd.media.image), from PNG bytes."""
+    data = io.BytesIO()
+    image.save(data, "PNG")
+    return decode_image(data.getvalue(), min_long_side=960).image
+
+
+def _texts(reader: TextReader, image: np.ndarray) -> list[str]:
+    return [f.text or "" for f in reader.analyze([image])[0]]
+
+
+@pytest.mark.parametrize("ink", [(0, 0, 0, 255), (255, 255, 255, 255)], ids=["black", "white"])
+def test_text_on_a_transparent_png_is_read(reader: TextReader, ink: tuple[int, ...]) -> None:
+    # Transparent pixels hold black: black text would be black on black.
+    sticker = Image.new("RGBA", (420, 80), (0, 0, 0, 0))
+    ImageDraw.Draw(sticker).text((10, 15), "Holiday market 2025", font=_font(36), fill=ink)
+    assert _texts(reader, _png(sticker)) == ["Holiday market 2025"]
+
+
+def test_a_thin_strip_is_read_whole(reader: TextReader) -> None:
+    line = "caution profile slow garden search park 478"
+    strip = Image.new("RGB", (int(_font(22).getlength(line)) + 12, 28), (20, 40, 90))
+    ImageDraw.Draw(strip).text((6, 1), line, font=_font(22), fill=(255, 255, 255))
+    read = _texts(reader, _png(strip))
+    assert "".join(read) == line.replace(" ", "")  # one line, every letter, in order
+    box = reader.analyze([_png(strip)])[0][0].box
+    assert box is not None and box[1] >= 0 and box[3] <= 28  # in the strip's own pixels
+
+
+def test_a_long_line_keeps_its_words_apart(reader: TextReader) -> None:
+    # A 30:1 line: squeezed into the angle classifier's 4:1 window it looked upside
+    # down and was turned; batched with longer lines it lost its spaces.
+    line = "Theatre silver today coffee road west hospital today departure total winter"
+    page = Image.new("RGB", (int(_font(26).getlength(line)) + 40, 60), (248, 246, 240))
+    ImageDraw.Draw(page).text((20, 12), line, font=_font(26), fill=(25, 25, 25))
+    assert _texts(reader, _png(page)) == [line]
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)  # Pillow's own: no system font needed
 
 
 def test_a_photo_without_text_never_runs_recognition(reader: TextReader) -> None:

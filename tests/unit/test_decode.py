@@ -102,6 +102,34 @@ def test_gif_first_frame_and_heic():
     assert (decoded.width, decoded.height) == (640, 480)
 
 
+@pytest.mark.parametrize(
+    ("ink", "background"), [((0, 0, 0), 255), ((255, 240, 0), 0)], ids=["dark", "light"]
+)
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_transparent_pixels_get_the_background_that_shows_the_rest(ink, background, fmt):
+    # What transparent pixels hold is left over (black here): it must not show.
+    rgba = np.zeros((60, 80, 4), np.uint8)
+    rgba[20:40, 10:70, :3] = ink
+    rgba[20:40, 10:70, 3] = 255
+    rgba[20:40, 70:72, :3] = ink
+    rgba[20:40, 70:72, 3] = 128  # an anti-aliased edge: half of each
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, fmt, lossless=True)
+    decoded = decode_image(buf.getvalue(), min_long_side=10)
+    bgr = decoded.image
+    assert read_header(buf.getvalue()).alpha
+    assert bgr[5, 5].tolist() == [background] * 3
+    assert bgr[30, 30].tolist() == list(ink[::-1])
+    half = [round((c * 128 + background * 127) / 255) for c in ink[::-1]]
+    assert np.abs(bgr[30, 70].astype(int) - half).max() <= 1
+
+
+def test_an_opaque_png_keeps_its_pixels():
+    image = _gradient(90, 60)
+    assert not read_header(_encode(image, ".png")).alpha
+    assert np.array_equal(decode_image(_encode(image, ".png"), min_long_side=90).image, image)
+
+
 def test_truncated_jpeg_is_an_error():
     data = _jpeg(_gradient(1200, 900))
     with pytest.raises(DecodeError, match="truncated JPEG"):

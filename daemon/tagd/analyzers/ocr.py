@@ -32,9 +32,14 @@ from tagd.runtime.model import ManagedModel, model_for
 
 KEYS_FILE = "ppocr_keys_v4.txt"
 STRIDE = 32  # the detector's input sides must be multiples of this
-MAX_UPSCALE = 1.0  # never enlarge: measured, upscaling a 640 px photo bought no words
+# An image this thin (height at most THIN_HEIGHT, or wider than THIN_RATIO times
+# its height) is one line of text at most: see letterbox().
+THIN_HEIGHT = 30
+THIN_RATIO = 8
 CLS_BATCH = 6
+CLS_PIECES = 4  # windows a long line is judged on by the angle classifier
 REC_BATCH = 6
+REC_PAD = 32  # recognizer input widths are rounded up to this: lines batch only so padded
 _DILATE = np.ones((2, 2), np.uint8)  # as PaddleOCR: joins letters split by one pixel
 
 
@@ -107,10 +112,11 @@ class TextReader(Analyzer):
     # ------------------------------------------------------------ stages
 
     def read(self, image: np.ndarray) -> list[Finding]:
-        quads = self.detect(image)
+        padded, top = letterbox(image)
+        quads = self.detect(padded)
         if not quads:
             return []  # the gate: no text region, no classifier, no recognizer
-        crops = [crop_quad(image, q) for q in quads]
+        crops = [crop_quad(padded, q) for q in quads]
         if self.cls is not None:
             crops = self._orient(crops)
         texts = self.recognise(crops)
@@ -119,6 +125,8 @@ class TextReader(Analyzer):
             text = text.strip()
             if not text or score < self.settings.min_score:
                 continue
+            quad = quad - np.array([0, top], np.float32)  # back into the image's pixels
+            quad[:, 1] = np.clip(quad[:, 1], 0, image.shape[0])
             xs, ys = quad[:, 0], quad[:, 1]
             box = (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
             points = tuple(float(round(v, 1)) for v in quad.reshape(-1))
@@ -130,7 +138,7 @@ class TextReader(Analyzer):
     def detect(self, image: np.ndarray) -> list[np.ndarray]:
         """Text quads (4 x 2, clockwise from top-left, image pixels), top-to-bottom."""
         h, w = image.shape[:2]
-        rw, rh = det_size(w, h, self.settings.max_side)
+        rw, rh = det_size(w, h, self.settings.max_side, self.settings.min_side)
         resized = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR)
         prob = self.model.session().run(normalise(resized)[None])[0][0, 0]
         self.runs["det"] += 1
@@ -145,37 +153,59 @@ class TextReader(Analyzer):
         )
 
     def _orient(self, crops: list[np.ndarray]) -> list[np.ndarray]:
-        """Turn lines the angle classifier finds upside down."""
+        """Turn lines the angle classifier finds upside down.
+
+        The classifier sees a 4:1 window: a long line squeezed into it is a
+        smear it calls upside down as often as not (a 20:1 line turned and
+        then read as nothing). A long line is judged instead on up to
+        CLS_PIECES windows of its own height along it, their votes averaged."""
         assert self.cls is not None
         width, height = self.cls.spec.input
+        pieces, owner = [], []
+        for index, crop in enumerate(crops):
+            for piece in _windows(crop, width / height):
+                pieces.append(line_input(piece, width, height))
+                owner.append(index)
         session = self.cls.session()
-        out = list(crops)
-        for start in range(0, len(crops), CLS_BATCH):
-            chunk = crops[start : start + CLS_BATCH]
-            probs = session.run(np.stack([line_input(c, width, height) for c in chunk]))[0]
+        votes = np.zeros((len(crops), 2), np.float32)
+        for start in range(0, len(pieces), CLS_BATCH):
+            probs = session.run(np.stack(pieces[start : start + CLS_BATCH]))[0]
             self.runs["cls"] += 1
-            for i, p in enumerate(probs):
-                if int(p.argmax()) == 1 and float(p[1]) > self.settings.angle_threshold:
-                    out[start + i] = cv2.rotate(chunk[i], cv2.ROTATE_180)
+            for i, p in zip(owner[start : start + CLS_BATCH], probs, strict=True):
+                votes[i] += p[:2]
+        out = list(crops)
+        for i, vote in enumerate(votes):
+            mean = vote / max(1, owner.count(i))
+            if int(mean.argmax()) == 1 and float(mean[1]) > self.settings.angle_threshold:
+                out[i] = cv2.rotate(crops[i], cv2.ROTATE_180)
         return out
 
     def recognise(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
-        """(text, mean character confidence) per crop, in order."""
+        """(text, mean character confidence) per crop, in order.
+
+        Each line is read at its own width: lines batched together are padded to
+        the widest, and the recognizer, which looks along the whole line, then
+        runs words together (the spaces of a long line vanish next to a longer
+        one). Only lines within REC_PAD pixels of the same width share a run."""
         alphabet = self.alphabet()
         width, height = self.rec.spec.input
         session = self.rec.session()
-        ratios = [c.shape[1] / max(1, c.shape[0]) for c in crops]
-        # Similar widths batched together waste the least padding.
-        order = np.argsort(ratios)
+        widths = [
+            max(width, -(-math.ceil(height * c.shape[1] / max(1, c.shape[0])) // REC_PAD) * REC_PAD)
+            for c in crops
+        ]
         out: list[tuple[str, float]] = [("", 0.0)] * len(crops)
-        for start in range(0, len(crops), REC_BATCH):
-            idx = order[start : start + REC_BATCH]
-            batch_w = max(width, math.ceil(height * max(ratios[i] for i in idx)))
-            batch = np.stack([line_input(crops[i], batch_w, height) for i in idx])
-            probs = session.run(batch)[0]
-            self.runs["rec"] += 1
-            for row, i in zip(probs, idx, strict=True):
-                out[i] = ctc_greedy(row, alphabet)
+        groups: dict[int, list[int]] = {}
+        for i, w in enumerate(widths):
+            groups.setdefault(w, []).append(i)
+        for batch_w, members in sorted(groups.items()):
+            for start in range(0, len(members), REC_BATCH):
+                idx = members[start : start + REC_BATCH]
+                batch = np.stack([line_input(crops[i], batch_w, height) for i in idx])
+                probs = session.run(batch)[0]
+                self.runs["rec"] += 1
+                for row, i in zip(probs, idx, strict=True):
+                    out[i] = ctc_greedy(row, alphabet)
         return out
 
     def alphabet(self) -> list[str]:
@@ -188,12 +218,33 @@ class TextReader(Analyzer):
 # ---------------------------------------------------------------- helpers
 
 
-def det_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """Detector input size: long side near max_side, both sides multiples of 32."""
-    ratio = min(max_side / max(width, height), MAX_UPSCALE)
+def det_size(width: int, height: int, max_side: int, min_side: int) -> tuple[int, int]:
+    """Detector input size, both sides multiples of 32: the short side brought to
+    min_side (small images are enlarged: the detector misses text only a few
+    pixels tall), unless the long side would then pass max_side."""
+    ratio = min_side / min(width, height)
+    if max(width, height) * ratio > max_side:
+        ratio = max_side / max(width, height)
     rw = max(STRIDE, round(width * ratio / STRIDE) * STRIDE)
     rh = max(STRIDE, round(height * ratio / STRIDE) * STRIDE)
     return rw, rh
+
+
+def letterbox(image: np.ndarray) -> tuple[np.ndarray, int]:
+    """A thin strip of text (a banner, a cut-out line) with room added above and
+    below, and how many rows were added on top. The detector, trained on
+    photos and pages, finds nothing or pieces in an image barely taller than its
+    text; the strip padded to a height of at least a quarter of its width (and
+    60 px) reads whole."""
+    h, w = image.shape[:2]
+    if h > THIN_HEIGHT and w <= THIN_RATIO * h:
+        return image, 0
+    top = (max(w // THIN_RATIO, THIN_HEIGHT) * 2 - h) // 2
+    # The strip's own background colour: no edge for the detector to see.
+    edge = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    colour = [int(v) for v in np.median(edge.reshape(-1, image.shape[2]), axis=0)]
+    padded = cv2.copyMakeBorder(image, top, top, 0, 0, cv2.BORDER_CONSTANT, value=colour)
+    return padded, top
 
 
 def normalise(image: np.ndarray) -> np.ndarray:
@@ -306,6 +357,18 @@ def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
     if h / w >= 1.5:  # a vertical line of text: read it turned
         crop = np.rot90(crop)
     return crop
+
+
+def _windows(crop: np.ndarray, aspect: float) -> list[np.ndarray]:
+    """The crop itself when it is at most twice `aspect` (width / height), else
+    up to CLS_PIECES windows of that aspect spread evenly along it."""
+    h, w = crop.shape[:2]
+    span = max(1, round(h * aspect))
+    if w <= 2 * span:
+        return [crop]
+    count = min(CLS_PIECES, math.ceil(w / span))
+    starts = np.linspace(0, w - span, count).round().astype(int)
+    return [crop[:, x : x + span] for x in starts]
 
 
 def line_input(crop: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -100,6 +100,7 @@ class OcrSettings:
     rec_model: Str = "auto"
     angle: Bool = True
     max_side: Annotated[Int, Range(64, 4096)] = 960
+    min_side: Annotated[Int, Range(32, 4096)] = 736
     det_threshold: Fraction = 0.3
     box_threshold: Fraction = 0.5
     unclip_ratio: Annotated[Float, Range(1.0, 4.0)] = 1.6

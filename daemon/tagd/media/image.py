@@ -53,6 +53,8 @@ _REDUCED = {
     8: cv2.IMREAD_REDUCED_COLOR_8,
 }
 _CV2_FORMATS = {"jpeg", "png", "tiff", "bmp", "webp"}
+# Pillow modes with an alpha channel (a palette's transparent colour is in info).
+_ALPHA_MODES = {"RGBA", "LA", "La", "RGBa", "PA"}
 # A JPEG marker that can end entropy-coded data (not stuffing 0x00, not RSTn).
 _MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
@@ -79,6 +81,7 @@ class Header:
     format: str
     width: int  # upright
     height: int
+    alpha: bool = False  # transparent pixels (an alpha channel or a transparent colour)
 
 
 def read_header(data: bytes) -> Header:
@@ -89,6 +92,7 @@ def read_header(data: bytes) -> Header:
         with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
             orientation = im.getexif().get(0x0112, 1) if fmt in ("jpeg", "tiff", "webp") else 1
+            alpha = im.mode in _ALPHA_MODES or "transparency" in im.info
     except UnidentifiedImageError:
         if fmt:  # the magic says what it should be, but the header is broken
             raise DecodeError(f"corrupt {fmt.upper()} header") from None
@@ -97,7 +101,7 @@ def read_header(data: bytes) -> Header:
         raise DecodeError(f"corrupt image header: {exc}") from None
     if orientation in (5, 6, 7, 8):  # 90° rotations swap the axes
         width, height = height, width
-    return Header(fmt or "unknown", width, height)
+    return Header(fmt or "unknown", width, height, alpha)
 
 
 def reduction(width: int, height: int, min_long_side: int) -> int:
@@ -124,7 +128,9 @@ def decode_image(
     if header.format == "jpeg":
         _check_complete_jpeg(data)
     factor = reduction(header.width, header.height, min_long_side) if reduced else 1
-    if header.format in _CV2_FORMATS:
+    if header.alpha:
+        image = _decode_transparent(data, header)
+    elif header.format in _CV2_FORMATS:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor])
         if image is None:
             raise DecodeError(f"corrupt or truncated {header.format.upper()} data")
@@ -144,6 +150,34 @@ def _decode_with_pillow(data: bytes, header: Header) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DecodeError(f"corrupt or truncated {header.format.upper()} data: {exc}") from None
     return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def _decode_transparent(data: bytes, header: Header) -> np.ndarray:
+    """An image with transparent parts, laid on the plain background that shows it.
+
+    Decoders drop the alpha channel and keep whatever colour the transparent
+    pixels hold, most often black: a black logo or caption on a transparent
+    PNG turns into black on black, invisible to every model. So the visible
+    pixels go over white when they are mostly dark and over black when they are
+    mostly light: text and shapes keep their contrast, colours stay as drawn."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.seek(0)
+            rgba = np.asarray(ImageOps.exif_transpose(im.convert("RGBA")))
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DecodeError(f"corrupt or truncated {header.format.upper()} data: {exc}") from None
+    alpha = rgba[:, :, 3:].astype(np.uint16)
+    # Whether the visible pixels are mostly dark: Rec. 601 luma, each pixel counted
+    # by its opacity, on a sample of rows (the decision needs no more).
+    rows = rgba[:: max(1, rgba.shape[0] // 256)].astype(np.float32)
+    weight = float(rows[:, :, 3].sum())
+    luma = rows[:, :, :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    dark = weight > 0 and float((luma * rows[:, :, 3]).sum()) / weight < 128
+    background = 255 if dark else 0
+    # In 16-bit integers (rounded): a large PNG must not need float copies of itself.
+    out = rgba[:, :, :3] * alpha + background * (255 - alpha) + 127
+    out //= 255
+    return np.ascontiguousarray(out.astype(np.uint8)[:, :, ::-1])
 
 
 def _check_complete_jpeg(data: bytes) -> None:
