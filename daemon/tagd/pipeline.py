@@ -39,7 +39,7 @@ from tagd.media.sniff import describe, kind_of_format, sniff
 from tagd.policy.apply import derive_and_queue
 from tagd.policy.tags import TagPolicy
 from tagd.records import Detection, WorkItem
-from tagd.runtime.backends import cpu_threads
+from tagd.runtime.backends import cpu_threads, inference_lanes
 from tagd.runtime.manifest import load_manifest, prefer_engine
 
 SINKS_KEY = "derived_with"
@@ -60,6 +60,10 @@ class Loaded:
     duration: float | None = None
     error: str | None = None
     interval: float | None = None  # videos: seconds between the sampled frames
+
+
+# A batch's files still as indexed, and each analyzer's findings per file per frame.
+Inferred = tuple[list["Loaded"], dict[str, list[list[list[Finding]]]]]
 
 
 @dataclass
@@ -147,33 +151,71 @@ class Pipeline:
         stop: threading.Event | None = None,
         turn: Callable[[], AbstractContextManager[None]] = nullcontext,
     ) -> AnalyzeReport:
-        """Analyse what is pending. `turn()` is held around each batch's inference
-        and save: the analysis process lets on-demand requests in between."""
+        """Analyse what is pending: `runtime.lanes` batches at once (see
+        tagd.runtime.backends.inference_lanes). `turn()` is held around each
+        batch's inference: the analysis process lets on-demand requests in
+        between."""
         report = AnalyzeReport()
         if not self.analyzers:
             return report
         start = time.perf_counter()
         workers = cpu_threads(self.settings.decode.workers)
+        lanes = inference_lanes(self.settings.runtime)
         seen: set[int] = set()
-        with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+        with (
+            ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool,
+            ThreadPoolExecutor(lanes, thread_name_prefix="infer") as infer,
+        ):
             while not (stop and stop.is_set()):
                 batch = self.catalog.pending(self.shas, 512, self.prefixes)
                 items = [i for i in batch if i.content_id not in seen]
                 if not items:
                     break
                 seen.update(i.content_id for i in items)
-                # Decode a whole batch ahead, so workers keep going while the model runs.
+                # Decode ahead of every lane, so workers keep going while models run.
                 depth = self.settings.runtime.batch_size + 2 * workers
                 loaded = _prefetch(pool, self.load, items, depth=depth)
+                # Each lane runs the models on a batch; this thread saves them, in
+                # order (one catalog connection, one transaction per batch).
+                inflight: deque[tuple[list[Loaded], Future[Inferred]]] = deque()
                 for batch in self._batches(loaded):
-                    with turn():
-                        self._process(batch, report, stop)
-                    if progress:
-                        progress(len(batch))
+                    inflight.append((batch, infer.submit(self._infer_batch, batch, turn)))
+                    if len(inflight) >= lanes:
+                        self._finish(*inflight.popleft(), report, stop, progress)
                     if stop and stop.is_set():
                         break
+                while inflight:
+                    self._finish(*inflight.popleft(), report, stop, progress)
         report.seconds = time.perf_counter() - start
         return report
+
+    def _infer_batch(
+        self, batch: list[Loaded], turn: Callable[[], AbstractContextManager[None]]
+    ) -> Inferred:
+        """The models' findings for a batch (in an inference lane). `turn()` is held
+        around them: the analysis process lets on-demand requests in between."""
+        # A file changed since it was indexed is not worth a model's time.
+        steady = [loaded for loaded in batch if _as_indexed(loaded.item) is not None]
+        with turn():
+            return steady, {a.name: self._infer(a, steady) for a in self.analyzers}
+
+    def _finish(
+        self,
+        batch: list[Loaded],
+        inferred: Future[Inferred],
+        report: AnalyzeReport,
+        stop: threading.Event | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        steady, findings = inferred.result()
+        settled = self._settled(steady, stop)
+        with self.catalog.transaction():
+            for index, loaded in enumerate(steady):
+                if id(loaded) in settled:
+                    self._save(loaded, {name: f[index] for name, f in findings.items()}, report)
+        report.unsettled += [x.item.path for x in batch if id(x) not in settled]
+        if progress:
+            progress(len(batch))
 
     def _batches(self, loaded: Iterable[Loaded]) -> Iterator[list[Loaded]]:
         """Group items until the batch holds batch_size frames (videos count per frame)."""
@@ -283,19 +325,6 @@ class Pipeline:
             info.duration,
             interval=interval,
         )
-
-    def _process(
-        self, batch: list[Loaded], report: AnalyzeReport, stop: threading.Event | None = None
-    ) -> None:
-        # A file changed since it was indexed is not worth a model's time.
-        steady = [loaded for loaded in batch if _as_indexed(loaded.item) is not None]
-        findings = {a.name: self._infer(a, steady) for a in self.analyzers}
-        settled = self._settled(steady, stop)
-        with self.catalog.transaction():
-            for index, loaded in enumerate(steady):
-                if id(loaded) in settled:
-                    self._save(loaded, {name: f[index] for name, f in findings.items()}, report)
-        report.unsettled += [x.item.path for x in batch if id(x) not in settled]
 
     def _settled(self, batch: list[Loaded], stop: threading.Event | None) -> set[int]:
         """ids of the items whose file is still as indexed, and has been for

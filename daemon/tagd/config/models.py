@@ -78,7 +78,8 @@ class DecodeSettings:
 class RuntimeSettings:
     backend: Backend = "auto"
     threads: Annotated[Int, Range(0, 256)] = 0
-    batch_size: Annotated[Int, Range(1, 256)] = 8
+    lanes: Annotated[Int, Range(0, 16)] = 0
+    batch_size: Annotated[Int, Range(1, 256)] = 4
     idle_unload: Annotated[Float, Range(0)] = 300.0
     models_dir: Str = ""
 

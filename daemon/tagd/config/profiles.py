@@ -15,20 +15,39 @@ from tagd.config.models import Settings
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "low-power": {
         # One core for the model, one for decoding and the rest of the machine.
-        "runtime": {"backend": "cpu", "threads": 1, "batch_size": 2, "idle_unload": 60.0},
+        "runtime": {
+            "backend": "cpu",
+            "threads": 1,
+            "lanes": 1,
+            "batch_size": 2,
+            "idle_unload": 60.0,
+        },
         "decode": {"workers": 1, "reduced": True, "video_interval": 5.0, "video_max_frames": 60},
         "objects": {"enabled": True},
         "ocr": {"enabled": False},
     },
     "balanced": {
-        "runtime": {"backend": "auto", "threads": 0, "batch_size": 8, "idle_unload": 300.0},
+        "runtime": {
+            "backend": "auto",
+            "threads": 0,
+            "lanes": 0,
+            # Per lane: two lanes hold as many frames as one batch of 8 did.
+            "batch_size": 4,
+            "idle_unload": 300.0,
+        },
         "decode": {"workers": 0, "reduced": True, "video_interval": 2.0, "video_max_frames": 300},
         "objects": {"enabled": True},
         "ocr": {"enabled": True},
     },
     "gpu": {
         # "auto" takes CUDA when onnxruntime has it; big batches keep a GPU fed.
-        "runtime": {"backend": "auto", "threads": 0, "batch_size": 32, "idle_unload": 1800.0},
+        "runtime": {
+            "backend": "auto",
+            "threads": 0,
+            "lanes": 0,
+            "batch_size": 32,
+            "idle_unload": 1800.0,
+        },
         "decode": {"workers": 0, "reduced": True, "video_interval": 1.0, "video_max_frames": 600},
         "objects": {"enabled": True},
         "ocr": {"enabled": True},

@@ -49,12 +49,18 @@ class ClipModel:
         threads: int = 0,
         idle_unload: float = 300.0,
         batch_size: int = 16,
+        streams: int = 1,
     ) -> None:
         require_task(spec, TASK)
         self.spec = spec
         self.models_dir = models_dir
         self.batch_size = batch_size
-        self._options = {"backend": backend, "threads": threads, "idle_unload": idle_unload}
+        self._options: dict[str, Any] = {
+            "backend": backend,
+            "threads": threads,
+            "idle_unload": idle_unload,
+            "streams": streams,
+        }
         self._lock = threading.Lock()
         self._config: dict[str, Any] | None = None
         self._prep: ImagePrep | None = None

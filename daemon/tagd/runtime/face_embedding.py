@@ -41,13 +41,19 @@ class FaceEmbedder(HoldsModel):
         threads: int = 0,
         idle_unload: float = 300.0,
         batch_size: int = 8,
+        streams: int = 1,
     ) -> None:
         require_task(spec, TASK)
         self.spec = spec
         self.batch_size = max(1, batch_size)
         self.size = spec.input[0]
         self.model = ManagedModel(
-            spec, models_dir, backend=backend, threads=threads, idle_unload=idle_unload
+            spec,
+            models_dir,
+            backend=backend,
+            threads=threads,
+            idle_unload=idle_unload,
+            streams=streams,
         )
 
     def embed(self, chips: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ class ImageEmbedder(HoldsModel):
         threads: int = 0,
         idle_unload: float = 300.0,
         batch_size: int = 16,
+        streams: int = 1,
     ) -> None:
         require_task(spec, TASK)
         self.spec = spec
@@ -44,6 +45,7 @@ class ImageEmbedder(HoldsModel):
             backend=backend,
             threads=threads,
             idle_unload=idle_unload,
+            streams=streams,
         )
         self._lock = threading.Lock()
         self._config: dict[str, Any] | None = None

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tagd.config import RuntimeSettings
-from tagd.runtime.backends import Session, open_session
+from tagd.runtime.backends import Session, inference_lanes, model_threads, open_session
 from tagd.runtime.manifest import ModelError, ModelSpec, verified_path
 
 
@@ -27,6 +27,7 @@ class ManagedModel:
         threads: int,
         idle_unload: float,
         spin: bool = False,
+        streams: int = 1,
     ) -> None:
         self.spec = spec
         self.models_dir = models_dir
@@ -34,6 +35,7 @@ class ManagedModel:
         self.threads = threads
         self.idle_unload = idle_unload
         self.spin = spin
+        self.streams = streams  # callers running it at once (the inference lanes)
         self._session: Session | None = None
         self._lock = threading.Lock()
         self._last_used = 0.0
@@ -50,7 +52,7 @@ class ManagedModel:
         with self._lock:
             if self._session is None:
                 self._session = open_session(
-                    self.check(), self.backend, self.threads, spin=self.spin
+                    self.check(), self.backend, self.threads, spin=self.spin, streams=self.streams
                 )
             self._last_used = time.monotonic()
             return self._session
@@ -76,9 +78,11 @@ def model_for(
         spec,
         models_dir,
         backend=runtime.backend,
-        threads=runtime.threads,
+        threads=model_threads(runtime),
         idle_unload=runtime.idle_unload,
-        spin=spin,
+        # Spinning workers only pay while one batch has the cores to itself.
+        spin=spin and inference_lanes(runtime) == 1,
+        streams=inference_lanes(runtime),
     )
 
 
@@ -87,7 +91,8 @@ def batched_options(runtime: RuntimeSettings) -> dict[str, Any]:
     (CLIP, DINOv2, face embeddings)."""
     return {
         "backend": runtime.backend,
-        "threads": runtime.threads,
+        "threads": model_threads(runtime),
+        "streams": inference_lanes(runtime),
         "idle_unload": runtime.idle_unload,
         "batch_size": runtime.batch_size,
     }
