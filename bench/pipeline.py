@@ -9,9 +9,12 @@ photo does (an upscale alone is too smooth and decodes twice as fast).
 Variants, each on a fresh catalog (index not timed, models loaded before),
 median of --runs:
 - defaults: the balanced profile, every default analyzer (objects, OCR,
-  concepts, faces, duplicates), two inference lanes on two cores;
+  concepts, faces, duplicates), two inference lanes on two cores, each
+  model on the engine fetch measured fastest (the OCR models on OpenVINO, the
+  detector in int8);
 - defaults, one lane: one batch at a time on every core (before lanes);
-- defaults, runtime.backend = "openvino"; defaults, profile low-power;
+- defaults, runtime.backend = "openvino" (every model on OpenVINO), "cpu"
+  (every model on onnxruntime: no int8 OCR detector); profile low-power;
 - objects only;
 - decode only: the default pipeline's decodes (size, threads), no model;
 - naive loop: cv2.imread at full size, then YOLOX, one file at a time.
@@ -81,6 +84,7 @@ VARIANTS: dict[str, Settings] = {
     "defaults": config(),
     "defaults, one lane": config(runtime={"lanes": 1}),
     "defaults, OpenVINO": config(runtime={"backend": "openvino"}),
+    "defaults, onnxruntime": config(runtime={"backend": "cpu"}),
     "defaults, low-power profile": config(profile="low-power"),
     "objects only": config(**OBJECTS_ONLY),
 }

@@ -159,10 +159,38 @@ def test_runtime_engine_picks_the_twin_of_the_default():
         **common,
     )
     specs = {"det": onnx, "det-openvino": ov}
-    on_ort = prefer_engine(specs, "auto")
+    on_ort = prefer_engine(specs, "cpu")
     assert resolve(on_ort, "ocr-det", "auto", "ocr.det_model").name == "det"
+    # "auto" on a CPU runs what fetch measured fastest here.
+    measured = prefer_engine(specs, "auto")
+    assert resolve(measured, "ocr-det", "auto", "ocr.det_model").name == "det-openvino"
     on_ov = prefer_engine(specs, "openvino")
     assert resolve(on_ov, "ocr-det", "auto", "ocr.det_model").name == "det-openvino"
     # A default without a twin on the wanted engine stays.
     alone = prefer_engine({"det-openvino": ov}, "cpu")
     assert resolve(alone, "ocr-det", "auto", "ocr.det_model").name == "det-openvino"
+
+
+def test_an_openvino_only_default_stays_on_auto_and_gives_way_on_cpu():
+    common = {"task": "ocr-det", "family": "ocr", "input": (8, 8)}
+    specs = {
+        "det": ModelSpec(name="det", file="d.onnx", sha256="0" * 64, variant="fp32", **common),
+        "det-openvino": ModelSpec(
+            name="det-openvino", file="d.xml", sha256="1" * 64, variant="openvino-fp32", **common
+        ),
+        "det-int8-openvino": ModelSpec(
+            name="det-int8-openvino",
+            file="d8.xml",
+            sha256="2" * 64,
+            variant="openvino-int8",
+            default=True,
+            **common,
+        ),
+    }
+    picked = {
+        backend: resolve(prefer_engine(specs, backend), "ocr-det", "auto", "x").name
+        for backend in ("auto", "openvino", "cpu")
+    }
+    # No onnxruntime int8 of it: "auto" on a CPU keeps the fastest, "cpu" means
+    # onnxruntime and gets its fp32.
+    assert picked == {"auto": "det-int8-openvino", "openvino": "det-int8-openvino", "cpu": "det"}

@@ -93,13 +93,28 @@ def test_a_thin_strip_is_read_whole(reader: TextReader) -> None:
     assert box is not None and box[1] >= 0 and box[3] <= 28  # in the strip's own pixels
 
 
-def test_a_long_line_keeps_its_words_apart(reader: TextReader) -> None:
-    # A 30:1 line: squeezed into the angle classifier's 4:1 window it looked upside
-    # down and was turned; batched with longer lines it lost its spaces.
-    line = "Theatre silver today coffee road west hospital today departure total winter"
-    page = Image.new("RGB", (int(_font(26).getlength(line)) + 40, 60), (248, 246, 240))
-    ImageDraw.Draw(page).text((20, 12), line, font=_font(26), fill=(25, 25, 25))
-    assert _texts(reader, _png(page)) == [line]
+def _line(text: str, size: int = 26) -> np.ndarray:
+    """A text line as the detector cuts it out: the ink with a few pixels around."""
+    page = Image.new("RGB", (int(_font(size).getlength(text)) + 12, size + 10), (248, 246, 240))
+    ImageDraw.Draw(page).text((6, 3), text, font=_font(size), fill=(25, 25, 25))
+    return np.ascontiguousarray(np.asarray(page)[:, :, ::-1])
+
+
+def test_a_long_line_is_not_turned_upside_down(reader: TextReader) -> None:
+    # A 30:1 line squeezed into the angle classifier's 4:1 window looks upside down
+    # to it; judged on windows of its own height it stays as it is.
+    line = _line("Theatre silver today coffee road west hospital today departure total winter")
+    assert line.shape[1] > 20 * line.shape[0]
+    assert np.array_equal(reader._orient([line])[0], line)
+    assert np.array_equal(reader._orient([line[::-1, ::-1]])[0], line)  # really turned
+
+
+def test_lines_are_read_at_their_own_width(reader: TextReader) -> None:
+    # Padded to the width of a longer line in one batch, a line lost its spaces.
+    long = "Ticket minutes platform family backup orange window avenue archive platform"
+    short = "Theatre silver today coffee road west hospital"
+    read = [text.strip() for text, _ in reader.recognise([_line(long), _line(short)])]
+    assert read == [long, short]
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
@@ -124,7 +125,8 @@ def fetch_cmd(ctx: Context, args: argparse.Namespace) -> int:
         raise UsageError(f"--only {unknown[0]}: unknown family; known: {', '.join(families)}")
     failed = 0
     for name in wanted:
-        installed = [] if args.force else _installed(ctx.models_dir, name)
+        skip = getattr(families[name], "cannot_make", lambda spec: None)
+        installed = [] if args.force else _installed(ctx.models_dir, name, skip)
         if installed and _outdated(installed):
             print(f"update   {name}: this tagd converts it differently; converting again")
             installed = []
@@ -176,11 +178,19 @@ def _what_waits(family: str) -> str:
     return f"tagd runs without {' and '.join(words) or family}"
 
 
-def _installed(models_dir: Path, family: str) -> list[ModelSpec]:
+def _installed(
+    models_dir: Path, family: str, cannot_make: Callable[[ModelSpec], str | None]
+) -> list[ModelSpec]:
     """The family's models in the manifest when every one of them is present and
-    verified (sha256 of each file); [] when any is missing or damaged."""
+    verified (sha256 of each file); [] when any is missing or damaged. A model the
+    family cannot make here (`cannot_make` gives why: a converter not installed)
+    does not count: converting the rest again would not bring it."""
     try:
-        specs = [s for s in load_manifest(models_dir).values() if s.family == family]
+        specs = [
+            s
+            for s in load_manifest(models_dir).values()
+            if s.family == family and (cannot_make(s) is None or (models_dir / s.file).is_file())
+        ]
         for spec in specs:
             verified_path(spec, models_dir)
     except ModelError:
