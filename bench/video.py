@@ -64,7 +64,9 @@ def _analyse_once(
 
     lib = work / "lib"
     lib.mkdir(parents=True)
-    shutil.copyfile(clip, lib / clip.name)
+    # copy2 keeps the clip's time: a file just written would wait library.settle_seconds
+    # (it may still be being copied), which is not analysis time.
+    shutil.copy2(clip, lib / clip.name)
     lib_settings = settings.library
     walker = Walker(lib_settings.image_extensions, lib_settings.video_extensions, [])
     with Catalog(work / "catalog.db") as catalog:

@@ -109,6 +109,8 @@ class Pipeline:
         self.policy = TagPolicy(settings.tags)
         self.min_long_side = max((a.min_long_side for a in self.analyzers), default=0)
         self.shas = {a.name: a.model_sha256 for a in self.analyzers}
+        # Model calls of one large batch (a video's frames) run side by side here.
+        self._chunk_pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------ tags
 
@@ -165,7 +167,9 @@ class Pipeline:
         with (
             ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool,
             ThreadPoolExecutor(lanes, thread_name_prefix="infer") as infer,
+            ThreadPoolExecutor(lanes, thread_name_prefix="chunk") as chunks,
         ):
+            self._chunk_pool = chunks if lanes > 1 else None
             while not (stop and stop.is_set()):
                 batch = self.catalog.pending(self.shas, 512, self.prefixes)
                 items = [i for i in batch if i.content_id not in seen]
@@ -186,6 +190,7 @@ class Pipeline:
                         break
                 while inflight:
                     self._finish(*inflight.popleft(), report, stop, progress)
+        self._chunk_pool = None
         report.seconds = time.perf_counter() - start
         return report
 
@@ -358,9 +363,18 @@ class Pipeline:
         chosen = [_frames_for(analyzer, loaded) for loaded in batch]
         frames = [loaded.frames[i] for loaded, idx in zip(batch, chosen, strict=True) for i in idx]
         size = self.settings.runtime.batch_size
+        chunks = [frames[start : start + size] for start in range(0, len(frames), size)]
         flat: list[list[Finding]] = []
-        for start in range(0, len(frames), size):
-            flat.extend(analyzer.analyze(frames[start : start + size]))
+        # A video is one batch of many frames: its model calls share the lanes'
+        # cores too, or one long video would leave all but one core idle.
+        pool = self._chunk_pool
+        runs = (
+            pool.map(analyzer.analyze, chunks)
+            if pool and len(chunks) > 1
+            else map(analyzer.analyze, chunks)
+        )
+        for found in runs:
+            flat.extend(found)
         out, pos = [], 0
         for loaded, idx in zip(batch, chosen, strict=True):
             per_frame: list[list[Finding]] = [[] for _ in loaded.frames]

@@ -93,7 +93,12 @@ def scanned_daemon(
     with running_daemon(tmp_path, state_dir, config) as (proc, log, notify):
         notify.wait_for("READY=1", 60, proc)
         base = api_url(state_dir)
-        wait_until(lambda: tagged(base) == files, 120, "the scan")
+        try:
+            wait_until(lambda: tagged(base) == files, 120, "the scan")
+        except AssertionError as exc:
+            # What the daemon said is what tells a slow scan from a failed one.
+            tail = log.read_text(errors="replace")[-6000:] if log.is_file() else "(no log)"
+            raise AssertionError(f"{exc}; {tagged(base)} tagged; daemon log:\n{tail}") from None
         yield proc, log, base
 
 

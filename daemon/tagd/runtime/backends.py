@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -99,13 +99,27 @@ class OrtSession:
         return self._session.run(None, {self.input_name: batch})
 
 
+_OPENVINO_LOCK = threading.Lock()
+_core: object | None = None
+
+
+def _openvino_core() -> Any:
+    """The process's one OpenVINO Core: every compiled model shares its CPU plugin
+    and task executors (a Core each would start a plugin each)."""
+    global _core
+    try:
+        import openvino as ov
+    except ImportError:
+        raise ModelError("runtime.backend = 'openvino' but openvino is not installed") from None
+    with _OPENVINO_LOCK:
+        if _core is None:
+            _core = ov.Core()
+        return _core
+
+
 class OpenVinoSession:
     def __init__(self, path: Path, threads: int, streams: int = 1) -> None:
-        try:
-            import openvino as ov
-        except ImportError:
-            raise ModelError("runtime.backend = 'openvino' but openvino is not installed") from None
-        core = ov.Core()
+        core = _openvino_core()
         config: dict[str, object] = {"INFERENCE_PRECISION_HINT": "f32"}
         if streams > 1:
             # One stream per lane, each on its share of the threads: requests from
@@ -115,7 +129,8 @@ class OpenVinoSession:
         else:
             config |= {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
         try:
-            self._compiled = core.compile_model(str(path), "CPU", config)
+            with _OPENVINO_LOCK:  # one compilation at a time (lanes load models together)
+                self._compiled = core.compile_model(str(path), "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
             raise ModelError(f"cannot load {path} in OpenVINO: {exc}") from None
         # One infer request per concurrent caller: a request holds its own input
