@@ -41,7 +41,7 @@ def inference_lanes(runtime: RuntimeSettings) -> int:
     """Batches analysed at once (runtime.lanes; 0: two on a CPU with two cores or
     more, one on a GPU or a single core).
 
-    Two batches side by side, each model call on half the cores, do 20 % more
+    Two batches side by side, each model call on half the cores, do 12-24 % more
     photos a second than one batch on every core (bench/pipeline.py): a model
     on one thread wastes no time handing work between threads, and what one
     batch runs single-threaded (post-processing, Python) no longer leaves the

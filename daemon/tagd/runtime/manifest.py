@@ -153,8 +153,9 @@ def prefer_engine(specs: dict[str, ModelSpec], backend: str) -> dict[str, ModelS
     models (and only OpenVINO has the int8 OCR detector). "auto" on a CPU runs
     those: two engines side by side cost nothing with the inference lanes
     (onnxruntime's workers do not spin there), and the analysis process ends
-    when idle, OpenVINO's memory with it (bench/pipeline.py: 14.4 photos/s
-    against 13.6 with everything on OpenVINO and 11.6 on onnxruntime alone).
+    when idle, OpenVINO's memory with it (bench/pipeline.py, 12 MP photos:
+    15.1 photos/s against 13.1 with everything on OpenVINO and 10.3 with
+    everything on onnxruntime).
     "cpu" and CUDA mean onnxruntime, "openvino" OpenVINO: each default moves to
     its twin there (the same variant, else the task's fp32).
     """
