@@ -9,6 +9,7 @@ loses at most the batch in flight and never leaves half of one behind.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import logging
@@ -152,24 +153,28 @@ class Pipeline:
         progress: Callable[[int], None] | None = None,
         stop: threading.Event | None = None,
         turn: Callable[[], AbstractContextManager[None]] = nullcontext,
+        lanes: int | None = None,
     ) -> AnalyzeReport:
-        """Analyse what is pending: `runtime.lanes` batches at once (see
-        tagd.runtime.backends.inference_lanes). `turn()` is held around each
+        """Analyse what is pending: `lanes` batches at once (default runtime.lanes,
+        see tagd.runtime.backends.inference_lanes). `turn()` is held around each
         batch's inference: the analysis process lets on-demand requests in
-        between."""
+        between. One lane runs the models in this thread."""
         report = AnalyzeReport()
         if not self.analyzers:
             return report
         start = time.perf_counter()
         workers = cpu_threads(self.settings.decode.workers)
-        lanes = inference_lanes(self.settings.runtime)
+        lanes = lanes or inference_lanes(self.settings.runtime)
         seen: set[int] = set()
-        with (
-            ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool,
-            ThreadPoolExecutor(lanes, thread_name_prefix="infer") as infer,
-            ThreadPoolExecutor(lanes, thread_name_prefix="chunk") as chunks,
-        ):
-            self._chunk_pool = chunks if lanes > 1 else None
+        with contextlib.ExitStack() as pools:
+            pool = pools.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="decode"))
+            infer: ThreadPoolExecutor | None = None
+            if lanes > 1:
+                infer = pools.enter_context(ThreadPoolExecutor(lanes, thread_name_prefix="infer"))
+                self._chunk_pool = pools.enter_context(
+                    ThreadPoolExecutor(lanes, thread_name_prefix="chunk")
+                )
+                pools.callback(setattr, self, "_chunk_pool", None)
             while not (stop and stop.is_set()):
                 batch = self.catalog.pending(self.shas, 512, self.prefixes)
                 items = [i for i in batch if i.content_id not in seen]
@@ -183,14 +188,18 @@ class Pipeline:
                 # order (one catalog connection, one transaction per batch).
                 inflight: deque[tuple[list[Loaded], Future[Inferred]]] = deque()
                 for batch in self._batches(loaded):
-                    inflight.append((batch, infer.submit(self._infer_batch, batch, turn)))
+                    if infer is not None:
+                        inferred = infer.submit(self._infer_batch, batch, turn)
+                    else:
+                        inferred = Future()
+                        inferred.set_result(self._infer_batch(batch, turn))
+                    inflight.append((batch, inferred))
                     if len(inflight) >= lanes:
                         self._finish(*inflight.popleft(), report, stop, progress)
                     if stop and stop.is_set():
                         break
                 while inflight:
                     self._finish(*inflight.popleft(), report, stop, progress)
-        self._chunk_pool = None
         report.seconds = time.perf_counter() - start
         return report
 

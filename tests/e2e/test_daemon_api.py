@@ -88,11 +88,14 @@ def test_daemon_serves_scans_pause_events_and_analysis(
     tmp_path: Path, state_dir: Path, coco_photos, cli
 ) -> None:
     lib = tmp_path / "library"
-    photos = coco_photos(24, dest=lib)
+    # Enough work, one photo per batch on one core, for the pause to land while the
+    # scan analyses (the default pipeline does two dozen photos in a second).
+    photos = coco_photos(48, dest=lib)
     config = write_config(
         tmp_path / "config.toml",
         f'[library]\nroots = ["{lib}"]\n'
-        "[runtime]\nidle_unload = 2.0\nbatch_size = 2\n"
+        "[runtime]\nidle_unload = 2.0\nbatch_size = 1\nlanes = 1\nthreads = 1\n"
+        "[decode]\nworkers = 1\n"
         '[daemon]\nschedule = ""\nwatch = false\nscan_on_start = false\n'
         '[api]\nlisten = "127.0.0.1:0"\n',
     )

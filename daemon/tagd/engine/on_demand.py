@@ -122,7 +122,10 @@ class OnDemand:
             start = time.perf_counter()
             # The models' turn for the inference only: the other worker reads and
             # decodes its batch meanwhile, and a scan waits at most one batch.
-            Pipeline(catalog, settings, analyzers, prefixes=paths).run(turn=self.turns.request)
+            # One lane: the WORKERS are this path's lanes (each batch's models in
+            # its worker, no thread pools made and ended per request batch).
+            pipeline = Pipeline(catalog, settings, analyzers, prefixes=paths)
+            pipeline.run(turn=self.turns.request, lanes=1)
             seconds = time.perf_counter() - start
             shas = {a.name: a.model_sha256 for a in analyzers}
             found = {r.path: r for r in catalog.records(shas, paths)}
