@@ -4,6 +4,11 @@ tagd next to the `face_recognition` package (dlib HOG + 5-point + ResNet) in one
     .venv/bin/python bench/faces.py                # both, all 64 photos
     .venv/bin/python bench/faces.py --no-reference # tagd only
     .venv/bin/python bench/faces.py --decode-sizes # + the faces.decode_size trade-off
+    .venv/bin/python bench/faces.py --min-scores 0.6 0.7 0.8 0.9  # detector thresholds
+
+Every installed face detector (RetinaFace mobilenet0.25, YuNet-n) runs with the
+same embedder and clustering and is printed side by side, with the faces each
+finds on the two group photos (2 and 6 people).
 
 Scoring. identities.json names the main face of 61 photos (13 people, 2-8
 photos each); img11_reflection.jpg is a mirrored img11.jpg and counts for id00.
@@ -99,7 +104,34 @@ def main_faces(catalog: Catalog) -> dict[str, int | None]:
     return out
 
 
-def run_tagd(images: list[Path], settings: Settings, work: Path) -> tuple[dict, float, float, int]:
+DETECTORS = ("retinaface-mnet025", "yunet-n")
+
+
+def installed_detectors() -> list[str]:
+    from tagd.runtime.manifest import installed_specs
+
+    specs = installed_specs(models_dir(Settings()))
+    missing = [name for name in DETECTORS if name not in specs]
+    if missing:
+        print(f"not installed (run `tagd models fetch`): {', '.join(missing)}")
+    return [name for name in DETECTORS if name in specs]
+
+
+def group_counts(catalog: Catalog) -> str:
+    """Faces stored for each group photo, e.g. "2+6"."""
+    names = json.loads((FACES / "identities.json").read_text()).get("group_photos", [])
+    counts = []
+    for name in names:
+        row = catalog.con.execute(
+            "SELECT content_id FROM files WHERE path LIKE ?", (f"%/{name}",)
+        ).fetchone()
+        counts.append(str(len(catalog.detections(row[0], "faces"))) if row else "-")
+    return "+".join(counts)
+
+
+def run_tagd(
+    images: list[Path], settings: Settings, work: Path
+) -> tuple[dict, float, float, int, str]:
     """Index + analyse (decode threads, faces analyzer) + cluster, as `tagd scan` does."""
     from tagd.pipeline import Pipeline, build_analyzers
     from tagd.scan.index import index_roots
@@ -119,8 +151,9 @@ def run_tagd(images: list[Path], settings: Settings, work: Path) -> tuple[dict, 
     seconds = time.perf_counter() - start
     people = main_faces(catalog)
     faces = catalog.con.execute("SELECT COUNT(*) FROM detections").fetchone()[0]
+    groups = group_counts(catalog)
     catalog.close()
-    return people, seconds, time.perf_counter() - analysed, faces
+    return people, seconds, time.perf_counter() - analysed, faces, groups
 
 
 def run_reference(images: list[Path], settings: Settings, work: Path) -> tuple[dict, float, int]:
@@ -217,6 +250,9 @@ def main() -> int:
     parser.add_argument("--no-reference", action="store_true", help="skip face_recognition")
     parser.add_argument("--decode-sizes", action="store_true", help="decode_size trade-off")
     parser.add_argument("--max-distance", type=float, nargs="*", default=None)
+    parser.add_argument(
+        "--min-scores", type=float, nargs="*", default=None, help="detector score thresholds"
+    )
     args = parser.parse_args()
     if not FACES.is_dir():
         print(f"skipped: {FACES} is absent (the shared eval data)")
@@ -226,15 +262,24 @@ def main() -> int:
     base = settings_for()
     print(f"{len(images)} photos, {len(labels)} labelled; faces.min_faces = "
           f"{base.faces.min_faces}, max_distance = {base.faces.max_distance}")  # fmt: skip
-    print("| tool | photos/s | faces found | precision | recall | F1 |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| tool | min_score | photos/s | faces found | on group photos | precision | recall "
+          "| F1 |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
-        people, seconds, cluster_s, faces = run_tagd(images, base, Path(tmp))
-        p, r, f = score(people, labels)
-        rate = len(images) / seconds
-        print(f"| tagd (RetinaFace + dlib ResNet ONNX; clustering {cluster_s * 1000:.0f} ms) "
-              f"| {rate:.2f} | {faces} | {p:.3f} | {r:.3f} | {f:.3f} |")  # fmt: skip
-        tagd_rate = len(images) / seconds
+        tagd_rate = 0.0
+        for detector in installed_detectors():
+            for min_score in args.min_scores or [None]:
+                sub = Path(tmp) / f"{detector}-{min_score}"
+                sub.mkdir()
+                settings = settings_for(detector=detector, min_score=min_score)
+                people, seconds, cluster_s, faces, groups = run_tagd(images, settings, sub)
+                p, r, f = score(people, labels)
+                rate = len(images) / seconds
+                tagd_rate = tagd_rate or rate
+                shown = "default" if min_score is None else f"{min_score:.2f}"
+                print(f"| tagd, {detector} + dlib ResNet ONNX (clustering "
+                      f"{cluster_s * 1000:.0f} ms) | {shown} | {rate:.2f} | {faces} | {groups} "
+                      f"| {p:.3f} | {r:.3f} | {f:.3f} |")  # fmt: skip
         if not args.no_reference:
             try:
                 ref_people, ref_s, ref_faces = run_reference(images, base, Path(tmp))
@@ -242,15 +287,15 @@ def main() -> int:
                 print(f"face_recognition not installed ({exc}); see the docstring")
             else:
                 p, r, f = score(ref_people, labels)
-                print(f"| face_recognition 1.3 (HOG + dlib) | {len(images) / ref_s:.3f} "
-                      f"| {ref_faces} | {p:.3f} | {r:.3f} | {f:.3f} |")  # fmt: skip
+                print(f"| face_recognition 1.3 (HOG + dlib) | - | {len(images) / ref_s:.3f} "
+                      f"| {ref_faces} | - | {p:.3f} | {r:.3f} | {f:.3f} |")  # fmt: skip
                 print(
                     f"\ntagd is {tagd_rate / (len(images) / ref_s):.1f}x face_recognition's speed"
                 )
         for dist in args.max_distance or []:
             sub = Path(tmp) / f"d{dist}"
             sub.mkdir()
-            people, _, _, _ = run_tagd(images, settings_for(max_distance=dist), sub)
+            people, _, _, _, _ = run_tagd(images, settings_for(max_distance=dist), sub)
             print(
                 f"max_distance {dist}: P/R/F1 = "
                 + "/".join(f"{v:.3f}" for v in score(people, labels))

@@ -1,4 +1,4 @@
-"""Object detection accuracy of `tagd scan` against a plain YOLOX reference decode.
+"""Object detection accuracy of `tagd scan`, per detector, against a plain YOLOX reference.
 
 Usage: python bench/objects_accuracy.py [--runs N]
 
@@ -12,7 +12,11 @@ letterbox, onnxruntime, grid decode, numpy class-aware NMS. A third row runs
 the reference's raw outputs through OpenCV's NMSBoxesBatched with top_k set,
 which prunes candidates before suppression and loses objects: a reminder of
 why tagd's NMS call must not set it.
-Exits 1 when tagd and the reference differ by more than 0.5 mAP@0.5 points.
+Every installed detector (YOLOX-nano, PP-PicoDet-S) is scanned the same way
+and printed side by side; a second table scores what users see, the tags: per
+photo, the labels detected at or above a score threshold against the labelled
+ones (micro precision and recall over all photos).
+Exits 1 when tagd's YOLOX and the reference differ by more than 0.5 mAP@0.5 points.
 Timings: median of --runs runs of each, measured in this process.
 """
 
@@ -54,8 +58,12 @@ MAX_DIFF_POINTS = 0.5
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
+DETECTORS = ("yolox-nano", "picodet-s-416")
+TAG_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
+
 CONFIG = f"""
 [objects]
+model = "{{model}}"
 min_score = {MIN_SCORE}
 nms_iou = {NMS_IOU}
 max_detections = {MAX_DETS}
@@ -196,23 +204,24 @@ def tagd(args: list[str], state: Path, config: Path) -> subprocess.CompletedProc
     return done
 
 
-def run_tagd(images: Path, work: Path, config: Path, runs: int) -> tuple[Variant, float]:
+def run_tagd(
+    images: Path, work: Path, config: Path, runs: int, model: str
+) -> tuple[Variant, float]:
     """Scan with a fresh state dir each run; export the last one."""
     times, analyse = [], []
     for run in range(runs):
-        state = work / f"state{run}"
+        state = work / f"{model}-state{run}"
         start = time.perf_counter()
         scan = tagd(["scan", str(images)], state, config)
         times.append(time.perf_counter() - start)
         found = re.search(r"analysed \d+ files .* in ([\d.]+) s", scan.stdout)
         analyse.append(float(found.group(1)) if found else float("nan"))
-    out = work / "export.jsonl"
+    out = work / f"{model}-export.jsonl"
     tagd(["export", "--format", "jsonl", "-o", str(out)], state, config)
     boxes, errors = parse_export(out)
     note = f"{errors} files not ok" if errors else ""
-    return Variant("tagd scan (CLI)", boxes, statistics.median(times), note), statistics.median(
-        analyse
-    )
+    name = f"tagd scan, {model}"
+    return Variant(name, boxes, statistics.median(times), note), statistics.median(analyse)
 
 
 def parse_export(path: Path) -> tuple[list[Box], int]:
@@ -345,6 +354,32 @@ def print_table(variants: list[Variant], truth: list[Box], runs: int) -> float:
     return scores[0] - scores[1]
 
 
+def tag_scores(boxes: list[Box], truth: list[Box], threshold: float) -> tuple[float, float]:
+    """Micro precision and recall of per-photo label sets at a score threshold."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for g in truth:
+        wanted[g.image].add(g.label)
+    found: dict[str, set[str]] = defaultdict(set)
+    for b in boxes:
+        if b.score >= threshold:
+            found[b.image].add(b.label)
+    images = set(wanted) | set(found)
+    hits = sum(len(found[i] & wanted[i]) for i in images)
+    said = sum(len(found[i]) for i in images)
+    real = sum(len(wanted[i]) for i in images)
+    return hits / max(said, 1), hits / max(real, 1)
+
+
+def print_tags(variants: list[Variant], truth: list[Box]) -> None:
+    print("\ntags per photo (labels at or above the threshold vs the labelled ones)\n")
+    head = f"{'detector':<31}" + "".join(f"  P@{t:.1f}  R@{t:.1f}" for t in TAG_THRESHOLDS)
+    print(head)
+    print("-" * len(head))
+    for variant in variants:
+        cells = [tag_scores(variant.boxes, truth, t) for t in TAG_THRESHOLDS]
+        print(f"{variant.name:<31}" + "".join(f"  {p:5.3f}  {r:5.3f}" for p, r in cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each (default 3)")
@@ -360,22 +395,39 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         images = work / "images"
         shutil.copytree(DATA / "images", images)
-        config = work / "config.toml"
-        config.write_text(CONFIG, encoding="utf-8")
-        ours, analyse_s = run_tagd(images, work, config, args.runs)
+        scans: list[tuple[Variant, float]] = []
+        for model in installed_detectors():
+            config = work / f"{model}.toml"
+            config.write_text(CONFIG.format(model=model), encoding="utf-8")
+            scans.append(run_tagd(images, work, config, args.runs, model))
         refs = reference_variants(sorted(images.glob("*.jpg")), names, args.runs)
-    diff = print_table([ours, *refs], truth, args.runs)
-    print(
-        f"\ntagd scan wall {ours.seconds:.2f} s per run (CLI start-up, index, model load, "
-        f"analysis; its own analyse phase {analyse_s:.2f} s) vs reference {refs[0].seconds:.2f} s: "
-        f"{(ours.seconds or 0) / (refs[0].seconds or 1):.2f}x"
-    )
+    ours = scans[0][0]
+    diff = print_table([ours, *refs, *(v for v, _ in scans[1:])], truth, args.runs)
+    print_tags([v for v, _ in scans], truth)
+    print()
+    for variant, analyse_s in scans:
+        print(
+            f"{variant.name}: wall {variant.seconds:.2f} s per run (CLI start-up, index, model "
+            f"load, analysis; its own analyse phase {analyse_s:.2f} s) vs reference "
+            f"{refs[0].seconds:.2f} s: {(variant.seconds or 0) / (refs[0].seconds or 1):.2f}x"
+        )
     if abs(diff) > MAX_DIFF_POINTS:
         print(f"FAIL: tagd differs from the reference by {diff:+.2f} mAP@0.5 points "
               f"(limit {MAX_DIFF_POINTS})")  # fmt: skip
         return 1
     print(f"OK: tagd within {MAX_DIFF_POINTS} mAP@0.5 points of the reference ({diff:+.2f})")
     return 0
+
+
+def installed_detectors() -> list[str]:
+    """The detectors of DETECTORS that `tagd models fetch` installed, YOLOX first."""
+    from tagd.runtime.manifest import installed_specs
+
+    specs = installed_specs(MODEL.parent)
+    missing = [name for name in DETECTORS if name not in specs]
+    if missing:
+        print(f"not installed (run `tagd models fetch`): {', '.join(missing)}")
+    return [name for name in DETECTORS if name in specs]
 
 
 if __name__ == "__main__":

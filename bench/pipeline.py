@@ -16,6 +16,8 @@ median of --runs:
 - defaults, runtime.backend = "openvino" (every model on OpenVINO), "cpu"
   (every model on onnxruntime: no int8 OCR detector); profile low-power;
 - objects only;
+- defaults with the detectors of before (YOLOX-nano for objects, RetinaFace
+  for faces) instead of PP-PicoDet-S and YuNet;
 - decode only: the default pipeline's decodes (size, threads), no model;
 - naive loop: cv2.imread at full size, then YOLOX on every core, one file at
   a time.
@@ -88,6 +90,9 @@ VARIANTS: dict[str, Settings] = {
     "defaults, onnxruntime": config(runtime={"backend": "cpu"}),
     "defaults, low-power profile": config(profile="low-power"),
     "objects only": config(**OBJECTS_ONLY),
+    "defaults, the detectors before (YOLOX-nano, RetinaFace)": config(
+        objects={"model": "yolox-nano"}, faces={"detector": "retinaface-mnet025"}
+    ),
 }
 
 

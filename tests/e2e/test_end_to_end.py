@@ -526,7 +526,7 @@ def test_missing_model_exits_2_with_the_fix(tmp_path: Path, state_dir: Path, mak
     code, out, err = cli("--config", cfg, "scan", lib)
     assert code == 2
     assert "tagd models fetch" in err
-    assert "yolox" in err
+    assert "picodet" in err
     assert not (state_dir / "catalog.db").exists()  # failed before touching anything
 
     # Indexing needs no model.

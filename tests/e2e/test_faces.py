@@ -58,7 +58,7 @@ def test_one_face_with_landmarks_inside_its_box(analyzer) -> None:  # type: igno
     found = _analyze(analyzer, "img10.jpg")
     assert len(found) == 1
     face = found[0]
-    assert face.label == "face" and face.score >= 0.9
+    assert face.label == "face" and face.score >= analyzer.min_score
     x0, y0, x1, y1 = face.box
     points = np.array(face.points).reshape(5, 2)
     assert ((points[:, 0] > x0) & (points[:, 0] < x1)).all()
@@ -235,3 +235,34 @@ def test_a_new_face_model_keeps_the_names(library: Library) -> None:
             content = cat.file_by_path(str(library.root / name)).content_id
             assert "AI|People|Alice" in {t.name for t in cat.tags(content)}
     assert all(library.person_of(name) == alice for name in ID00)
+
+
+def test_another_face_detector_keeps_the_names(library: Library) -> None:
+    """faces.detector changed (YuNet <-> RetinaFace): every face is found again by the
+    other network, and the people and names follow the faces by position."""
+    from tagd.analyzers.faces import build
+
+    md = require_models("yunet-n", "retinaface-mnet025")
+    alice = library.person_of(ID00[0])
+    other_person = library.person_of(ID01[0])
+    with library.catalog() as cat:
+        if store.person(cat, "Alice") is None:  # when run on its own
+            ops.name(cat, library.settings(), str(alice), "Alice")
+        before = cat.con.execute("SELECT MAX(id) FROM detections").fetchone()[0]
+    current = build(library.settings(), load_manifest(md), md)
+    assert current is not None
+    other = "retinaface-mnet025" if current.model.spec.family == "yunet" else "yunet-n"
+    original = library.config.read_text(encoding="utf-8")
+    library.config.write_text(f'{original}[faces]\ndetector = "{other}"\n', encoding="utf-8")
+    try:
+        assert library.tagd("scan", library.root) == 0
+        with library.catalog() as cat:
+            after = cat.con.execute("SELECT MIN(id) FROM detections WHERE analyzer = 'faces'")
+            assert after.fetchone()[0] > before  # every face row is new
+            for name in ID00:
+                content = cat.file_by_path(str(library.root / name)).content_id
+                assert "AI|People|Alice" in {t.name for t in cat.tags(content)}
+        assert all(library.person_of(name) == alice for name in ID00)
+        assert all(library.person_of(name) == other_person for name in ID01)
+    finally:
+        library.config.write_text(original, encoding="utf-8")

@@ -16,7 +16,7 @@ from conftest import COCO_IMAGES, REPO, SHARED
 # Families that convert weights with the export extra (torch, onnx); the others
 # ship ready ONNX files and install without it.
 CONVERTED = ("dlib-face", "efficientnet")
-READY = ("nudenet", "ocr", "retinaface", "yolox")
+READY = ("nudenet", "ocr", "picodet", "retinaface", "yolox", "yunet")
 
 
 def _run(cmd: list[str | Path], **kwargs) -> subprocess.CompletedProcess[str]:
@@ -90,6 +90,8 @@ def test_a_wheel_installs_models_into_the_state_dir_and_tags_photos(
         assert f"MISSING  {name}" not in first.stdout
     assert (state / "models" / "manifest.toml").is_file()
     assert (state / "models" / "yolox_nano.onnx").is_file()
+    assert (state / "models" / "picodet_s_416.onnx").is_file()
+    assert (state / "models" / "yunet_n.onnx").is_file()
 
     # The export extra: here the converters of the test environment, put on the
     # fresh venv's path after its own packages (its tagd is still the wheel's).

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from conftest import SHARED, require_models
 
-from tagd.analyzers.objects import ObjectDetector, letterbox, make_grids
+from tagd.analyzers.objects import ObjectDetector
+from tagd.analyzers.yolox_head import letterbox, make_grids
 from tagd.config import TagGroupSettings, TagRule, TagSettings
 from tagd.media.image import decode_image
 from tagd.policy.tags import TagPolicy

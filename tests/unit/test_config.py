@@ -317,7 +317,7 @@ def test_nan_and_inf_are_refused(tmp_path: Path, text: str, needles: list[str]) 
     [
         (
             "[tags.objects.labels.presron]\nthreshold = 0.7\n",
-            ["tags.objects.labels.presron", "yolox-nano", "did you mean 'person'"],
+            ["tags.objects.labels.presron", "picodet-s-416", "did you mean 'person'"],
         ),
         ('[tags.objects.labels.Dog]\nname = "Hund"\n', ["tags.objects.labels.Dog", "'dog'"]),
         (

@@ -1,4 +1,7 @@
-"""Faces: RetinaFace boxes and 5 landmarks, dlib-aligned chips, 128-d descriptors.
+"""Faces: detector boxes and 5 landmarks, dlib-aligned chips, 128-d descriptors.
+
+The detector is YuNet or RetinaFace (`faces.detector`); each family's input
+and decode live in tagd.analyzers.<family>_decode, listed in DECODERS.
 
 Two sizes matter and they are different on purpose. The detector runs on the
 photo fitted into `faces.detect_size` (640 px on the long side, aspect kept:
@@ -20,12 +23,14 @@ import hashlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
 
-from tagd.analyzers import retinaface_decode as rf
+from tagd.analyzers import retinaface_decode, yunet_decode
 from tagd.analyzers.base import Analyzer, Finding
+from tagd.analyzers.face_boxes import Faces
 from tagd.analyzers.registry import AnalyzerPlugin
 from tagd.catalog.catalog import Catalog
 from tagd.config import FacesSettings, Settings
@@ -35,11 +40,17 @@ from tagd.policy.people import person_tags
 from tagd.records import Detection
 from tagd.runtime.face_embedding import FaceEmbedder
 from tagd.runtime.lifecycle import ModelLifecycle
-from tagd.runtime.manifest import ModelSpec, resolve
+from tagd.runtime.manifest import ModelError, ModelSpec, resolve
 from tagd.runtime.model import ManagedModel, batched_options, model_for
 
-STRIDE = 32  # the detector's FPN needs input sides divisible by its largest stride
+STRIDE = 32  # the detectors' FPNs need input sides divisible by their largest stride
 LABEL = "face"
+# Each detector family's input and decode, by the manifest's `family`: a module
+# with prepare(image, w, h) -> (CHW, scale) and decode_outputs(outputs, w, h, min_score).
+DECODERS: dict[str, ModuleType] = {
+    "retinaface": retinaface_decode,
+    "yunet": yunet_decode,
+}
 
 
 def build(settings: Settings, specs: dict[str, ModelSpec], models_dir: Path) -> Analyzer | None:
@@ -52,7 +63,10 @@ def build(settings: Settings, specs: dict[str, ModelSpec], models_dir: Path) -> 
     if cfg.detector == "auto" and det.engine != emb.engine:
         # ORT and OpenVINO sessions busy in one process slow each other down
         # (measured 2x on the detector here): keep both models on one engine.
-        same = [s for s in specs.values() if s.task == det.task and s.engine == emb.engine]
+        same = [
+            s for s in specs.values()
+            if s.task == det.task and s.family == det.family and s.engine == emb.engine
+        ]  # fmt: skip
         det = same[0] if same else det
     rt = settings.runtime
     embedder = FaceEmbedder(emb, models_dir, **batched_options(rt))
@@ -68,6 +82,18 @@ def input_size(width: int, height: int, long_side: int) -> tuple[int, int, float
     return w, h, scale
 
 
+def decoder_for(spec: ModelSpec) -> ModuleType:
+    """The input and decode of a face detector's family (RetinaFace for files that
+    name none)."""
+    decoder = DECODERS.get(spec.family or "retinaface")
+    if decoder is None:
+        raise ModelError(
+            f"{spec.name}: tagd cannot decode a {spec.family!r} face detector "
+            f"(known families: {', '.join(DECODERS)})"
+        )
+    return decoder
+
+
 class FaceAnalyzer(Analyzer):
     name = "faces"
     model: ManagedModel  # runs sessions, not just the common lifecycle
@@ -76,6 +102,8 @@ class FaceAnalyzer(Analyzer):
         super().__init__(detector)
         self.embedder = embedder
         self.cfg = cfg
+        self.decoder = decoder_for(detector.spec)
+        self.min_score = cfg.min_score if cfg.min_score is not None else self.decoder.MIN_SCORE
 
     @property
     def model_sha256(self) -> str:
@@ -91,21 +119,19 @@ class FaceAnalyzer(Analyzer):
     def min_long_side(self) -> int:
         return max(self.cfg.decode_size, self.cfg.detect_size)
 
-    def detect(self, image: np.ndarray) -> rf.Faces:
+    def detect(self, image: np.ndarray) -> Faces:
         """Faces in one BGR image, in that image's pixels."""
         h, w = image.shape[:2]
         in_w, in_h, _ = input_size(w, h, self.cfg.detect_size)
-        chw, scale = rf.prepare(image, in_w, in_h)
-        loc, conf, marks = self.model.session().run(chw[None])[:3]
-        found = rf.decode(
-            loc[0], conf[0], marks[0], in_w, in_h, min_score=self.cfg.min_score, nms_iou=0.4
-        )
+        chw, scale = self.decoder.prepare(image, in_w, in_h)
+        outputs = self.model.session().run(chw[None])
+        found = self.decoder.decode_outputs([out[0] for out in outputs], in_w, in_h, self.min_score)
         boxes = found.boxes / scale
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
         sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         keep = sides >= self.cfg.min_size
-        return rf.Faces(boxes[keep], found.scores[keep], found.landmarks[keep] / scale)
+        return Faces(boxes[keep], found.scores[keep], found.landmarks[keep] / scale)
 
     def save(
         self,

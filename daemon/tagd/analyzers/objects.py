@@ -1,9 +1,10 @@
-"""COCO objects with YOLOX: letterbox, one forward pass, grid decode, class-aware NMS."""
+"""COCO objects: the chosen detector's input, one batched forward pass, its decode
+(tagd.analyzers.<family>_head), then class-aware NMS and boxes in image pixels."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -11,38 +12,25 @@ import numpy as np
 
 from tagd.analyzers import exported
 from tagd.analyzers.base import Analyzer, Finding
+from tagd.analyzers.object_head import ObjectHead
+from tagd.analyzers.picodet_head import PicoDetHead
 from tagd.analyzers.registry import AnalyzerPlugin
+from tagd.analyzers.yolov8_head import Yolov8Head
+from tagd.analyzers.yolox_head import YoloxHead
 from tagd.config import Settings
 from tagd.policy import objects as policy
-from tagd.runtime.backends import run_batched
-from tagd.runtime.manifest import ModelSpec, resolve
+from tagd.runtime.backends import run_batched_outputs
+from tagd.runtime.manifest import ModelError, ModelSpec, resolve
 from tagd.runtime.model import ManagedModel, model_for
 
 log = logging.getLogger(__name__)
 
-STRIDES = (8, 16, 32)
-PAD_VALUE = 114
-
-
-def letterbox(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float]:
-    """Scale to fit, pad bottom/right with 114 (as YOLOX was trained); CHW float32."""
-    h, w = image.shape[:2]
-    ratio = min(width / w, height / h)
-    nw, nh = max(1, round(w * ratio)), max(1, round(h * ratio))
-    canvas = np.full((height, width, 3), PAD_VALUE, np.uint8)
-    canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    return canvas.transpose(2, 0, 1).astype(np.float32), ratio
-
-
-def make_grids(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cell offsets and strides for every output row, in the model's order."""
-    grids, strides = [], []
-    for stride in STRIDES:
-        gh, gw = height // stride, width // stride
-        ys, xs = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
-        grids.append(np.stack((xs, ys), -1).reshape(-1, 2))
-        strides.append(np.full((gh * gw, 1), stride))
-    return np.concatenate(grids).astype(np.float32), np.concatenate(strides).astype(np.float32)
+# Each detector family's input and output, by the manifest's `family`.
+HEADS: dict[str, Callable[[int, int], ObjectHead]] = {
+    "yolox": YoloxHead,
+    "picodet": PicoDetHead,
+    "yolov8": Yolov8Head,
+}
 
 
 def build(settings: Settings, specs: dict[str, ModelSpec], models_dir: Path) -> Analyzer | None:
@@ -78,41 +66,54 @@ class ObjectDetector(Analyzer):
         self.nms_iou = nms_iou
         self.max_detections = max_detections
         self.width, self.height = model.spec.input
-        self._grids, self._strides = make_grids(self.width, self.height)
+        self.head = head_for(model.spec)
 
     def analyze(self, images: Sequence[np.ndarray]) -> list[list[Finding]]:
-        prepared = [letterbox(im, self.width, self.height) for im in images]
-        raw = self._infer(np.stack([p[0] for p in prepared]))
+        prepared = [self.head.prepare(im) for im in images]
+        outputs = self._infer(np.stack([p[0] for p in prepared]))
         return [
-            self._decode(raw[i], ratio, images[i].shape[:2])
-            for i, (_, ratio) in enumerate(prepared)
+            self._decode([out[i] for out in outputs], scale, images[i].shape[:2])
+            for i, (_, scale) in enumerate(prepared)
         ]
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        return run_batched(self.model.session(), batch, len(batch))
+    def _infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        return run_batched_outputs(self.model.session(), batch, len(batch))
 
-    def _decode(self, out: np.ndarray, ratio: float, shape: tuple[int, ...]) -> list[Finding]:
-        cls = out[:, 5:].argmax(1)
-        scores = out[:, 4] * out[np.arange(len(out)), 5 + cls]
-        keep = scores >= self.min_score
-        if not keep.any():
+    def _decode(
+        self, outputs: list[np.ndarray], scale: tuple[float, float], shape: tuple[int, ...]
+    ) -> list[Finding]:
+        found = self.head.candidates(outputs, self.min_score)
+        if not len(found.scores):
             return []
-        out, cls, scores = out[keep], cls[keep], scores[keep]
-        centre = (out[:, :2] + self._grids[keep]) * self._strides[keep]
-        size = np.exp(out[:, 2:4]) * self._strides[keep]
-        xywh = np.concatenate([centre - size / 2, size], 1) / ratio
+        xywh = found.xywh / np.array([scale[0], scale[1], scale[0], scale[1]], np.float32)
         # No top_k here: OpenCV applies it to the candidates *before* suppression,
         # which keeps a hundred duplicates of the best objects and drops the rest.
         picked = cv2.dnn.NMSBoxesBatched(
-            xywh.tolist(), scores.tolist(), cls.tolist(), self.min_score, self.nms_iou
+            xywh.tolist(),
+            found.scores.tolist(),
+            found.classes.tolist(),
+            self.min_score,
+            self.nms_iou,
         )
         h, w = shape
         findings = []
         for i in np.asarray(picked, dtype=int).reshape(-1)[: self.max_detections]:
             x, y, bw, bh = xywh[i]
             box = (max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh))
-            findings.append(Finding(self.labels[cls[i]], float(scores[i]), _floats(box)))
+            label = self.labels[found.classes[i]]
+            findings.append(Finding(label, float(found.scores[i]), _floats(box)))
         return findings
+
+
+def head_for(spec: ModelSpec) -> ObjectHead:
+    """The decode for a model's family (YOLOX for files that name none)."""
+    make = HEADS.get(spec.family or "yolox")
+    if make is None:
+        raise ModelError(
+            f"{spec.name}: tagd cannot decode a {spec.family!r} detector "
+            f"(known families: {', '.join(HEADS)})"
+        )
+    return make(*spec.input)
 
 
 def _floats(box: tuple[float, ...]) -> tuple[float, float, float, float]:

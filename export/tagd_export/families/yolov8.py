@@ -5,8 +5,9 @@ machines) and `ultralytics` drags in torchvision, so tagd never installs it.
 Where the user has it, `tagd models export yolov8 --from yolov8n.pt` (or a
 path to trained weights) runs Ultralytics' own ONNX exporter (dynamic batch
 and size, opset 17), checks the file against the PyTorch model on real
-photos and takes the class names from the model. YOLOX stays the default for
-objects.
+photos and takes the class names from the model. PicoDet stays the default
+for objects; `objects.model = "yolov8n"` runs this one (decoded by
+tagd.analyzers.yolov8_head).
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ INPUT = (640, 640)
 OPSET = 17
 LICENSE = "AGPL-3.0"
 PREPROCESSING = (
-    "letterbox to 640x640 centred, pad 114, RGB, /255, NCHW float32 (batch and size "
-    "dynamic, multiples of 32); output N x (4 + classes) x 8400: cx, cy, w, h in input "
-    "pixels, then class scores (no objectness); NMS afterwards"
+    "letterbox to 640x640 (tagd pads bottom-right), pad 114, RGB, /255, NCHW float32 "
+    "(batch and size dynamic, multiples of 32); output N x (4 + classes) x 8400: cx, cy, "
+    "w, h in input pixels, then class scores (no objectness); NMS afterwards"
 )
 HOW = (
     "install it where you convert models (`pip install ultralytics`; it pulls torchvision, "
@@ -68,7 +69,7 @@ def export(ctx: ExportContext, source: str | None, quantize: str, fmt: str) -> l
         task=TASK,
         family=NAME,
         variant="fp32",
-        default=False,  # YOLOX is the objects default; pick this one in the config
+        default=False,  # PicoDet is the objects default; pick this one in the config
         file=out.name,
         sha256=sha256_of(out),
         input=INPUT,
@@ -90,7 +91,7 @@ def _with_openvino(ctx: ExportContext, spec: ModelSpec, out: Path, fmt: str) -> 
         batch = _batch(ctx)
         return [batch], batch[:1]
 
-    # Measured, but neither becomes the objects default over YOLOX.
+    # Measured, but neither becomes the objects default over PicoDet.
     specs = with_openvino_twin(ctx.log, spec, out, inputs, 10, fmt)
     return [replace(s, default=False) for s in specs]
 

@@ -146,7 +146,7 @@ def _outputs(
     import cv2
     import onnxruntime as ort
 
-    from tagd.analyzers.objects import letterbox
+    from tagd.analyzers.yolox_head import letterbox
 
     photos = ctx.eval_images("objects-coco128-train/images", 4)
     images = [cv2.imread(str(p)) for p in photos] or [
