@@ -114,6 +114,11 @@ def _openvino_core() -> Any:
     with _OPENVINO_LOCK:
         if _core is None:
             _core = ov.Core()
+            # OpenVINO's bindings set up their numpy bridge on first use, inside a
+            # once-guard that deadlocks when two threads reach it together (both
+            # lanes' first infer, seen with the objects detector on OpenVINO): set
+            # it up here, in one thread, before any session runs.
+            ov.Tensor(np.zeros(1, np.float32))
         return _core
 
 
