@@ -194,9 +194,10 @@ def _installed(
     models_dir: Path, family: str, cannot_make: Callable[[ModelSpec], str | None]
 ) -> list[ModelSpec]:
     """The family's models in the manifest when every one of them is present and
-    verified (sha256 of each file); [] when any is missing or damaged. A model the
-    family cannot make here (`cannot_make` gives why: a converter not installed)
-    does not count: converting the rest again would not bring it."""
+    verified (sha256 of each file); [] when any is missing or damaged, or when a
+    variant the package ships is not installed. A model the family cannot make
+    here (`cannot_make` gives why: a converter not installed) does not count:
+    converting the rest again would not bring it."""
     try:
         specs = [
             s
@@ -206,6 +207,12 @@ def _installed(
         for spec in specs:
             verified_path(spec, models_dir)
     except ModelError:
+        return []
+    # A shipped variant fetch left out when it could not make it (the export extra
+    # was missing) is made once it can be.
+    names = {s.name for s in specs}
+    shipped = [s for s in default_specs().values() if s.family == family]
+    if any(s.name not in names and cannot_make(s) is None for s in shipped):
         return []
     return specs
 

@@ -13,11 +13,12 @@ which engine is faster.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from tagd.runtime.manifest import ModelSpec
+from tagd.runtime.manifest import ModelSpec, sha256_of
 from tagd_export.context import ExportContext, ExportError
 from tagd_export.families.yolox import COCO_LABELS
 from tagd_export.files import install_file
@@ -75,8 +76,26 @@ def export(ctx: ExportContext, source: str | None, quantize: str, fmt: str) -> l
     return convert(ctx, path, name, f"PicoDet ONNX from {path.name}", fmt)
 
 
+def cannot_make(spec: ModelSpec) -> str | None:
+    """Why `spec` cannot be made here (fetch then does not count it as missing)."""
+    if spec.engine == "onnx" and not _have_onnx():
+        return "cleaning the ONNX file needs onnx (pip install 'tagd[export]')"
+    return None
+
+
+def _have_onnx() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnx") is not None
+
+
 def convert(ctx: ExportContext, source: Path, name: str, origin: str, fmt: str) -> list[ModelSpec]:
-    """The cleaned, batchable ONNX file (and its OpenVINO twin), equal to the source."""
+    """The cleaned, batchable ONNX file (and its OpenVINO twin), equal to the source;
+    without the onnx package, the OpenVINO IR alone (OpenVINO reads the weight
+    inputs as the constants they are)."""
+    if not _have_onnx():
+        ctx.log(f"{name}: onnx is not installed (the export extra): OpenVINO IR only")
+        return [_openvino_only(ctx, source, name, origin)]
     from tagd_export.compare import with_openvino_twin
     from tagd_export.onnx_tools import drop_weight_inputs, dynamic_batch
 
@@ -97,13 +116,40 @@ def convert(ctx: ExportContext, source: Path, name: str, origin: str, fmt: str) 
         if check["cosine"] < MIN_COSINE:
             raise ExportError(f"{name}: the cleaned model disagrees with its source: {check}")
         sha = install_file(staged, out)
-    spec = ModelSpec(
+    spec = _spec(name, out, sha, size, origin, check)
+    return with_openvino_twin(ctx.log, spec, out, lambda: ([batch], batch[:1]), 15, fmt)
+
+
+def _openvino_only(ctx: ExportContext, source: Path, name: str, origin: str) -> ModelSpec:
+    """The source converted by OpenVINO (batch 1), checked against the source."""
+    from tagd_export.compare import agreement
+    from tagd_export.onnx_tools import to_openvino
+
+    xml, binf = to_openvino(source, ctx.models_dir / f"{name.replace('-', '_')}_openvino.xml")
+    size = _input_size(source)
+    check = agreement(source, xml, [b[None] for b in _batch(ctx, size)])
+    ctx.log(f"{name}: OpenVINO IR vs source cosine {check['cosine']:.7f}")
+    if check["cosine"] < MIN_COSINE:
+        raise ExportError(f"{name}: the OpenVINO IR disagrees with its source: {check}")
+    spec = _spec(name, xml, sha256_of(xml), size, origin, check)
+    return replace(
+        spec,
+        name=f"{name}-openvino",
+        variant="openvino-fp32",
+        files={binf.name: sha256_of(binf)},
+    )
+
+
+def _spec(
+    name: str, file: Path, sha: str, size: tuple[int, int], origin: str, check: dict[str, float]
+) -> ModelSpec:
+    return ModelSpec(
         name=name,
         task=TASK,
         family=NAME,
         variant="fp32",
         default=True,
-        file=out.name,
+        file=file.name,
         sha256=sha,
         input=size,
         preprocessing=PREPROCESSING,
@@ -112,13 +158,15 @@ def convert(ctx: ExportContext, source: Path, name: str, origin: str, fmt: str) 
         labels=COCO_LABELS,
         metrics=check,
     )
-    return with_openvino_twin(ctx.log, spec, out, lambda: ([batch], batch[:1]), 15, fmt)
 
 
 def _input_size(path: Path) -> tuple[int, int]:
     import onnxruntime as ort
 
-    shape = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0]
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # the source's weight inputs warn once per weight
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    shape = session.get_inputs()[0]
     height, width = shape.shape[2], shape.shape[3]
     if not isinstance(height, int) or not isinstance(width, int) or height != width:
         raise ExportError(f"{path.name}: expected a square fixed input, got {shape.shape}")
