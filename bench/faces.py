@@ -8,7 +8,9 @@ tagd next to the `face_recognition` package (dlib HOG + 5-point + ResNet) in one
 
 Every installed face detector (RetinaFace mobilenet0.25, YuNet-n) runs with the
 same embedder and clustering and is printed side by side, with the faces each
-finds on the two group photos (2 and 6 people).
+finds on the two group photos (2 and 6 people). Then the switch between them:
+every person found with RetinaFace is named, faces.detector becomes YuNet (all
+faces are found again), and the names that stay with their faces are counted.
 
 Scoring. identities.json names the main face of 61 photos (13 people, 2-8
 photos each); img11_reflection.jpg is a mirrored img11.jpg and counts for id00.
@@ -245,6 +247,42 @@ def decode_tradeoff(
               f"| {same}/{len(cases)} | {statistics.median(times) * 1000:.0f} |")  # fmt: skip
 
 
+def carry_over(images: list[Path], work: Path, first: str, second: str) -> None:
+    """Scan with one detector, name every person, scan again with the other (every
+    face is found again, by another network): how many named faces keep their name."""
+    from tagd.people import ops
+    from tagd.pipeline import build_analyzers
+    from tagd.scan.run import ScanOptions, run_scan
+
+    catalog = Catalog(work / "carry-over.db")
+
+    def scan(detector: str) -> dict[str, list[str]]:
+        """Each file's named people, one entry per face (duplicates kept)."""
+        settings = settings_for(detector=detector)
+        analyzers = build_analyzers(settings, models_dir(settings))
+        run_scan(catalog, settings, [str(images[0].parent)], analyzers,
+                 options=ScanOptions("bench"))  # fmt: skip
+        names = {p.id: p.name for p in catalog.people() if p.name}
+        found = {}
+        for path, cid in catalog.con.execute("SELECT path, content_id FROM files").fetchall():
+            faces = catalog.detections(cid, "faces")
+            found[path] = sorted(names[d.person_id] for d in faces if d.person_id in names)
+        return found
+
+    scan(first)
+    for person in catalog.people():
+        ops.name(catalog, settings_for(detector=first), str(person.id), f"Person {person.id}")
+    before, after = scan(first), scan(second)
+    named = sum(len(v) for v in before.values())
+    kept = sum(len(set(v) & set(after.get(p, []))) for p, v in before.items())
+    gained = sum(len(set(v) - set(before.get(p, []))) for p, v in after.items())
+    lost = sorted(Path(p).name for p, v in before.items() if set(v) - set(after.get(p, [])))
+    catalog.close()
+    print(f"\nfaces.detector {first} -> {second}: {kept} of {named} named faces keep their "
+          f"name ({gained} more faces now have one); lost on: "
+          f"{', '.join(lost) or 'none'}")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-reference", action="store_true", help="skip face_recognition")
@@ -292,6 +330,9 @@ def main() -> int:
                 print(
                     f"\ntagd is {tagd_rate / (len(images) / ref_s):.1f}x face_recognition's speed"
                 )
+        detectors = installed_detectors()
+        if len(detectors) >= 2:  # the people named with one detector, kept with the next
+            carry_over(images, Path(tmp), detectors[0], detectors[-1])
         for dist in args.max_distance or []:
             sub = Path(tmp) / f"d{dist}"
             sub.mkdir()
