@@ -12,12 +12,12 @@ A cell may propose several classes, as Paddle's multiclass NMS allows.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
+from tagd.analyzers import grid
 from tagd.analyzers.object_head import Candidates
 
 STRIDES = (8, 16, 32, 64)
@@ -31,13 +31,8 @@ TOP_K = 1000
 
 def make_cells(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Cell centres (x, y) in input pixels and strides, for every output row in order."""
-    centres, strides = [], []
-    for stride in STRIDES:
-        rows, cols = math.ceil(height / stride), math.ceil(width / stride)
-        ys, xs = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-        centres.append((np.stack((xs, ys), -1).reshape(-1, 2) + 0.5) * stride)
-        strides.append(np.full(rows * cols, stride))
-    return np.concatenate(centres).astype(np.float32), np.concatenate(strides).astype(np.float32)
+    corners, strides = grid.cells(width, height, STRIDES, ceil=True)
+    return (corners + 0.5) * strides[:, None], strides
 
 
 class PicoDetHead:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from tagd.analyzers import grid
 from tagd.analyzers.object_head import Candidates
 
 STRIDES = (8, 16, 32)
@@ -31,14 +32,9 @@ def letterbox(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray, f
 
 
 def make_grids(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cell offsets and strides for every output row, in the model's order."""
-    grids, strides = [], []
-    for stride in STRIDES:
-        gh, gw = height // stride, width // stride
-        ys, xs = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
-        grids.append(np.stack((xs, ys), -1).reshape(-1, 2))
-        strides.append(np.full((gh * gw, 1), stride))
-    return np.concatenate(grids).astype(np.float32), np.concatenate(strides).astype(np.float32)
+    """Cell offsets and strides (N x 1) for every output row, in the model's order."""
+    corners, strides = grid.cells(width, height, STRIDES)
+    return corners, strides[:, None]
 
 
 class YoloxHead:

@@ -17,6 +17,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from tagd.analyzers import grid
 from tagd.analyzers.face_boxes import Faces, nms
 
 STRIDES = (8, 16, 32)
@@ -30,13 +31,7 @@ MAX_FACES = 200
 @lru_cache(maxsize=8)
 def cells(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-left corner (col, row) and stride of every output row, in the model's order."""
-    corners, strides = [], []
-    for stride in STRIDES:
-        rows, cols = height // stride, width // stride
-        ys, xs = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-        corners.append(np.stack((xs, ys), -1).reshape(-1, 2))
-        strides.append(np.full(rows * cols, stride))
-    out = np.concatenate(corners).astype(np.float32), np.concatenate(strides).astype(np.float32)
+    out = grid.cells(width, height, STRIDES)
     for array in out:
         array.flags.writeable = False  # shared by the cache
     return out
