@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from tagd.runtime.manifest import sha256_of
 
 
@@ -38,3 +40,13 @@ class ExportContext:
         folder = self.eval_dir / subset
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".png"))
         return files[:limit]
+
+
+def read_image(path: Path) -> np.ndarray:
+    """A BGR photo of the eval set, or ExportError naming it."""
+    import cv2
+
+    image = cv2.imread(str(path))
+    if image is None:
+        raise ExportError(f"cannot read {path}")
+    return image

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagd_export.context import ExportContext, ExportError
+from tagd_export.context import ExportContext, ExportError, read_image
 
 
 def face_check(
@@ -22,8 +22,8 @@ def face_check(
         ctx.log(f"{name}: eval faces absent, the face check is skipped")
         return {}
     singles, groups = photos
-    single_counts = [count(read(p)) for p in singles]
-    group_counts = [count(read(p)) for p in groups]
+    single_counts = [count(read_image(p)) for p in singles]
+    group_counts = [count(read_image(p)) for p in groups]
     one = sum(c == 1 for c in single_counts) / len(single_counts)
     if one < 0.75 or any(c < 2 for c in group_counts):
         raise ExportError(
@@ -47,14 +47,5 @@ def labelled_photos(ctx: ExportContext) -> tuple[list[Path], list[Path]] | None:
 
 def sample_images(ctx: ExportContext, limit: int) -> list[np.ndarray]:
     """Some face photos for parity and timing (noise when the eval set is absent)."""
-    images = [read(p) for p in ctx.eval_images("faces/images", limit)]
+    images = [read_image(p) for p in ctx.eval_images("faces/images", limit)]
     return images or [np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)]
-
-
-def read(path: Path) -> np.ndarray:
-    import cv2
-
-    image = cv2.imread(str(path))
-    if image is None:
-        raise ExportError(f"cannot read {path}")
-    return image

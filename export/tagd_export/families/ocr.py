@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from tagd.runtime.manifest import ModelSpec, sha256_of
-from tagd_export.context import ExportContext, ExportError
+from tagd_export.context import ExportContext, ExportError, read_image
 from tagd_export.files import write_bytes
 from tagd_export.wheels import fetch_wheel, read_member
 
@@ -169,7 +169,7 @@ def _with_int8_detector(ctx: ExportContext, part: Part, built: list[ModelSpec]) 
     dest = ctx.models_dir / INT8_DET
     quantize_ir(source, dest, [det_input(s) for s in scenes(CALIBRATION_SCENES, seed=0)])
     # Agreement on real text when the eval photos are here, else on other scenes.
-    photos = [_read(p) for p in ctx.eval_images("ocr/images", 11)] or scenes(8, seed=1)
+    photos = [read_image(p) for p in ctx.eval_images("ocr/images", 11)] or scenes(8, seed=1)
     iou = mask_agreement(source, dest, [det_input(p) for p in photos], DB_THRESHOLD)
     width, height = part.input
     timing = normalise(_resize(photos[0], width, height))[None]
@@ -246,7 +246,7 @@ def _spec(part: Part, path: Path, files: dict[str, str]) -> ModelSpec:
 
 
 def _inputs(ctx: ExportContext, part: Part) -> tuple[list[np.ndarray], np.ndarray]:
-    images = [_read(p) for p in ctx.eval_images("ocr/images", 2)]
+    images = [read_image(p) for p in ctx.eval_images("ocr/images", 2)]
     if not images:
         ctx.log("ocr: eval set absent, parity is checked on noise")
         noise = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
@@ -290,15 +290,6 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(image, (width, height))
 
 
-def _read(path: Path) -> np.ndarray:
-    import cv2
-
-    image = cv2.imread(str(path))
-    if image is None:
-        raise ExportError(f"cannot read {path}")
-    return image
-
-
 def _crops(ctx: ExportContext) -> list[np.ndarray]:
     """Legible text lines cut out of the eval photos by their ground-truth boxes."""
     truth = ctx.eval_dir / "ocr" / "ground_truth.json" if ctx.eval_dir else None
@@ -306,7 +297,7 @@ def _crops(ctx: ExportContext) -> list[np.ndarray]:
         return []
     crops = []
     for name, regions in sorted(json.loads(truth.read_text(encoding="utf-8"))["images"].items()):
-        image = _read(truth.parent / "images" / name)
+        image = read_image(truth.parent / "images" / name)
         for region in regions:
             if not region.get("poly"):  # whole-page text without boxes
                 continue
