@@ -69,17 +69,19 @@ def resolve_backend(backend: str) -> str:
     return "cpu"
 
 
+# Errors only: graph advice (a converter's weights listed as inputs warns once per
+# weight, through the default logger) is for whoever converts the model, not for
+# the daemon's log.
+ort.set_default_logger_severity(3)
+
+
 class OrtSession:
     def __init__(self, path: Path, threads: int, cuda: bool = False, spin: bool = False) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Errors only: graph advice (a converter's weights listed as inputs warns once
-        # per weight, through the default logger) is for whoever converts the
-        # model, not for the daemon's log.
-        options.log_severity_level = 3
-        ort.set_default_logger_severity(3)
+        options.log_severity_level = 3  # errors only (see below)
         # Spinning workers would steal the cores that decode the next photos; only a
         # model that dominates its analyzer's time (OCR) asks for them.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
