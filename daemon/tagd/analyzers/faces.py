@@ -60,14 +60,10 @@ def build(settings: Settings, specs: dict[str, ModelSpec], models_dir: Path) -> 
         return None
     emb = resolve(specs, "face-embedding", cfg.embedder, "faces.embedder")
     det = resolve(specs, "face-detection", cfg.detector, "faces.detector")
-    if cfg.detector == "auto" and det.engine != emb.engine:
-        # ORT and OpenVINO sessions busy in one process slow each other down
-        # (measured 2x on the detector here): keep both models on one engine.
-        same = [
-            s for s in specs.values()
-            if s.task == det.task and s.family == det.family and s.engine == emb.engine
-        ]  # fmt: skip
-        det = same[0] if same else det
+    # Each on the engine fetch measured faster (tagd.runtime.manifest.prefer_engine):
+    # with the inference lanes, an OpenVINO model beside onnxruntime ones costs
+    # nothing (bench/pipeline.py: PicoDet on OpenVINO with YuNet on onnxruntime
+    # 14.2 photos/s, both on onnxruntime 14.1).
     rt = settings.runtime
     embedder = FaceEmbedder(emb, models_dir, **batched_options(rt))
     return FaceAnalyzer(model_for(det, models_dir, rt), embedder, cfg)
