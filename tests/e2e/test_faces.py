@@ -217,13 +217,27 @@ def test_export_has_faces_with_person_and_cluster(
     assert all(f["person"] is None for f in rows[ID01[0]]["faces"])
 
 
+def _alice(library: Library) -> int | None:
+    """The person of ID00's photos, named Alice (here, when the test runs alone)."""
+    alice = library.person_of(ID00[0])
+    with library.catalog() as cat:
+        if store.person(cat, "Alice") is None:
+            ops.name(cat, library.settings(), str(alice), "Alice")
+    return alice
+
+
+def _assert_alice_tagged(library: Library, cat: Catalog) -> None:
+    for name in ID00:
+        found = cat.file_by_path(str(library.root / name))
+        assert found is not None and found.content_id is not None
+        assert "AI|People|Alice" in {t.name for t in cat.tags(found.content_id)}
+
+
 def test_a_new_face_model_keeps_the_names(library: Library) -> None:
     """A re-analysis (what a new detector or embedder triggers) replaces the face
     rows; the people and their names must carry over to the new faces."""
-    alice = library.person_of(ID00[0])
+    alice = _alice(library)
     with library.catalog() as cat:
-        if store.person(cat, "Alice") is None:  # when run on its own
-            ops.name(cat, library.settings(), str(alice), "Alice")
         before = cat.con.execute("SELECT MAX(id) FROM detections").fetchone()[0]
         # Pretend the faces were made by another model version.
         cat.con.execute("UPDATE analyses SET model_sha256 = 'old' WHERE analyzer = 'faces'")
@@ -231,9 +245,7 @@ def test_a_new_face_model_keeps_the_names(library: Library) -> None:
     with library.catalog() as cat:
         after = cat.con.execute("SELECT MIN(id) FROM detections WHERE analyzer = 'faces'")
         assert after.fetchone()[0] > before  # every face row is new
-        for name in ID00:
-            content = cat.file_by_path(str(library.root / name)).content_id
-            assert "AI|People|Alice" in {t.name for t in cat.tags(content)}
+        _assert_alice_tagged(library, cat)
     assert all(library.person_of(name) == alice for name in ID00)
 
 
@@ -243,11 +255,9 @@ def test_another_face_detector_keeps_the_names(library: Library) -> None:
     from tagd.analyzers.faces import build
 
     md = require_models("yunet-n", "retinaface-mnet025")
-    alice = library.person_of(ID00[0])
+    alice = _alice(library)
     other_person = library.person_of(ID01[0])
     with library.catalog() as cat:
-        if store.person(cat, "Alice") is None:  # when run on its own
-            ops.name(cat, library.settings(), str(alice), "Alice")
         before = cat.con.execute("SELECT MAX(id) FROM detections").fetchone()[0]
     current = build(library.settings(), load_manifest(md), md)
     assert current is not None
@@ -259,9 +269,7 @@ def test_another_face_detector_keeps_the_names(library: Library) -> None:
         with library.catalog() as cat:
             after = cat.con.execute("SELECT MIN(id) FROM detections WHERE analyzer = 'faces'")
             assert after.fetchone()[0] > before  # every face row is new
-            for name in ID00:
-                content = cat.file_by_path(str(library.root / name)).content_id
-                assert "AI|People|Alice" in {t.name for t in cat.tags(content)}
+            _assert_alice_tagged(library, cat)
         assert all(library.person_of(name) == alice for name in ID00)
         assert all(library.person_of(name) == other_person for name in ID01)
     finally:
