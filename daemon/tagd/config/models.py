@@ -210,6 +210,14 @@ class DuplicatesSettings:
 
 
 @dataclass(frozen=True, config=SECTION)
+class QualitySettings:
+    """Photo quality (tagd.analyzers.quality): blur, exposure, contrast, noise,
+    measured on the one decode; no model. Tags and their thresholds: [tags.quality]."""
+
+    enabled: Bool = True
+
+
+@dataclass(frozen=True, config=SECTION)
 class FacesSettings:
     """Face detection + descriptors (tagd.analyzers.faces) and people clustering
     (tagd.people.cluster)."""
@@ -275,6 +283,12 @@ class NsfwTagSettings(TagGroupSettings):
 
 
 @dataclass(frozen=True, config=SECTION)
+class QualityTagSettings(TagGroupSettings):
+    parent: Str = "Quality"
+    threshold: Fraction = 0.5
+
+
+@dataclass(frozen=True, config=SECTION)
 class TaughtTagSettings(TagGroupSettings):
     """Tags taught by example (the web page's "Teach a tag", POST /api/v1/teach):
     a file gets one when the classifier fitted on its examples gives it at
@@ -302,6 +316,7 @@ class TagSettings:
     concepts: ConceptTagSettings = field(default_factory=ConceptTagSettings)
     clip: ClipTagSettings = field(default_factory=ClipTagSettings)
     nsfw: NsfwTagSettings = field(default_factory=NsfwTagSettings)
+    quality: QualityTagSettings = field(default_factory=QualityTagSettings)
     people: PeopleTagSettings = field(default_factory=PeopleTagSettings)
     taught: TaughtTagSettings = field(default_factory=TaughtTagSettings)
     review: ReviewSettings = field(default_factory=ReviewSettings)
@@ -404,6 +419,7 @@ class Settings:
     nsfw: NsfwSettings = field(default_factory=NsfwSettings)
     faces: FacesSettings = field(default_factory=FacesSettings)
     duplicates: DuplicatesSettings = field(default_factory=DuplicatesSettings)
+    quality: QualitySettings = field(default_factory=QualitySettings)
     tags: TagSettings = field(default_factory=TagSettings)
     xmp: XmpSettings = field(default_factory=XmpSettings)
     stash: StashSettings = field(default_factory=StashSettings)

@@ -9,6 +9,7 @@ read, not a rule that silently never applies.
 from __future__ import annotations
 
 from tagd.config import Settings
+from tagd.media.quality import LABELS
 from tagd.paths import models_dir
 from tagd.policy import clip_tags, concepts
 from tagd.policy.label_names import unknown_labels
@@ -31,6 +32,9 @@ def rule_problems(settings: Settings) -> list[str]:
         *concepts.problems(settings.tags.concepts),
         *clip_tags.problems(settings.tags.clip),
         *model_label_problems(settings),
+        *unknown_labels(
+            "quality", settings.tags.quality.labels, LABELS, f"not one of {', '.join(LABELS)}"
+        ),
         *review,
     ]
 
