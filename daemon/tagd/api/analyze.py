@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tagd.media.raw import raw_format
 from tagd.media.sniff import describe, sniff
 
 # The extension the walker wants for each sniffed format (uploads carry no name
@@ -36,9 +37,12 @@ def save_upload(head: bytes, rest: Any, folder: Path, limit: int) -> Path:
     UploadError for content that is no image or video, OverflowError past `limit`
     bytes. `rest` is a file object with the bytes after `head`."""
     fmt = sniff(head)
-    if fmt not in EXTENSIONS:
+    # A camera RAW keeps its own extension: many are TIFFs that only their
+    # extension or their first directory (beyond `head`) tells apart.
+    ext = raw_format(head) or EXTENSIONS.get(fmt or "")
+    if ext is None:
         raise UploadError(f"the upload is not an image or video tagd reads ({describe(head)})")
-    target = folder / f"upload.{EXTENSIONS[fmt]}"
+    target = folder / f"upload.{ext}"
     size = len(head)
     with open(target, "wb") as out:
         out.write(head)

@@ -35,7 +35,7 @@ class AnalysisQueries(VectorQueries):
             f"WHERE {where} GROUP BY c.id ORDER BY MIN(f.path) LIMIT ?",
             [*params, limit],
         ).fetchall()
-        done = self._done_analyses([r[0] for r in rows])
+        done = self.done_analyses([r[0] for r in rows])
         return [
             WorkItem(
                 content_id=cid,
@@ -62,7 +62,7 @@ class AnalysisQueries(VectorQueries):
             ).fetchone()[0]
         )
 
-    def _done_analyses(self, content_ids: Sequence[int]) -> dict[tuple[int, str], str]:
+    def done_analyses(self, content_ids: Sequence[int]) -> dict[tuple[int, str], str]:
         done: dict[tuple[int, str], str] = {}
         for chunk in chunks(content_ids):
             for cid, name, sha in self.con.execute(

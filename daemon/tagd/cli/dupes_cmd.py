@@ -113,7 +113,8 @@ def _decode_hashes(path: str) -> Any:
     from tagd.media.image import DecodeError, decode_image
 
     try:
-        image = decode_image(Path(path).read_bytes(), min_long_side=MIN_LONG_SIDE).image
+        data = Path(path).read_bytes()
+        image = decode_image(data, min_long_side=MIN_LONG_SIDE, name=str(path)).image
     except (OSError, DecodeError) as exc:
         raise UsageError(f"{path}: cannot read it as a photo: {exc}") from None
     return ph.hash_set(image)

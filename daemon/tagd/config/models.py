@@ -19,6 +19,7 @@ from pydantic.dataclasses import dataclass
 from pydantic.json_schema import SkipJsonSchema
 
 from tagd.config.fields import SECTION, Bool, Float, Int, Range, Str
+from tagd.media.sniff import RAW_EXTENSIONS
 
 Backend = Literal["auto", "cpu", "openvino", "cuda"]
 SidecarNaming = Literal["ext", "stem"]
@@ -55,6 +56,8 @@ class LibrarySettings:
             "heif",
             "gif",
             "bmp",
+            # Camera RAW (tagd.media.raw.RAW_EXTENSIONS)
+            *RAW_EXTENSIONS,
         ]
     )
     video_extensions: list[Str] = field(

@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from tagd.media.raw import HEAD as RAW_HEAD
+from tagd.media.raw import RawError, decode_raw, raw_format, read_size
 from tagd.media.sniff import describe, sniff
 
 _heif: bool | None = None  # pillow-heif registered with Pillow; None: not tried yet
@@ -46,7 +48,7 @@ def _heif_ready() -> bool:
 # Our own max_pixels guard replaces Pillow's, which would warn or raise first.
 Image.MAX_IMAGE_PIXELS = None
 
-_REDUCED = {
+REDUCED_FLAGS = {
     1: cv2.IMREAD_COLOR,
     2: cv2.IMREAD_REDUCED_COLOR_2,
     4: cv2.IMREAD_REDUCED_COLOR_4,
@@ -114,10 +116,20 @@ def reduction(width: int, height: int, min_long_side: int) -> int:
 
 
 def decode_image(
-    data: bytes, *, min_long_side: int, reduced: bool = True, max_pixels: int = 200_000_000
+    data: bytes,
+    *,
+    min_long_side: int,
+    reduced: bool = True,
+    max_pixels: int = 200_000_000,
+    name: str | None = None,
 ) -> DecodedImage:
+    """`name` (the file's name or path) helps tell a TIFF-based RAW whose content
+    does not say it is one; what the bytes hold decides everything else."""
     if not data:
         raise DecodeError("zero-byte file")
+    raw = raw_format(data[:RAW_HEAD], name)
+    if raw is not None:
+        return _decode_raw(data, raw, min_long_side, reduced, max_pixels)
     header = read_header(data)
     pixels = header.width * header.height
     if pixels > max_pixels:
@@ -131,12 +143,33 @@ def decode_image(
     if header.alpha:
         image = _decode_transparent(data, header)
     elif header.format in _CV2_FORMATS:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor])
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), REDUCED_FLAGS[factor])
         if image is None:
             raise DecodeError(f"corrupt or truncated {header.format.upper()} data")
     else:
         image = _decode_with_pillow(data, header)
     return DecodedImage(image, header.width, header.height, header.format)
+
+
+def _decode_raw(
+    data: bytes, fmt: str, min_long_side: int, reduced: bool, max_pixels: int
+) -> DecodedImage:
+    """A camera RAW, from its preview or a half-size decode (tagd.media.raw). Not
+    reduced: at least half the sensor's resolution."""
+    try:
+        if not reduced:
+            width, height = read_size(data)
+            min_long_side = max(min_long_side, max(width, height) // 2)
+        decoded = decode_raw(data, min_long_side=min_long_side, max_pixels=max_pixels)
+    except RawError as exc:
+        raise DecodeError(f"{fmt.upper()}: {exc}") from None
+    except OverflowError as exc:
+        width, height = exc.args
+        raise DecodeError(
+            f"RAW image is {width}x{height} = {width * height:,} pixels, above "
+            f"decode.max_pixels ({max_pixels:,}); refused as a possible decompression bomb"
+        ) from None
+    return DecodedImage(decoded.image, decoded.width, decoded.height, fmt)
 
 
 def _decode_with_pillow(data: bytes, header: Header) -> np.ndarray:

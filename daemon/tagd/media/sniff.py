@@ -13,14 +13,35 @@ _SIGNATURES: list[tuple[int, bytes, str]] = [
     (0, b"BM", "bmp"),
     (0, b"\x1a\x45\xdf\xa3", "matroska"),  # mkv and webm
 ]
+# Camera RAW formats with a magic of their own, with their usual extension
+# (TIFF-based ones sniff as "tiff"; tagd.media.raw tells them apart by content).
+RAW_SIGNATURES: list[tuple[int, bytes, str]] = [
+    (0, b"IIRO", "orf"),
+    (0, b"IIRS", "orf"),
+    (0, b"MMOR", "orf"),
+    (0, b"IIU\x00", "rw2"),
+    (0, b"FUJIFILMCCD-RAW", "raf"),
+    (0, b"II\x1a\x00\x00\x00HEAPCCDR", "crw"),
+    (0, b"\x00MRM", "mrw"),
+    (0, b"FOVb", "x3f"),
+    (4, b"ftypcrx ", "cr3"),
+]
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif"}
 
-IMAGE_FORMATS = {"jpeg", "png", "gif", "tiff", "bmp", "webp", "heif"}
+# Camera RAW extensions (the walker's default), lower case, without the dot.
+RAW_EXTENSIONS = (
+    "3fr", "arw", "cr2", "cr3", "crw", "dng", "erf", "iiq", "kdc", "mos", "mrw",
+    "nef", "nrw", "orf", "pef", "raf", "rw2", "rwl", "sr2", "srf", "srw", "x3f",
+)  # fmt: skip
+IMAGE_FORMATS = {"jpeg", "png", "gif", "tiff", "bmp", "webp", "heif", "raw"}
 VIDEO_FORMATS = {"matroska", "mp4", "avi"}
 
 
 def sniff(head: bytes) -> str | None:
     """A format name for the first bytes of a file, or None when unknown."""
+    for offset, magic, _ in RAW_SIGNATURES:
+        if head[offset : offset + len(magic)] == magic:
+            return "raw"
     for offset, magic, name in _SIGNATURES:
         if head[offset : offset + len(magic)] == magic:
             return name

@@ -50,7 +50,8 @@ def read_image(path: str, min_long_side: int, reduced: bool = True) -> np.ndarra
     """An original decoded (upright), for a preview made after the scan: a catalog
     from before previews existed."""
     with open_regular(path) as fh:
-        return decode_image(fh.read(), min_long_side=min_long_side, reduced=reduced).image
+        data = fh.read()
+    return decode_image(data, min_long_side=min_long_side, reduced=reduced, name=path).image
 
 
 def save(folder: Path, content_id: int, image: np.ndarray) -> Path:

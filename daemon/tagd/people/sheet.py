@@ -35,7 +35,8 @@ def _frame(path: str, t: float | None) -> np.ndarray | None:
     """The upright original (BGR), or the video frame at t."""
     try:
         if t is None:
-            return decode_image(Path(path).read_bytes(), min_long_side=0, reduced=False).image
+            data = Path(path).read_bytes()
+            return decode_image(data, min_long_side=0, reduced=False, name=str(path)).image
         from tagd.media.video import VideoError, sample_frames
 
         # Frames come at 0, interval, 2 * interval...: the second is the face's time.

@@ -15,6 +15,7 @@ from tagd.api.problems import Problem
 from tagd.api.state import ApiState, api_state
 from tagd.cli.export_cmd import file_results
 from tagd.engine.client import EngineError
+from tagd.media.raw import HEAD as RAW_HEAD
 
 router = APIRouter(tags=["analyze"], dependencies=[Depends(require("read"))])
 
@@ -43,7 +44,7 @@ def _limit(state: ApiState, request: Request) -> int:
 def _upload(state: ApiState, file: UploadFile, folder: Path, limit: int) -> Path:
     """The upload saved under `folder` (Problem: not media, or too large)."""
     try:
-        return save_upload(file.file.read(64), file.file, folder, limit)
+        return save_upload(file.file.read(RAW_HEAD), file.file, folder, limit)
     except UploadError as exc:
         raise Problem(415, "unsupported-media", str(exc)) from None
     except OverflowError:

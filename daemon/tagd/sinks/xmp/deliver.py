@@ -25,7 +25,14 @@ from tagd.sinks.outbox import Deadline, DeliveryReport, Progress, backoff, past
 from tagd.sinks.writer import Abandoned, WriterDied, WriterProcess
 from tagd.sinks.xmp.embed import embedded_format, sync_embedded
 from tagd.sinks.xmp.regions import face_region
-from tagd.sinks.xmp.sidecar import FaceRegion, XmpChange, XmpWriteError, sidecar_path, sync_sidecar
+from tagd.sinks.xmp.sidecar import (
+    FaceRegion,
+    XmpChange,
+    XmpWriteError,
+    sidecar_for,
+    sidecar_path,
+    sync_sidecar,
+)
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +241,7 @@ def deliver_xmp(
                 catalog.outbox_done(file_id, SINK)
             report.vanished += 1
             continue
-        new_sidecar = not os.path.lexists(sidecar_path(media, settings.xmp.sidecar))
+        new_sidecar = not os.path.lexists(sidecar_for(media, settings.xmp.sidecar))
         try:
             change, embedded = write(_sync, media, content_id, settings, dry_run, anchors)
         except Abandoned:

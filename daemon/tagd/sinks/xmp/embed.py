@@ -42,6 +42,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tagd.media.raw import HEAD as RAW_HEAD
+from tagd.media.raw import raw_format
 from tagd.media.sniff import sniff
 from tagd.sinks.confined import OutsideLibrary, anchors_for, resolve
 from tagd.sinks.xmp.container import Container, ContainerError
@@ -79,9 +81,12 @@ def embedded_format(media: Path, formats: Sequence[str]) -> str | None:
         return None
     try:
         with open(media, "rb") as fh:
-            fmt = sniff(fh.read(_HEAD))
+            head = fh.read(RAW_HEAD)
     except OSError:
         return None
+    if raw_format(head, str(media)):
+        return None  # most RAWs are TIFFs: never rewritten, their XMP is a sidecar
+    fmt = sniff(head[:_HEAD])
     return fmt if fmt in EMBED_FORMATS and fmt in formats else None
 
 
@@ -108,6 +113,8 @@ def sync_embedded(
         recover(path)
     original = _read(path, label)
     fmt = sniff(original[:_HEAD])
+    if raw_format(original[:RAW_HEAD], str(label)):
+        raise XmpWriteError(f"cannot embed XMP in {label}: a camera RAW is never rewritten")
     if fmt not in _CONTAINERS:
         raise XmpWriteError(f"cannot embed XMP in {label}: unsupported format {fmt}")
     container = _CONTAINERS[fmt]

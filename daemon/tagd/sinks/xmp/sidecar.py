@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from tagd.media.sniff import RAW_EXTENSIONS
 from tagd.sinks.confined import (
     Folder,
     OutsideLibrary,
@@ -78,6 +79,7 @@ __all__ = [
     "XmpChange",
     "XmpWriteError",
     "plan_packet",
+    "sidecar_for",
     "sidecar_path",
     "sync_sidecar",
 ]
@@ -208,6 +210,38 @@ def sidecar_path(media: Path, naming: str = "ext") -> Path:
     raise ValueError(f"unknown sidecar naming {naming!r} (expected 'ext' or 'stem')")
 
 
+def sidecar_for(media: Path, naming: str = "ext") -> Path:
+    """The sidecar tagd reads and writes for `media`: the `naming` style's, unless
+    only the other style's exists. darktable and digiKam write photo.nef.xmp,
+    Lightroom photo.xmp: tagd adds to the one that is there, never a second one.
+
+    Lightroom's photo.xmp is taken for a RAW file, or for a file that is the only
+    one of its name in the folder: beside photo.jpg + photo.nef it is the RAW's."""
+    media = Path(media)
+    preferred = sidecar_path(media, naming)
+    if os.path.lexists(preferred):
+        return preferred
+    other = sidecar_path(media, "stem" if naming == "ext" else "ext")
+    if not os.path.lexists(other):
+        return preferred
+    if naming == "stem" or _owns_stem_sidecar(media):
+        return other
+    return preferred
+
+
+def _owns_stem_sidecar(media: Path) -> bool:
+    if media.suffix.lower().lstrip(".") in RAW_EXTENSIONS:
+        return True
+    try:
+        names = os.listdir(media.parent)
+    except OSError:
+        return False
+    stem = media.stem + "."
+    return not any(
+        n != media.name and n.startswith(stem) and not n.lower().endswith(".xmp") for n in names
+    )
+
+
 def sync_sidecar(
     media: Path,
     tags: Sequence[str],
@@ -229,7 +263,7 @@ def sync_sidecar(
     The sidecar is read and written only inside `roots` (the library roots; None:
     the media file's folder): see :mod:`tagd.sinks.confined`.
     """
-    sidecar = sidecar_path(Path(media), naming)
+    sidecar = sidecar_for(Path(media), naming)
     with _open_sidecar(sidecar, anchors_for(Path(media), roots)) as (folder, name):
         original = _read_existing(sidecar, folder, name)
         update = plan_packet(sidecar, original, tags, root=root, faces=faces, dims=dims)
