@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tagd.catalog.catalog import Catalog
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
+from tagd.config import Settings
 from tagd.dupe_pairs import pair_pending
 from tagd.dupes import Group, groups, similar_json, similar_to
 from tagd.media import phash as ph
 from tagd.paths import shown
 from tagd.words import count
+
+if TYPE_CHECKING:
+    from tagd.quarantine import Move, Report
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -30,6 +35,27 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="max differing hash bits, 0-16 (default: duplicates.threshold)",
     )
     p.add_argument("--json", action="store_true", help="one JSON document on standard output")
+    undo = p.add_mutually_exclusive_group()
+    undo.add_argument(
+        "--quarantine",
+        action="store_true",
+        help="move every copy but the kept one into <root>/.tagd-quarantine/<date>/",
+    )
+    undo.add_argument(
+        "--restore",
+        nargs="?",
+        const="all",
+        metavar="DATE",
+        help="put quarantined copies back: those of DATE (YYYY-MM-DD), or all",
+    )
+    undo.add_argument(
+        "--purge",
+        action="store_true",
+        help="delete quarantined copies older than duplicates.retention_days",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="with --quarantine: show the moves, make none"
+    )
     p.set_defaults(handler=dupes)
     p = verbs.add_parser("similar", help="the photos most like FILE (embeddings, else hashes)")
     p.add_argument("file")
@@ -78,6 +104,12 @@ def dupes(ctx: Context, args: argparse.Namespace) -> int:
     threshold = ctx.settings.duplicates.threshold if args.threshold is None else args.threshold
     if not 0 <= threshold <= 16:
         raise UsageError(f"--threshold {threshold}: must be between 0 and 16 bits")
+    if args.dry_run and not args.quarantine:
+        raise UsageError("--dry-run goes with --quarantine")
+    if args.restore is not None:
+        return _restore(ctx, args.restore)
+    if args.purge:
+        return _purge(ctx)
     # Photos hashed since the last scan's pass (or by a tagd that stored no
     # pairs) are compared now.
     pair_pending(ctx.catalog, ctx.settings.duplicates.threshold)
@@ -91,6 +123,8 @@ def dupes(ctx: Context, args: argparse.Namespace) -> int:
         print("no hashed photos; run `tagd scan` with [duplicates] enabled first")
         return EXIT_OK
     found = groups(ctx.catalog, threshold, distinct)
+    if args.quarantine:
+        return _quarantine(ctx, found, args.dry_run)
     for g in found:
         print(f"keep  {g.keep.path}  ({g.reason})")
         for m in g.others:
@@ -139,3 +173,76 @@ def similar(ctx: Context, args: argparse.Namespace) -> int:
         for h in hits:
             print(f"  {h.score:g}  {h.path}" + ("  (mirrored)" if h.mirrored else ""))
     return EXIT_OK if hits else EXIT_FAILURES
+
+
+def kept_pairs(catalog: Catalog) -> set[tuple[int, int]]:
+    """The pairs of contents users looked at and kept (the duplicates page)."""
+    return {pair for pair, verdict in catalog.dupe_verdicts().items() if verdict == "kept"}
+
+
+def run_quarantine(
+    catalog: Catalog, settings: Settings, found: list[Group], dry_run: bool
+) -> tuple[dt.date, list[Move], Report, int]:
+    """Quarantine the copies of `found` (the CLI's and the API's): (the day, the
+    moves planned, what was done, half-made moves of a crash finished first)."""
+    from tagd import quarantine as q
+
+    day = dt.date.today()
+    roots = settings.library.roots
+    finished = 0 if dry_run else q.finish_interrupted(roots)
+    moves, skipped = q.plan(found, roots, day, kept_pairs(catalog))
+    report = q.Report(skipped=list(skipped))
+    if not dry_run:
+        q.quarantine(catalog, moves, report)
+    return day, moves, report, finished
+
+
+def _quarantine(ctx: Context, found: list[Group], dry_run: bool) -> int:
+    day, moves, report, finished = run_quarantine(ctx.catalog, ctx.settings, found, dry_run)
+    if finished:
+        print(f"finished {count(finished, 'move')} an interrupted quarantine left half made")
+    for move in moves if dry_run else report.moved:
+        print(f"{'would move' if dry_run else 'moved'}  {move.source}  ->  {move.target}")
+    for path, why in report.skipped:
+        print(f"left  {path}  ({why})")
+    files = [m for m in (moves if dry_run else report.moved) if not m.source.endswith(".xmp")]
+    what = "would be moved" if dry_run else "moved"
+    print(
+        f"{count(len(files), 'file')} {what} to quarantine "
+        f"(with {count(len(moves if dry_run else report.moved) - len(files), 'sidecar')}); "
+        + ("nothing was moved." if dry_run else f"undo with `tagd dupes --restore {day}`.")
+    )
+    return EXIT_FAILURES if any(why.startswith("cannot") for _, why in report.skipped) else EXIT_OK
+
+
+def _restore(ctx: Context, when: str) -> int:
+    from tagd import quarantine as q
+
+    day = None
+    if when != "all":
+        try:
+            day = dt.date.fromisoformat(when)
+        except ValueError:
+            raise UsageError(
+                f"--restore {when}: a date as YYYY-MM-DD, or nothing for all"
+            ) from None
+    report = q.Report()
+    q.restore(ctx.settings.library.roots, day, report)
+    for move in report.moved:
+        print(f"restored  {move.target}")
+    for path, why in report.skipped:
+        print(f"left  {path}  ({why})")
+    print(f"{count(len(report.moved), 'file')} put back; the next scan indexes them again.")
+    return EXIT_FAILURES if report.skipped else EXIT_OK
+
+
+def _purge(ctx: Context) -> int:
+    from tagd import quarantine as q
+
+    retention = ctx.settings.duplicates.retention_days
+    report = q.Report()
+    q.purge(ctx.settings.library.roots, retention, dt.date.today(), report)
+    for path in report.deleted:
+        print(f"deleted  {path}")
+    print(f"{count(len(report.deleted), 'quarantined file')} older than {retention} days deleted.")
+    return EXIT_OK

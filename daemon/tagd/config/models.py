@@ -210,6 +210,11 @@ class DuplicatesSettings:
     # Bits (of 64) within which two photos count as near-duplicates. 8 keeps
     # 10 % crops (≤ 8 on the dev set) apart from distinct photos (≥ 10).
     threshold: Annotated[Int, Range(0, 16)] = 8
+    # `tagd dupes --quarantine` moves copies to <root>/.tagd-quarantine/<date>/;
+    # with purge on, the daemon deletes the ones quarantined more than
+    # retention_days ago (off: they stay until restored or deleted by hand).
+    retention_days: Annotated[Int, Range(1, 36_500)] = 7
+    purge: Bool = False
 
 
 @dataclass(frozen=True, config=SECTION)

@@ -353,6 +353,7 @@ class ScanWorker(threading.Thread):
             if result["scanned"]:
                 self.scans += 1
                 self._recheck_later(result["unsettled"], result["settle"])
+                self._purge_quarantine(generation.settings)
             if self.disk_full_since is not None and request.source != "deliver":
                 self.disk_full_since = None
                 log.info("the catalog takes writes again: scans go on where they stopped")
@@ -360,6 +361,25 @@ class ScanWorker(threading.Thread):
             self.busy = False
             request.state = "done"
             self._set_activity("paused" if self.paused else "idle")
+
+    def _purge_quarantine(self, settings: Settings) -> None:
+        """Quarantined duplicates past their retention, deleted when asked for."""
+        dupes = settings.duplicates
+        if not dupes.purge:
+            return
+        from tagd.quarantine import purge_expired
+
+        try:
+            report = purge_expired(settings.library.roots, dupes.retention_days)
+        except OSError as exc:
+            log.warning("quarantined duplicates not purged: %s", exc)
+            return
+        if report.deleted:
+            log.info(
+                "deleted %d quarantined duplicates older than %d days",
+                len(report.deleted),
+                dupes.retention_days,
+            )
 
     def _progress(self, request: ScanRequest, event: dict[str, Any]) -> None:
         """A progress event of the job in flight (in this thread)."""
