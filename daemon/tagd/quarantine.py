@@ -6,51 +6,35 @@ path relative to its library root, with its sidecars. `--restore [DATE]` puts
 them back; the daemon deletes quarantined copies older than
 `duplicates.retention_days` only when `duplicates.purge` is on.
 
-Every move is written to the day's journal (`journal.jsonl`, flushed to disk)
-before it is made, and a move is a hard link then an unlink (or a rename where
-links are not allowed), so nothing is ever overwritten and a crash at any point
-leaves each file in one of its two places, or in both as the same inode, which
-restore and a rerun both resolve. Groups a user marked "kept" (looked at, all
+Moves are journalled, never overwrite and survive a crash (tagd.moves); each
+day folder has its own journal. Groups a user marked "kept" (looked at, all
 kept) are left alone, and so are the partner of the kept file in a RAW + JPEG
 pair and any file outside the library roots.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import errno
-import json
 import os
-import shutil
-import signal
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tagd.catalog.catalog import Catalog
 from tagd.dupes import Group
-from tagd.media.sniff import RAW_EXTENSIONS
+from tagd.moves import (
+    Journal,
+    Move,
+    Report,
+    half_made,
+    raw_jpeg_partners,
+    remove_empty_folders,
+    with_sidecars,
+)
 
 FOLDER = ".tagd-quarantine"
-# Test hook: die like a power cut right after the Nth move's link, before its
-# unlink (the file then sits in both places).
-KILL_ENV = "TAGD_TEST_KILL_AFTER_LINK"
 JOURNAL = "journal.jsonl"
-SIDECAR_SUFFIX = ".xmp"
 
-
-@dataclass(frozen=True)
-class Move:
-    source: str
-    target: str
-
-
-@dataclass
-class Report:
-    moved: list[Move] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
-    deleted: list[str] = field(default_factory=list)
+__all__ = ["FOLDER", "JOURNAL", "Move", "Report", "days", "plan", "purge", "quarantine", "restore"]
 
 
 def root_of(path: str, roots: Sequence[str]) -> str | None:
@@ -68,40 +52,15 @@ def day_folder(root: str, day: dt.date) -> Path:
     return Path(root) / FOLDER / day.isoformat()
 
 
-def sidecars_of(path: str) -> list[str]:
-    """The sidecars that belong to `path` and exist: NAME.EXT.xmp, and NAME.xmp
-    when the file is a RAW or the only file of its name (Lightroom's)."""
-    media = Path(path)
-    found = [str(media) + SIDECAR_SUFFIX] if os.path.lexists(str(media) + SIDECAR_SUFFIX) else []
-    stem = media.with_suffix(SIDECAR_SUFFIX)
-    if os.path.lexists(stem) and _owns_stem(media):
-        found.append(str(stem))
-    return found
-
-
-def _owns_stem(media: Path) -> bool:
-    from tagd.sinks.xmp.sidecar import sidecar_for
-
-    return sidecar_for(media, "stem") == media.with_suffix(SIDECAR_SUFFIX)
-
-
-def _partners(a: str, b: str) -> bool:
-    """RAW + JPEG of one shot: same folder and name, one of them a RAW."""
-    pa, pb = Path(a), Path(b)
-    if pa.parent != pb.parent or pa.stem != pb.stem:
-        return False
-    exts = {pa.suffix.lower().lstrip("."), pb.suffix.lower().lstrip(".")}
-    return bool(exts & set(RAW_EXTENSIONS)) and bool(exts & {"jpg", "jpeg", "heic", "heif"})
-
-
 def plan(
     groups: Iterable[Group],
     roots: Sequence[str],
     day: dt.date,
-    kept: set[tuple[int, int]] = frozenset(),  # type: ignore[assignment]
+    kept: Iterable[tuple[int, int]] = (),
 ) -> tuple[list[Move], list[tuple[str, str]]]:
     """The moves that quarantine the groups' copies, and what is left and why.
     `kept`: content pairs a user looked at and kept."""
+    looked_at = set(kept)
     moves: list[Move] = []
     skipped: list[tuple[str, str]] = []
     taken: set[str] = set()
@@ -109,46 +68,26 @@ def plan(
         keeper = group.keep
         for member in group.others:
             photo = member.photo
-            pair = tuple(sorted((keeper.content_id, photo.content_id)))
-            if pair in kept:
+            a, b = sorted((keeper.content_id, photo.content_id))
+            if (a, b) in looked_at:
                 skipped.append((photo.path, "you kept this group"))
-                continue
-            if photo.content_id != keeper.content_id and _partners(photo.path, keeper.path):
+            elif raw_jpeg_partners(photo.path, keeper.path):
                 skipped.append((photo.path, f"the RAW + JPEG partner of {keeper.path}"))
-                continue
-            root = root_of(photo.path, roots)
-            if root is None:
+            elif (root := root_of(photo.path, roots)) is None:
                 skipped.append((photo.path, "not under a library root"))
-                continue
-            for source in [photo.path, *sidecars_of(photo.path)]:
-                rel = os.path.relpath(source, root)
-                target = _free(str(day_folder(root, day) / rel), taken)
-                taken.add(target)
-                moves.append(Move(source, target))
+            else:
+                target = str(day_folder(root, day) / os.path.relpath(photo.path, root))
+                moves += with_sidecars(photo.path, target, taken)
     return moves, skipped
 
 
-def _free(target: str, taken: set[str]) -> str:
-    """`target`, or `name (2).ext`... when that is already used: never overwrite."""
-    base, ext = os.path.splitext(target)
-    candidate, n = target, 1
-    while candidate in taken or os.path.lexists(candidate):
-        n += 1
-        candidate = f"{base} ({n}){ext}"
-    return candidate
+def _journals(roots: Sequence[str]) -> list[tuple[str, dt.date, Journal]]:
+    return [(root, day, Journal(day_folder(root, day) / JOURNAL)) for root, day in days(roots)]
 
 
 def finish_interrupted(roots: Sequence[str]) -> int:
-    """Complete the moves a crash left half made (the file in both places as one
-    inode): the library's name goes. Returns how many."""
-    done = 0
-    for root, when in days(roots):
-        for move in _entries(day_folder(root, when) / JOURNAL):
-            both = os.path.lexists(move.source) and os.path.lexists(move.target)
-            if both and os.path.samefile(move.source, move.target):
-                os.unlink(move.source)
-                done += 1
-    return done
+    """Complete the moves a crash left half made; how many."""
+    return sum(len(journal.finish()) for _, _, journal in _journals(roots))
 
 
 def quarantine(catalog: Catalog, moves: Sequence[Move], report: Report) -> None:
@@ -157,22 +96,8 @@ def quarantine(catalog: Catalog, moves: Sequence[Move], report: Report) -> None:
     by_journal: dict[Path, list[Move]] = {}
     for move in moves:
         by_journal.setdefault(_journal_for(move.target), []).append(move)
-    for journal, batch in by_journal.items():
-        journal.parent.mkdir(parents=True, exist_ok=True)
-        with open(journal, "a", encoding="utf-8") as log:
-            for move in batch:
-                if not os.path.lexists(move.source):
-                    report.skipped.append((move.source, "gone"))
-                    continue
-                log.write(json.dumps({"from": move.source, "to": move.target}) + "\n")
-                log.flush()
-                os.fsync(log.fileno())
-                try:
-                    _move(move.source, move.target)
-                except OSError as exc:
-                    report.skipped.append((move.source, f"cannot move: {exc.strerror or exc}"))
-                    continue
-                report.moved.append(move)
+    for path, batch in by_journal.items():
+        Journal(path).run(batch, report)
     gone = [catalog.file_by_path(m.source) for m in report.moved]
     with catalog.transaction():
         catalog.delete_files(f.id for f in gone if f is not None)
@@ -180,62 +105,10 @@ def quarantine(catalog: Catalog, moves: Sequence[Move], report: Report) -> None:
 
 def _journal_for(target: str) -> Path:
     """The journal of the day folder `target` lies in."""
-    path = Path(target)
-    for parent in path.parents:
+    for parent in Path(target).parents:
         if parent.parent.name == FOLDER:
             return parent / JOURNAL
     raise ValueError(f"{target} is not in a quarantine folder")
-
-
-_links = 0
-
-
-def _move(source: str, target: str) -> None:
-    """Move without ever overwriting: a hard link, then the unlink; where links are
-    refused (some network shares), a rename once the target is known free; across
-    file systems, a verified copy."""
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    global _links
-    try:
-        os.link(source, target, follow_symlinks=False)
-        _links += 1
-        if os.environ.get(KILL_ENV) == str(_links):
-            os.kill(os.getpid(), signal.SIGKILL)
-    except OSError as exc:
-        if exc.errno == errno.EEXIST:
-            raise
-        if exc.errno == errno.EXDEV:
-            _copy_verified(source, target)
-        else:
-            if os.path.lexists(target):
-                raise FileExistsError(errno.EEXIST, "target exists", target) from None
-            os.rename(source, target)
-            return
-    os.unlink(source)
-
-
-def _copy_verified(source: str, target: str) -> None:
-    part = target + ".part"
-    shutil.copy2(source, part, follow_symlinks=False)
-    with open(part, "rb") as fh:
-        os.fsync(fh.fileno())
-    if not _same_bytes(source, part):
-        os.unlink(part)
-        raise OSError(errno.EIO, "the copy differs from the original")
-    if os.path.lexists(target):
-        os.unlink(part)
-        raise FileExistsError(errno.EEXIST, "target exists", target)
-    os.rename(part, target)
-
-
-def _same_bytes(a: str, b: str) -> bool:
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            ca, cb = fa.read(1 << 20), fb.read(1 << 20)
-            if ca != cb:
-                return False
-            if not ca:
-                return True
 
 
 def days(roots: Sequence[str]) -> list[tuple[str, dt.date]]:
@@ -259,71 +132,36 @@ def days(roots: Sequence[str]) -> list[tuple[str, dt.date]]:
 
 def count_moved(root: str, day: dt.date) -> int:
     """How many of a day's journalled moves are still in quarantine."""
-    entries = _entries(day_folder(root, day) / JOURNAL)
-    return sum(os.path.lexists(m.target) for m in entries)
-
-
-def _entries(journal: Path) -> list[Move]:
-    moves = []
-    for line in journal.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
-            moves.append(Move(str(entry["from"]), str(entry["to"])))
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by a crash: its move was never made
-    return moves
+    return len(Journal(day_folder(root, day) / JOURNAL).done())
 
 
 def restore(roots: Sequence[str], day: dt.date | None, report: Report) -> None:
     """Put quarantined files back (one day's, or every day's when None). A file
     whose place has been taken meanwhile stays in quarantine, reported."""
-    for root, when in days(roots):
+    for root, when, journal in _journals(roots):
         if day is not None and when != day:
             continue
-        folder = day_folder(root, when)
-        journal = folder / JOURNAL
-        left = False
-        for move in reversed(_entries(journal)):
-            back = Move(move.target, move.source)
-            if not os.path.lexists(move.target):
-                continue  # never moved (a crash before it), or already back
-            if os.path.lexists(move.source):
-                if os.path.samefile(move.source, move.target):
-                    os.unlink(move.target)  # a crash between link and unlink
-                    continue
-                report.skipped.append((move.target, f"{move.source} exists again; left here"))
-                left = True
-                continue
-            try:
-                _move(move.target, move.source)
-            except OSError as exc:
-                report.skipped.append((move.target, f"cannot move back: {exc.strerror or exc}"))
-                left = True
-                continue
-            report.moved.append(back)
-        if not left:
-            journal.unlink()
-            _remove_empty(folder, Path(root))
+        if journal.undo(report):
+            journal.path.unlink()
+            _tidy(root, when)
 
 
 def purge(roots: Sequence[str], retention_days: int, today: dt.date, report: Report) -> None:
     """Delete the quarantined copies of the days more than retention_days ago:
     only files their journal moved there, nothing else in the folder."""
-    for root, when in days(roots):
+    for root, when, journal in _journals(roots):
         if (today - when).days <= retention_days:
             continue
         folder = day_folder(root, when)
-        for move in _entries(folder / JOURNAL):
-            target = Path(move.target)
-            if folder not in target.parents or not os.path.lexists(target):
-                continue
-            if os.path.lexists(move.source) and os.path.samefile(move.source, target):
-                os.unlink(target)  # half-made move: the file is still in the library
-                continue
-            os.unlink(target)
-            report.deleted.append(str(target))
-        (folder / JOURNAL).unlink()
-        _remove_empty(folder, Path(root))
+        for move in journal.entries():
+            if half_made(move):
+                os.unlink(move.target)  # the library keeps it
+        for move in journal.done():
+            if folder in Path(move.target).parents:
+                os.unlink(move.target)
+                report.deleted.append(move.target)
+        journal.path.unlink()
+        _tidy(root, when)
 
 
 def purge_expired(roots: Sequence[str], retention_days: int) -> Report:
@@ -333,15 +171,7 @@ def purge_expired(roots: Sequence[str], retention_days: int) -> Report:
     return report
 
 
-def _remove_empty(folder: Path, root: Path) -> None:
-    """Remove the empty folders under and up from `folder`, never `root` itself."""
-    for current, _, _ in sorted(os.walk(folder), key=lambda w: -len(w[0])):
-        with contextlib.suppress(OSError):  # not empty: something else is there
-            os.rmdir(current)
-    parent = folder.parent
-    while parent != root and root in parent.parents:
-        try:
-            os.rmdir(parent)
-        except OSError:
-            break
-        parent = parent.parent
+def _tidy(root: str, day: dt.date) -> None:
+    """Remove the day's folders left empty, and the quarantine folder if empty."""
+    folder = day_folder(root, day)
+    remove_empty_folders([d for d, _, _ in os.walk(folder)], Path(root))

@@ -20,6 +20,7 @@ import cv2
 import pytest
 from conftest import SHARED, write_config
 
+from tagd import moves
 from tagd import quarantine as q
 
 MTIME_NS = 1_700_000_000 * 10**9
@@ -105,7 +106,7 @@ def test_dry_run_quarantine_restore_and_the_tree_comes_back(library, cli) -> Non
 def test_a_kill_in_the_middle_loses_and_duplicates_nothing(library, tmp_path: Path) -> None:
     lib, config = library
     before = tree(lib)
-    env = {**os.environ, q.KILL_ENV: "5"}  # dies with the 5th file in both places
+    env = {**os.environ, moves.KILL_ENV: "5"}  # dies with the 5th file in both places
     killed = subprocess.run(
         [sys.executable, "-m", "tagd", "--config", str(config), "dupes", "--quarantine"],
         env=env,
@@ -123,7 +124,7 @@ def test_a_kill_in_the_middle_loses_and_duplicates_nothing(library, tmp_path: Pa
     assert set(contents()) == {h for h, _ in before.values()}
 
     # A rerun finishes the job: every copy once, in quarantine.
-    env.pop(q.KILL_ENV)
+    env.pop(moves.KILL_ENV)
     rerun = subprocess.run(
         [sys.executable, "-m", "tagd", "--config", str(config), "dupes", "--quarantine"],
         env=env,
@@ -150,14 +151,14 @@ def test_a_kill_in_the_middle_loses_and_duplicates_nothing(library, tmp_path: Pa
 def test_a_kill_then_restore_gives_the_tree_back(library) -> None:
     lib, config = library
     before = tree(lib)
-    env = {**os.environ, q.KILL_ENV: "3"}
+    env = {**os.environ, moves.KILL_ENV: "3"}
     subprocess.run(
         [sys.executable, "-m", "tagd", "--config", str(config), "dupes", "--quarantine"],
         env=env,
         capture_output=True,
         check=False,
     )
-    env.pop(q.KILL_ENV)
+    env.pop(moves.KILL_ENV)
     back = subprocess.run(
         [sys.executable, "-m", "tagd", "--config", str(config), "dupes", "--restore"],
         env=env,
