@@ -154,6 +154,7 @@ class Journal:
             if os.path.lexists(move.source):
                 if os.path.samefile(move.source, move.target):
                     os.unlink(move.target)  # a crash between link and unlink
+                    report.moved.append(move.reverse())
                     continue
                 report.skipped.append((move.target, f"{move.source} exists again; left here"))
                 complete = False

@@ -19,6 +19,7 @@ from tagd.config import (
     load_settings,
     parse_settings,
 )
+from tagd.config.messages import key_of
 
 REPO_CONFIG = REPO / "config.toml"
 
@@ -59,13 +60,14 @@ def test_repo_config_shows_every_key() -> None:
     def missing(section: type, table: dict, path: str) -> list[str]:
         out = []
         for f in dataclasses.fields(section):
-            key = f"{path}.{f.name}" if path else f.name
+            name = key_of(f)
+            key = f"{path}.{name}" if path else name
             value = getattr(section(), f.name)
             if f.name == "source":
                 continue
             if dataclasses.is_dataclass(value):
-                out += missing(type(value), table.get(f.name, {}), key)
-            elif f.name not in table and f"\n# {f.name} = " not in section_text(path):
+                out += missing(type(value), table.get(name, {}), key)
+            elif name not in table and f"\n# {name} = " not in section_text(path):
                 out.append(key)
         return out
 

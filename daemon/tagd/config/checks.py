@@ -6,6 +6,9 @@ types and ranges are already valid.
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+
 from tagd.config.models import ApiSettings, Settings, StashSettings
 from tagd.config.schedule import parse_schedule
 
@@ -18,7 +21,39 @@ def problems(settings: Settings) -> list[str]:
         *_tag_name_problems(settings),
         *_stash_problems(settings.stash),
         *_api_problems(settings.api),
+        *_organize_problems(settings),
     ]
+
+
+def _organize_problems(settings: Settings) -> list[str]:
+    from tagd.organize import target_problem
+
+    out = []
+    for i, rule in enumerate(settings.organize.rules):
+        key = f"organize.rules[{i}]"
+        problem = target_problem(rule.target)
+        if problem:
+            out.append(f"{key}.target = {rule.target!r}: {problem}")
+        if "{tag" in rule.target and rule.match.tag is None:
+            out.append(f"{key}.target: {{tag}} needs a match.tag (which tag would it be?)")
+        for name in ("after", "before"):
+            day = getattr(rule.match, name)
+            if day is None:
+                continue
+            try:
+                dt.date.fromisoformat(day)
+            except ValueError:
+                out.append(f"{key}.match.{name} = {day!r}: write a day as YYYY-MM-DD")
+    folder = settings.organize.import_folder
+    if folder and not any(
+        os.path.abspath(folder).startswith(os.path.abspath(r).rstrip(os.sep) + os.sep)
+        for r in settings.library.roots
+    ):
+        out.append(
+            f"organize.import = {folder!r}: must be a folder inside one of library.roots "
+            "(it is scanned with them, and the rules' targets are relative to its root)"
+        )
+    return out
 
 
 def _library_problems(settings: Settings) -> list[str]:

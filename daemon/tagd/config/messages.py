@@ -82,7 +82,20 @@ def show(value: Any) -> str:
 
 def keys_of(section: Any) -> list[str]:
     """The keys a section of the file may have, sorted."""
-    return sorted(f.name for f in dataclasses.fields(section) if f.name not in NOT_KEYS)
+    return sorted(key_of(f) for f in dataclasses.fields(section) if f.name not in NOT_KEYS)
+
+
+def key_of(f: dataclasses.Field[Any]) -> str:
+    """A field's key in the file: its alias where the key is a Python keyword
+    ([organize] import), else its name."""
+    return getattr(f.default, "alias", None) or f.name
+
+
+def _field_name(section: Any, key: int | str) -> int | str:
+    for f in dataclasses.fields(section):
+        if key_of(f) == key:
+            return f.name
+    return key
 
 
 def type_at(loc: tuple[int | str, ...]) -> Any:
@@ -90,7 +103,10 @@ def type_at(loc: tuple[int | str, ...]) -> Any:
     tp: Any = Settings
     for part in loc:
         # A section's field, or the values of a dict[str, X] or list[X].
-        inner = _hints(tp)[part] if dataclasses.is_dataclass(tp) else typing.get_args(tp)[-1]
+        if dataclasses.is_dataclass(tp):
+            inner = _hints(tp)[_field_name(tp, part)]
+        else:
+            inner = typing.get_args(tp)[-1]
         tp = _without_none(inner)
     return tp
 

@@ -15,6 +15,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Literal
 
+from pydantic import Field
 from pydantic.dataclasses import dataclass
 from pydantic.json_schema import SkipJsonSchema
 
@@ -226,6 +227,39 @@ class QualitySettings:
 
 
 @dataclass(frozen=True, config=SECTION)
+class OrganizeMatch:
+    """What a file must have for an [[organize.rules]] rule to file it; every key
+    given must hold (none given: every file)."""
+
+    tag: Str | None = None  # a tag's full path ("AI|Objects|dog") or last part ("dog")
+    person: Str | None = None  # a named person in the photo
+    after: Str | None = None  # taken on or after this day (YYYY-MM-DD)
+    before: Str | None = None  # taken before this day (YYYY-MM-DD)
+    camera: Str | None = None  # in the camera's make and model, any case ("EOS", "iPhone")
+    kind: Literal["image", "video"] | None = None
+
+
+@dataclass(frozen=True, config=SECTION)
+class OrganizeRule:
+    match: OrganizeMatch = field(default_factory=OrganizeMatch)
+    # The folder, relative to the file's library root: {year} {month} {day}
+    # (from the date taken), {tag} (the matched tag's last part), {person},
+    # {camera}, {kind}; with a format like {month:02}.
+    target: Str = ""
+
+
+@dataclass(frozen=True, config=SECTION)
+class OrganizeSettings:
+    """`tagd organize` (tagd.organize): files moved into folders by rules, first
+    match wins; dry run unless --apply, undone by --undo."""
+
+    rules: list[OrganizeRule] = field(default_factory=list)
+    # A folder inside a library root that `tagd run` files new photos from:
+    # tagged, then moved by the rules ("" = none).
+    import_folder: Str = Field("", alias="import")
+
+
+@dataclass(frozen=True, config=SECTION)
 class FacesSettings:
     """Face detection + descriptors (tagd.analyzers.faces) and people clustering
     (tagd.people.cluster)."""
@@ -428,6 +462,7 @@ class Settings:
     faces: FacesSettings = field(default_factory=FacesSettings)
     duplicates: DuplicatesSettings = field(default_factory=DuplicatesSettings)
     quality: QualitySettings = field(default_factory=QualitySettings)
+    organize: OrganizeSettings = field(default_factory=OrganizeSettings)
     tags: TagSettings = field(default_factory=TagSettings)
     xmp: XmpSettings = field(default_factory=XmpSettings)
     stash: StashSettings = field(default_factory=StashSettings)
