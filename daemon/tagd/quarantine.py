@@ -22,6 +22,7 @@ from pathlib import Path
 from tagd.catalog.catalog import Catalog
 from tagd.dupes import Group
 from tagd.moves import (
+    SIDECAR_SUFFIX,
     Journal,
     Move,
     Report,
@@ -131,8 +132,10 @@ def days(roots: Sequence[str]) -> list[tuple[str, dt.date]]:
 
 
 def count_moved(root: str, day: dt.date) -> int:
-    """How many of a day's journalled moves are still in quarantine."""
-    return len(Journal(day_folder(root, day) / JOURNAL).done())
+    """How many files (sidecars not counted) a day's journal put in quarantine
+    that are still there."""
+    done = Journal(day_folder(root, day) / JOURNAL).done()
+    return sum(not m.target.endswith(SIDECAR_SUFFIX) for m in done)
 
 
 def restore(roots: Sequence[str], day: dt.date | None, report: Report) -> None:

@@ -23,7 +23,7 @@ EVAL = SHARED / "eval"
 THRESHOLD = 8
 ONLY_HASHES = "".join(
     f"[{s}]\nenabled = false\n"
-    for s in ("xmp", "objects", "ocr", "faces", "concepts", "clip", "nsfw")
+    for s in ("xmp", "objects", "ocr", "faces", "concepts", "clip", "nsfw", "quality")
 )
 
 

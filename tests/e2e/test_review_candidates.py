@@ -15,7 +15,10 @@ from tagd.catalog.catalog import Catalog
 from tagd.config import load_settings
 
 ONLY_OBJECTS = (
-    "".join(f"[{s}]\nenabled = false\n" for s in ("xmp", "ocr", "faces", "duplicates", "concepts"))
+    "".join(
+        f"[{s}]\nenabled = false\n"
+        for s in ("xmp", "ocr", "faces", "duplicates", "concepts", "quality")
+    )
     + "[tags.review]\nlow = 0.3\n"
 )
 

@@ -17,7 +17,7 @@ from tagd.scan.roots import root_problem
 NO_MODELS = (
     "".join(
         f"[{name}]\nenabled = false\n"
-        for name in ("objects", "ocr", "faces", "concepts", "clip", "duplicates")
+        for name in ("objects", "ocr", "faces", "concepts", "clip", "duplicates", "quality")
     )
     + "[xmp]\nenabled = false\n"
 )

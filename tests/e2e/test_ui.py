@@ -235,6 +235,27 @@ def test_pages_name_a_cluster_and_pause_and_resume(
         [box] = by_css(browser, ".dupe-group")
         assert len(by_css(box, "figure")) == 3 and len(by_css(box, "figure.keep")) == 1
         shoot(browser, "dupes")
+        # The two copies to quarantine and back, from the page.
+        files = sorted(p.name for p in lib.iterdir())
+        by_css(browser, "#quarantine")[0].click()
+        browser.switch_to.alert.accept()
+        wait_for(browser, lambda d: by_css(d, ".quarantined li"), "the quarantine list")
+        copies = [Path(o["path"]) for o in before[0]["others"]]
+        assert not any(c.exists() for c in copies) and Path(before[0]["keep"]["path"]).exists()
+        assert not by_css(browser, ".dupe-group")
+        shoot(browser, "dupes-quarantined")
+        by_css(browser, "[data-restore]")[0].click()
+        wait_for(browser, lambda d: not by_css(d, ".quarantined li"), "the restore")
+        assert sorted(p.name for p in lib.iterdir()) == files
+        # Back in the library, the copies are indexed again at the next scan.
+        post_json(base, "/api/v1/scans", {})
+        wait_for(
+            browser,
+            lambda d: len(get(base, "/api/v1/dupes").body["groups"]) == 1,
+            "the group again",
+            timeout=60,
+        )
+        browser.get(base + "/dupes")
         browser.find_element("tag name", "body").send_keys("d")
         wait_for(browser, lambda d: by_css(d, ".dupe-group.done"), "the settled group")
         assert get(base, "/api/v1/dupes").body["groups"] == []

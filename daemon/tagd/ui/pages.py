@@ -31,6 +31,8 @@ from tagd.dupes import Group, Member, Photo, groups, groups_of, similar_to, stor
 from tagd.paths import shown
 from tagd.people.suggest import suggestions
 from tagd.policy.learning import TARGET, learned
+from tagd.quarantine import count_moved
+from tagd.quarantine import days as quarantine_days
 from tagd.search import Filters, search
 from tagd.ui.session import COOKIE, MAX_AGE, sign, verify
 
@@ -200,7 +202,21 @@ def dupes(request: Request, state: State, caller: Viewer) -> HTMLResponse:
             }
             for g in _unsettled(catalog, state.settings.duplicates.threshold, distinct, verdicts)
         ]
-    return render(request, "dupes", caller, groups=shown_groups)
+    roots = state.settings.library.roots
+    quarantined = [
+        {"date": day.isoformat(), "root": root, "files": count_moved(root, day)}
+        for root, day in quarantine_days(roots)
+    ]
+    copies = sum(len(g["members"]) - 1 for g in shown_groups)
+    return render(
+        request,
+        "dupes",
+        caller,
+        groups=shown_groups,
+        copies=copies,
+        quarantined=quarantined,
+        retention=state.settings.duplicates,
+    )
 
 
 def _unsettled(

@@ -218,6 +218,24 @@ function dupesPage() {
   }
   $$(".dupe-group [data-dupe]").forEach((b) =>
     b.addEventListener("click", () => settle(b.closest(".dupe-group"), b.dataset.dupe)));
+  const move = $("#quarantine");
+  if (move) move.addEventListener("click", async () => {
+    if (!window.confirm(`Move ${move.dataset.copies} copies to quarantine? Restore puts them back.`)) return;
+    move.disabled = true;
+    try {
+      const done = await api("POST", "/dupes/quarantine", {});
+      toast(`${done.moved.length} files moved to quarantine (${done.date})`);
+      window.setTimeout(() => window.location.reload(), 600);
+    } catch (e) { move.disabled = false; }
+  });
+  $$("[data-restore]").forEach((b) => b.addEventListener("click", async () => {
+    b.disabled = true;
+    try {
+      const done = await api("POST", "/dupes/restore", { date: b.dataset.restore });
+      toast(`${done.restored.length} files put back` + (done.left.length ? `, ${done.left.length} left` : ""));
+      window.setTimeout(() => window.location.reload(), 600);
+    } catch (e) { b.disabled = false; }
+  }));
   document.addEventListener("keydown", (event) => {
     if (event.target.closest("input, select, textarea")) return;
     if (event.key === "j") groups.move(groups.index + 1);
