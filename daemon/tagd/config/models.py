@@ -127,6 +127,10 @@ class TagRule:
     max_gap: Seconds | None = None
     min_segment: Seconds | None = None
     min_total: Seconds | None = None
+    # Opt-in: the xmp:Rating a file with this tag gets (-1 = rejected, 0-5 stars),
+    # in [tags.objects], [tags.nsfw] and [tags.quality] rules. The lowest wins;
+    # a rating someone else wrote is never changed. None: tagd writes no rating.
+    rating: Annotated[Int, Range(-1, 5)] | None = None
 
 
 @dataclass(frozen=True, config=SECTION)

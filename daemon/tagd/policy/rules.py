@@ -14,12 +14,12 @@ means the same wherever it is written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from tagd.config import TagGroupSettings, TagRule
+from tagd.config import TagGroupSettings, TagRule, TagSettings
 
 
 @dataclass(frozen=True)
@@ -113,3 +113,24 @@ def group_rule(
         parent=parent,
         threshold=own_threshold if own_threshold is not None else group.threshold,
     )
+
+
+# The groups whose label rules may carry an xmp:Rating (their tags are
+# root|parent|label, so a rule names its tag exactly).
+RATED_GROUPS = ("objects", "nsfw", "quality")
+
+
+def rating_for(tags: TagSettings, names: Iterable[str]) -> int | None:
+    """The xmp:Rating opt-in rules give a file with these tags: the lowest of the
+    ratings of its tags' rules (None: no rule gives one)."""
+    have = set(names)
+    found = []
+    for key in RATED_GROUPS:
+        group = getattr(tags, key)
+        for label, rule in group.labels.items():
+            if rule.rating is None:
+                continue
+            tag = group_rule(tags.root, group, label).tag
+            if tag in have:
+                found.append(rule.rating)
+    return min(found) if found else None

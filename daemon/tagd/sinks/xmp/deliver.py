@@ -19,6 +19,7 @@ from typing import Any
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
 from tagd.paths import library_roots
+from tagd.policy.rules import rating_for
 from tagd.records import IndexedFile
 from tagd.sinks.confined import OutsideLibrary, anchors_for, confined_target
 from tagd.sinks.outbox import Deadline, DeliveryReport, Progress, backoff, past
@@ -103,10 +104,12 @@ def _sync(
     mode = settings.xmp.faces
     if embedded_format(path, settings.xmp.embed):
         faces, dims = _faces(catalog, content_id, mode)
+        wanted = _wanted(catalog, content_id, root)
         change = sync_embedded(
             path,
-            sorted(_wanted(catalog, content_id, root)),
+            sorted(wanted),
             root=root,
+            rating=rating_for(settings.tags, wanted),
             dry_run=dry_run,
             faces=faces,
             dims=dims,
@@ -127,6 +130,7 @@ def _sync(
         path,
         sorted(wanted),
         root=root,
+        rating=rating_for(settings.tags, wanted),
         naming=settings.xmp.sidecar,
         dry_run=dry_run,
         faces=faces,

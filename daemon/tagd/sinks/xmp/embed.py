@@ -100,6 +100,7 @@ def sync_embedded(
     dims: tuple[int, int] | None = None,
     preserve_mtime: bool = True,
     roots: Sequence[str | os.PathLike[str]] | None = None,
+    rating: int | None = None,
 ) -> XmpChange:
     """Make the XMP inside `media` hold exactly `tags` (and `faces`) as tagd's part,
     like :func:`tagd.sinks.xmp.sidecar.sync_sidecar` does for a sidecar.
@@ -119,7 +120,7 @@ def sync_embedded(
         raise XmpWriteError(f"cannot embed XMP in {label}: unsupported format {fmt}")
     container = _CONTAINERS[fmt]
     packet = _packet(label, container, original)
-    update = plan_packet(label, packet, tags, root=root, faces=faces, dims=dims)
+    update = plan_packet(label, packet, tags, root=root, faces=faces, dims=dims, rating=rating)
     if update.data is None or dry_run:
         return update.change
     # The file itself, and its folder (the temp file and backup are created there).

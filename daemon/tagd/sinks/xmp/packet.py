@@ -69,6 +69,7 @@ PREFIXES = {
     MWG_RS: "mwg-rs",
     "http://ns.adobe.com/xmp/sType/Area#": "stArea",
     "http://ns.adobe.com/xap/1.0/sType/Dimensions#": "stDim",
+    "http://ns.adobe.com/xap/1.0/": "xmp",
 }
 
 # A value tagd cannot read as text (a structure where a keyword belongs) is carried

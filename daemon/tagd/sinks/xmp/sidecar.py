@@ -40,6 +40,7 @@ properties), then ``os.replace``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import functools
 import os
@@ -58,7 +59,16 @@ from tagd.sinks.confined import (
     confined_target,
     new_file_owner,
 )
-from tagd.sinks.xmp.packet import TAGD, Name, Packet, PacketError, canonical, parse, texts
+from tagd.sinks.xmp.packet import (
+    TAGD,
+    Name,
+    Packet,
+    PacketError,
+    canonical,
+    parse,
+    text_value,
+    texts,
+)
 from tagd.sinks.xmp.regions import (
     OWNED_REGIONS,
     REGIONS,
@@ -69,7 +79,7 @@ from tagd.sinks.xmp.regions import (
     region_item_bytes,
     write_regions,
 )
-from tagd.sinks.xmp.splice import Splice, SpliceError, set_array, skeleton
+from tagd.sinks.xmp.splice import El, Splice, SpliceError, set_array, skeleton
 
 __all__ = [
     "TAGD_NS_PREFIX",
@@ -102,7 +112,11 @@ _ARRAYS: tuple[tuple[Name, str], ...] = (
     (_PERSONS, "Bag"),
     (_OWNED_PEOPLE, "Bag"),
 )
-_OURS = frozenset({name for name, _ in _ARRAYS} | {REGIONS, OWNED_REGIONS})
+# xmp:Rating is the user's: tagd sets it only for an opt-in rating rule, and then
+# only while the value there is the one it recorded in tagd:Rating.
+_RATING: Name = ("http://ns.adobe.com/xap/1.0/", "Rating")
+_OWNED_RATING: Name = (TAGD, "Rating")
+_OURS = frozenset({name for name, _ in _ARRAYS} | {REGIONS, OWNED_REGIONS, _OWNED_RATING})
 
 # The same properties as Exiv2 names them, for its independent reading.
 _EXIV2_OURS = (
@@ -171,6 +185,8 @@ class XmpChange:
     # Face regions tagd added / removed (MWG signatures, see regions.py).
     regions_added: tuple[str, ...] = ()
     regions_removed: tuple[str, ...] = ()
+    # xmp:Rating as tagd set it ("1"), or "" where tagd took its own away; None: untouched.
+    rating: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -180,6 +196,7 @@ class XmpChange:
             or self.repaired
             or self.regions_added
             or self.regions_removed
+            or self.rating is not None
         )
 
 
@@ -252,9 +269,11 @@ def sync_sidecar(
     faces: Sequence[FaceRegion] | None = None,
     dims: tuple[int, int] | None = None,
     roots: Sequence[str | os.PathLike[str]] | None = None,
+    rating: int | None = None,
 ) -> XmpChange:
     """Make the sidecar's tagd-owned keywords equal `tags` (hierarchical paths with '|',
-    every one starting with root + '|').
+    every one starting with root + '|'), and its rating tagd's `rating` where the
+    rating is not someone else's (see plan_packet).
 
     With `faces` (None: leave regions and PersonInImage alone), tagd's face regions
     become exactly these and PersonInImage names their named people; `dims` is the
@@ -266,7 +285,9 @@ def sync_sidecar(
     sidecar = sidecar_for(Path(media), naming)
     with _open_sidecar(sidecar, anchors_for(Path(media), roots)) as (folder, name):
         original = _read_existing(sidecar, folder, name)
-        update = plan_packet(sidecar, original, tags, root=root, faces=faces, dims=dims)
+        update = plan_packet(
+            sidecar, original, tags, root=root, faces=faces, dims=dims, rating=rating
+        )
         if update.data is None or dry_run:
             return update.change
         _write(sidecar, Path(media), folder, name, original, update)
@@ -291,11 +312,13 @@ def plan_packet(
     root: str = "AI",
     faces: Sequence[FaceRegion] | None = None,
     dims: tuple[int, int] | None = None,
+    rating: int | None = None,
 ) -> PacketUpdate:
     """Plan tagd's part of an XMP packet (None: there is none yet); `label` names the
-    file in messages.  Shared by sidecars and embedded XMP."""
+    file in messages.  Shared by sidecars and embedded XMP. `rating`: the xmp:Rating
+    an opt-in rule gives the file (None: none, and tagd's own one, if any, goes)."""
     wanted = _validate_tags(tags, root)
-    if packet is None and not wanted and not faces:
+    if packet is None and not wanted and not faces and rating is None:
         return PacketUpdate(XmpChange(label, (), ()), None, _nothing)
     parsed = _parse(label, _EMPTY_PACKET if packet is None else packet)
     current = _keywords_from(parsed)
@@ -303,15 +326,80 @@ def plan_packet(
     names = None if faces is None else frozenset(f.name for f in faces if f.name)
     target = _plan(current, wanted, root, names)
     target_regions = regions if faces is None else plan_regions(regions, faces, dims)
+    ratings = _ratings_from(parsed)
+    target_ratings = _plan_rating(ratings, rating)
     change = _describe(label, current, target, wanted, root, regions, target_regions)
-    if target == current and target_regions == regions:
+    if target_ratings[0] != ratings[0]:
+        change = dataclasses.replace(change, rating=target_ratings[0] or "")
+    if target == current and target_regions == regions and target_ratings == ratings:
         return PacketUpdate(change, None, _nothing)
     data, kept = _render(label, parsed, current, target, regions, target_regions)
+    if target_ratings != ratings:
+        data, kept = _render_ratings(label, data, kept, ratings, target_ratings)
+    rating_changed = target_ratings[0] != ratings[0]
+
+    # While tagd changes its own rating, xmp:Rating is one of its properties.
+    ours = _OURS | {_RATING} if rating_changed else _OURS
 
     def verify(written: bytes) -> None:
-        _verify(label, written, parsed, data, kept, target, target_regions)
+        _verify(label, written, parsed, data, kept, target, target_regions, ours)
+        if _ratings_from(_parse(label, written)) != target_ratings:
+            raise XmpWriteError(f"verification of {label} failed: the rating did not round-trip")
 
     return PacketUpdate(change, data, verify)
+
+
+def _ratings_from(packet: Packet) -> tuple[str | None, str | None]:
+    """(xmp:Rating, tagd's record of the rating it wrote)."""
+    return _simple(packet, _RATING), _simple(packet, _OWNED_RATING)
+
+
+def _simple(packet: Packet, name: Name) -> str | None:
+    for prop in packet.props(name):
+        return text_value(packet, prop.item).strip()
+    return None
+
+
+def _plan_rating(
+    current: tuple[str | None, str | None], wanted: int | None
+) -> tuple[str | None, str | None]:
+    """The rating is tagd's while it holds the value tagd recorded; a rating someone
+    else wrote (or changed) is never touched, and tagd's record of it is dropped."""
+    rating, record = current
+    owned = record is not None and rating == record
+    if wanted is not None and (rating is None or owned):
+        return str(wanted), str(wanted)
+    if owned:
+        return None, None  # no rule gives one now: tagd takes its own away
+    return rating, None
+
+
+def _render_ratings(
+    label: Path,
+    data: bytes,
+    kept: dict[Name, list[bytes]],
+    current: tuple[str | None, str | None],
+    target: tuple[str | None, str | None],
+) -> tuple[bytes, dict[Name, list[bytes]]]:
+    """The packet with the rating and its record set to `target` (after the other
+    edits: a second splice on their result)."""
+    packet = _parse(label, data)
+    splice = Splice(packet)
+    kept = dict(kept)
+    try:
+        for name, old, new in zip((_RATING, _OWNED_RATING), current, target, strict=True):
+            if old == new:
+                continue
+            for prop in list(packet.props(name)):
+                splice.remove(prop.item)
+            if new is not None:
+                splice.add(El(name, new))
+            kept[name] = []
+        return splice.result(), kept
+    except SpliceError as exc:
+        raise XmpWriteError(
+            f"cannot update the XMP of {label}: {exc}; the file is left as it is"
+        ) from exc
 
 
 def _nothing(_written: bytes) -> None:
@@ -458,6 +546,7 @@ def _verify(
     kept: dict[Name, list[bytes]],
     target: _Keywords,
     target_regions: Regions,
+    ours: frozenset[Name] = _OURS,
 ) -> None:
     # Sidecars and containers alike store the packet as given, so it must come back
     # byte for byte; the checks below then prove that what was planned is right.
@@ -468,20 +557,24 @@ def _verify(
         raise XmpWriteError(f"verification of {label} failed: keywords did not round-trip")
     if read_regions(after, _texts(after, OWNED_REGIONS)) != target_regions:
         raise XmpWriteError(f"verification of {label} failed: face regions did not round-trip")
-    _verify_bytes(label, before, after, kept)
-    _compare_exiv2(label, before.data, written)
+    _verify_bytes(label, before, after, kept, ours)
+    _compare_exiv2(label, before.data, written, rating=_RATING in ours)
 
 
 def _verify_bytes(
-    label: Path, before: Packet, after: Packet, kept: dict[Name, list[bytes]]
+    label: Path,
+    before: Packet,
+    after: Packet,
+    kept: dict[Name, list[bytes]],
+    ours: frozenset[Name] = _OURS,
 ) -> None:
     """Every byte outside tagd's properties is as it was, and so is every entry tagd
     kept inside them."""
-    if skeleton(after, _OURS) != skeleton(before, _OURS):
+    if skeleton(after, ours) != skeleton(before, ours):
         raise XmpWriteError(
             f"verification of {label} failed: bytes outside tagd's properties changed"
         )
-    for name in sorted(_OURS):
+    for name in sorted(ours):
         if name in kept:
             same = _item_bytes(after, name)[: len(kept[name])] == kept[name]
         else:
@@ -502,17 +595,18 @@ def _prop_bytes(packet: Packet, name: Name) -> list[bytes]:
     return [packet.raw(prop.item) for prop in packet.props(name)]
 
 
-def _compare_exiv2(label: Path, before: bytes, after: bytes) -> None:
+def _compare_exiv2(label: Path, before: bytes, after: bytes, rating: bool = False) -> None:
     """Exiv2, an independent reader, must see the other properties unchanged.  It
     fails on some valid XMP (and its global namespace registry can make it fail on a
-    packet it read before), so only two readings that disagree count."""
-    old = _exiv2_others(before)
-    new = None if old is None else _exiv2_others(after)
+    packet it read before), so only two readings that disagree count. `rating`:
+    tagd changed its own xmp:Rating."""
+    old = _exiv2_others(before, rating)
+    new = None if old is None else _exiv2_others(after, rating)
     if new is not None and new != old:
         raise XmpWriteError(f"verification of {label} failed: other XMP properties changed")
 
 
-def _exiv2_others(data: bytes) -> dict[str, object] | None:
+def _exiv2_others(data: bytes, rating: bool = False) -> dict[str, object] | None:
     """The properties that are not tagd's, as Exiv2 reads them (None: it cannot)."""
     try:
         with _PYEXIV2_LOCK:
@@ -525,7 +619,8 @@ def _exiv2_others(data: bytes) -> dict[str, object] | None:
                 img.close()
     except (RuntimeError, ValueError):  # pyexiv2 reports Exiv2 errors as RuntimeError
         return None
-    return {k: v for k, v in props.items() if not k.startswith(_EXIV2_OURS)}
+    ours = (*_EXIV2_OURS, "Xmp.xmp.Rating") if rating else _EXIV2_OURS
+    return {k: v for k, v in props.items() if not k.startswith(ours)}
 
 
 # --- file handling --------------------------------------------------------------------
