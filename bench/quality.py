@@ -71,6 +71,8 @@ INPUTS = {
         "clipped_areas",
         "colour_clipped",
         "midtones",
+        "log_part_clipped",
+        "log_bright_colour",
     ],
     "low contrast": ["spread", "log_q1", "log_q5", "log_q95", "log_q99"],
     "noisy": ["noise"],

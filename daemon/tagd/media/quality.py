@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 # Bump when a measurement or a weight changes: stored scores are then redone.
-VERSION = "2"
+VERSION = "3"
 SIZE = 1024  # long side the photo is judged at
 _DIRECTIONS = ((0, 1), (1, 1), (1, 0), (1, -1))  # (dy, dx): 0°, 45°, 90°, 135°
 _REBLUR = 9  # length of the line blur that "blurs again"
@@ -52,6 +52,11 @@ class Measures:
     clipped_areas: float  # share of 16 px blocks clipped all over
     colour_clipped: float  # clipped in a channel but not in all: blown colours
     midtones: float  # share of pixels with luma in 60-200
+    # Blown colour, what overexposure does to a coloured surface: one or two
+    # channels clipped while another stays below 200 ...
+    part_clipped: float
+    # ... and bright pixels that are still strongly coloured (max - min > 60).
+    bright_colour: float
     noise: float  # sigma of the noise in flat parts, grey levels
 
 
@@ -62,19 +67,21 @@ _MODELS: dict[str, tuple[float, dict[str, float]]] = {
     "blurry": (35.204, {"sharpness": -7.3739, "balance": -34.878}),
     "underexposed": (129.65, {"log_q99.9": -22.343, "log_mean": -4.1328}),
     "overexposed": (
-        -13.326,
+        -6.1698,
         {
-            "log_q0.1": -1.6471,
-            "log_q1": 2.0435,
-            "log_q5": -1.3167,
-            "log_q10": 2.1985,
-            "log_q25": -1.5449,
-            "log_mean": 2.4096,
-            "clipped": 41.173,
-            "bright": -20.125,
-            "clipped_areas": -22.038,
-            "colour_clipped": 28.387,
-            "midtones": -2.2422,
+            "log_q0.1": -1.4804,
+            "log_q1": 1.7747,
+            "log_q5": -0.97835,
+            "log_q10": 1.409,
+            "log_q25": -0.52432,
+            "log_mean": 2.0792,
+            "clipped": 38.101,
+            "bright": -19.19,
+            "clipped_areas": -18.818,
+            "colour_clipped": -2.1174,
+            "midtones": -3.2198,
+            "log_part_clipped": 3.3284,
+            "log_bright_colour": -2.2603,
         },
     ),
     "low contrast": (
@@ -211,9 +218,9 @@ def measure(image: np.ndarray) -> Measures:
     low = cv2.min(cv2.min(b, g), r)
     clipped = top >= 250
     # 16 px blocks clipped all over: their mean clip mask is 1.
-    whole = (
-        _cells((clipped * np.float32(1)).astype(np.float32), 16) if min(top.shape) >= 16 else None
-    )
+    whole = _cells(clipped.astype(np.float32), 16) if min(top.shape) >= 16 else None
+    channels_clipped = (b >= 250).astype(np.uint8) + (g >= 250) + (r >= 250)
+    spread = cv2.subtract(top, low)
     return Measures(
         sharpness=sharp,
         balance=balance,
@@ -224,6 +231,10 @@ def measure(image: np.ndarray) -> Measures:
         clipped_areas=float((whole >= 0.999).mean()) if whole is not None else 0.0,
         colour_clipped=float((clipped & (low < 235)).mean()),
         midtones=float(((luma >= 60) & (luma <= 200)).mean()),
+        part_clipped=float(
+            ((channels_clipped >= 1) & (channels_clipped <= 2) & (low < 200)).mean()
+        ),
+        bright_colour=float(((spread > 60) & (top >= 240)).mean()),
         noise=noise_sigma(luma),
     )
 
@@ -238,6 +249,9 @@ def inputs(m: Measures) -> dict[str, float]:
         "clipped_areas": m.clipped_areas,
         "colour_clipped": m.colour_clipped,
         "midtones": m.midtones,
+        # Shares near 0 tell most: on a log scale.
+        "log_part_clipped": math.log(m.part_clipped + 1e-3),
+        "log_bright_colour": math.log(m.bright_colour + 1e-3),
         "noise": m.noise,
         "log_mean": math.log1p(m.mean),
         "spread": m.q[95] - m.q[5],
