@@ -13,6 +13,7 @@ median of --runs:
   model on the engine fetch measured fastest (the OCR models on OpenVINO, the
   detector in int8);
 - defaults, one lane: one batch at a time on every core (before lanes);
+- defaults without the quality tags (what they cost);
 - defaults, runtime.backend = "openvino" (every model on OpenVINO), "cpu"
   (every model on onnxruntime: no int8 OCR detector); profile low-power;
 - objects only;
@@ -86,6 +87,7 @@ def config(**sections: Any) -> Settings:
 VARIANTS: dict[str, Settings] = {
     "defaults": config(),
     "defaults, one lane": config(runtime={"lanes": 1}),
+    "defaults without the quality tags": config(quality={"enabled": False}),
     "defaults, OpenVINO": config(runtime={"backend": "openvino"}),
     "defaults, onnxruntime": config(runtime={"backend": "cpu"}),
     "defaults, low-power profile": config(profile="low-power"),

@@ -60,10 +60,11 @@ def test_each_degradation_raises_its_own_label(photo: np.ndarray) -> None:
 
 
 def test_the_same_photo_at_any_decode_size_is_judged_alike(photo: np.ndarray) -> None:
-    """A 2000 px decode is brought to quality.SIZE: what is judged is the photo."""
+    """A 2000 px decode is brought down to about quality.SIZE: what is judged is the photo."""
     big = cv2.resize(photo, None, fx=2000 / max(photo.shape[:2]), fy=2000 / max(photo.shape[:2]))
     m = quality.measure(big)
-    assert max(quality.luma_and_colour(big)[1].shape) == quality.SIZE
+    # Halved to 1000 px (the fast path), never above SIZE nor far below it.
+    assert 0.9 * quality.SIZE <= max(quality.luma_and_colour(big)[1].shape) <= quality.SIZE
     assert 0 <= m.sharpness <= 1 and 0 <= m.balance <= 1
 
 

@@ -31,7 +31,8 @@ import numpy as np
 
 # Bump when a measurement or a weight changes: stored scores are then redone.
 VERSION = "3"
-SIZE = 1024  # long side the photo is judged at
+SIZE = 1024  # long side the photo is judged at (at most)
+_NEAR = 0.9  # halving down to 90 % of SIZE is close enough, and far cheaper
 _DIRECTIONS = ((0, 1), (1, 1), (1, 0), (1, -1))  # (dy, dx): 0°, 45°, 90°, 135°
 _REBLUR = 9  # length of the line blur that "blurs again"
 _CELL = 32  # px; sharpness cells are 32 and 64 px squares
@@ -101,14 +102,14 @@ LABELS = tuple(_MODELS)
 
 def luma_and_colour(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The image at most SIZE px on its long side (BGR), and its luma as float32."""
+    # Halvings take OpenCV's fast 2 x 2 path (a quarter of the time of one area
+    # resize to an odd size): a 12 MP photo's 2000 px decode is judged at 1000 px.
+    while max(image.shape[:2]) >= 2 * SIZE * _NEAR:
+        image = cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
     h, w = image.shape[:2]
     scale = SIZE / max(h, w)
     if scale < 1:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        # Halving first takes OpenCV's fast 2 x 2 path: half the time of one
-        # area resize from a 12 MP photo's 2000 px decode, the same picture.
-        while max(image.shape[:2]) >= 2 * SIZE:
-            image = cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return image, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
 
@@ -121,6 +122,7 @@ def _step(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 
 def _line_blur(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """The mean of the _REBLUR pixels on a line through each pixel."""
     if dy == 0:
         return cv2.blur(a, (_REBLUR, 1))
     if dx == 0:
@@ -216,27 +218,44 @@ def measure(image: np.ndarray) -> Measures:
     b, g, r = cv2.split(colour)
     top = cv2.max(cv2.max(b, g), r)
     low = cv2.min(cv2.min(b, g), r)
-    clipped = top >= 250
-    # 16 px blocks clipped all over: their mean clip mask is 1.
+    # Masks as OpenCV's 0/255 images: counted by countNonZero, several times
+    # faster than numpy's boolean arithmetic on a megapixel.
+    clipped = _at_least(top, 250)
+    # 16 px blocks clipped all over: their mean clip mask is 255.
     whole = _cells(clipped.astype(np.float32), 16) if min(top.shape) >= 16 else None
-    channels_clipped = (b >= 250).astype(np.uint8) + (g >= 250) + (r >= 250)
-    spread = cv2.subtract(top, low)
+    some = cv2.bitwise_or(cv2.bitwise_or(_at_least(b, 250), _at_least(g, 250)), _at_least(r, 250))
+    every = cv2.bitwise_and(
+        cv2.bitwise_and(_at_least(b, 250), _at_least(g, 250)), _at_least(r, 250)
+    )
+    part = cv2.bitwise_and(cv2.bitwise_and(some, cv2.bitwise_not(every)), _below(low, 200))
+    coloured = cv2.bitwise_and(_at_least(cv2.subtract(top, low), 61), _at_least(top, 240))
+    grey = np.clip(luma + 0.5, 0, 255).astype(np.uint8)
     return Measures(
         sharpness=sharp,
         balance=balance,
         mean=float(luma.mean()),
         q=q,
-        clipped=float(clipped.mean()),
-        bright=float((top >= 230).mean()),
-        clipped_areas=float((whole >= 0.999).mean()) if whole is not None else 0.0,
-        colour_clipped=float((clipped & (low < 235)).mean()),
-        midtones=float(((luma >= 60) & (luma <= 200)).mean()),
-        part_clipped=float(
-            ((channels_clipped >= 1) & (channels_clipped <= 2) & (low < 200)).mean()
-        ),
-        bright_colour=float(((spread > 60) & (top >= 240)).mean()),
+        clipped=_share(clipped),
+        bright=_share(_at_least(top, 230)),
+        clipped_areas=float((whole >= 254.9).mean()) if whole is not None and whole.size else 0.0,
+        colour_clipped=_share(cv2.bitwise_and(clipped, _below(low, 235))),
+        midtones=_share(cv2.inRange(grey, 60, 200)),
+        part_clipped=_share(part),
+        bright_colour=_share(coloured),
         noise=noise_sigma(luma),
     )
+
+
+def _at_least(channel: np.ndarray, level: int) -> np.ndarray:
+    return cv2.threshold(channel, level - 1, 255, cv2.THRESH_BINARY)[1]
+
+
+def _below(channel: np.ndarray, level: int) -> np.ndarray:
+    return cv2.threshold(channel, level - 1, 255, cv2.THRESH_BINARY_INV)[1]
+
+
+def _share(mask: np.ndarray) -> float:
+    return cv2.countNonZero(mask) / max(mask.size, 1)
 
 
 def inputs(m: Measures) -> dict[str, float]:
