@@ -215,7 +215,10 @@ def plan(
         {f.path: f for p in prefixes for f in catalog.files_under(p).values()}.values(),
         key=lambda f: f.path,
     )
-    by_path = {f.path: f for f in files}
+    # Files by folder and name without extension: a RAW finds its JPEG at once.
+    by_stem: dict[str, list[str]] = {}
+    for f in files:
+        by_stem.setdefault(str(Path(f.path).with_suffix("")), []).append(f.path)
     handled: set[str] = set()
     for file in files:
         if file.path in handled or file.content_id is None or file.error:
@@ -239,7 +242,8 @@ def plan(
             continue
         index, folder = found
         destination = Path(root) / folder
-        group = [file.path, *_partners(file.path, by_path)]
+        siblings = by_stem.get(str(Path(file.path).with_suffix("")), [])
+        group = [file.path, *(p for p in siblings if raw_jpeg_partners(file.path, p))]
         handled.update(group)
         for path in group:
             if Path(path).parent == destination:
@@ -247,15 +251,6 @@ def plan(
             out.moves += with_sidecars(path, str(destination / Path(path).name), taken)
             out.rule_of[path] = index
     return out
-
-
-def _partners(path: str, by_path: dict[str, IndexedFile]) -> list[str]:
-    stem = str(Path(path).with_suffix(""))
-    return [
-        other
-        for other in by_path
-        if other != path and other.startswith(stem + ".") and raw_jpeg_partners(path, other)
-    ]
 
 
 def _facts(catalog: Catalog, file: IndexedFile) -> Facts:

@@ -513,6 +513,8 @@ def video_interval(duration: float | None, interval: float, max_frames: int) -> 
 
 def _frames_for(analyzer: Analyzer, loaded: Loaded) -> list[int]:
     """Indices of the frames an analyzer looks at: all, or spaced by its video_interval."""
+    if loaded.kind == "video" and not analyzer.videos:
+        return []
     if loaded.kind != "video" or analyzer.video_interval <= 0:
         return list(range(len(loaded.frames)))
     picked: list[int] = []

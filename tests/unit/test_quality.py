@@ -94,3 +94,17 @@ def test_a_misspelt_quality_label_is_a_config_error() -> None:
         parse_settings({"tags": {"quality": {"labels": {"blury": {"threshold": 0.9}}}}})
     with pytest.raises(ConfigError, match=r"quality\.enabled"):
         parse_settings({"quality": {"enabled": "yes please"}})
+
+
+def test_videos_get_no_quality_scores_photos_do(photo: np.ndarray) -> None:
+    from tagd.analyzers.quality import PhotoQuality
+    from tagd.pipeline import Loaded, _frames_for
+    from tagd.records import WorkItem
+
+    analyzer = PhotoQuality()
+    item = WorkItem(1, "/x", "video", ())
+    video = Loaded(item, "video", [photo, photo], [0.0, 2.0], [1.0, 1.0])
+    still = Loaded(item, "image", [photo], [None], [1.0])
+    assert _frames_for(analyzer, video) == []
+    assert _frames_for(analyzer, still) == [0]
+    assert len(analyzer.analyze([photo])[0]) == len(quality.LABELS)

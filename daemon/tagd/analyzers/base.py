@@ -37,6 +37,9 @@ class Analyzer(ABC):
     # frame. Expensive analyzers (OCR) skip frames: on-screen text rarely changes
     # every two seconds, and it is what sets the pace of a video scan.
     video_interval: float = 0.0
+    # Whether it looks at videos at all (False: photos only; a video's analysis
+    # is still recorded, with nothing found).
+    videos: bool = True
 
     def __init__(self, model: ModelLifecycle) -> None:
         self.model = model

@@ -2,8 +2,8 @@
 
 Measured on the pipeline's one decode (tagd.media.quality), a few ms a photo.
 Findings are one score per label; tagd.policy.quality turns them into tags
-under `AI|Quality` with the thresholds of [tags.quality]. Videos are scored per
-sampled frame, and their tags are time ranges like every other label's.
+under `AI|Quality` with the thresholds of [tags.quality]. Photos only: videos
+are recorded as analysed, with no score.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ def build(settings: Settings, specs: dict[str, ModelSpec], models_dir: Path) -> 
 
 class PhotoQuality(Analyzer):
     name = "quality"
+    # A sampled frame of a moving picture is often soft or dark on purpose, and
+    # time ranges of "blurry" would only clutter a video's markers.
+    videos = False
 
     def __init__(self) -> None:
         # A little under the size it judges at (larger decodes are brought down to
