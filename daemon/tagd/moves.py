@@ -20,8 +20,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tagd.media.sniff import RAW_EXTENSIONS
-
 SIDECAR_SUFFIX = ".xmp"
 # Test hook: die like a power cut right after the Nth link of this process,
 # before its unlink (the file then sits in both places).
@@ -79,15 +77,6 @@ def sidecars_of(path: str) -> list[str]:
     if os.path.lexists(stem) and sidecar_for(media, "stem") == stem:
         found.append(str(stem))
     return found
-
-
-def raw_jpeg_partners(a: str, b: str) -> bool:
-    """RAW + JPEG of one shot: same folder and name, one of them a RAW."""
-    pa, pb = Path(a), Path(b)
-    if pa.parent != pb.parent or pa.stem != pb.stem or pa == pb:
-        return False
-    exts = {pa.suffix.lower().lstrip("."), pb.suffix.lower().lstrip(".")}
-    return bool(exts & set(RAW_EXTENSIONS)) and bool(exts & {"jpg", "jpeg", "heic", "heif"})
 
 
 class Journal:

@@ -32,11 +32,11 @@ from tagd.moves import (
     Journal,
     Move,
     Report,
-    raw_jpeg_partners,
     remove_empty_folders,
     with_sidecars,
 )
-from tagd.quarantine import root_of
+from tagd.paths import root_of
+from tagd.raw_pairs import partners
 from tagd.records import IndexedFile
 
 log = logging.getLogger(__name__)
@@ -101,13 +101,11 @@ def taken_and_camera(path: str, kind: str) -> tuple[dt.datetime | None, str | No
     """(date taken, "Make Model") from the file's metadata; None where it has none."""
     if kind == "video":
         return _video_created(path), None
-    from tagd.sinks.xmp.sidecar import _PYEXIV2_LOCK, _pyexiv2
+    from tagd.sinks.xmp.sidecar import exiv2
 
     try:
-        with _PYEXIV2_LOCK:
-            exiv2 = _pyexiv2()
-            with exiv2.Image(path) as image:
-                exif = image.read_exif()
+        with exiv2() as lib, lib.Image(path) as image:
+            exif = image.read_exif()
     except Exception as exc:
         log.debug("%s: no EXIF (%s)", path, exc)
         return None, None
@@ -243,7 +241,7 @@ def plan(
         index, folder = found
         destination = Path(root) / folder
         siblings = by_stem.get(str(Path(file.path).with_suffix("")), [])
-        group = [file.path, *(p for p in siblings if raw_jpeg_partners(file.path, p))]
+        group = [file.path, *(p for p in siblings if partners(file.path, p))]
         handled.update(group)
         for path in group:
             if Path(path).parent == destination:

@@ -52,6 +52,13 @@ def within(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
     return inner == outer or outer in inner.parents
 
 
+def root_of(path: str | os.PathLike[str], roots: Sequence[str]) -> str | None:
+    """The deepest of `roots` that holds `path` (absolute, as written), or None."""
+    real = os.path.abspath(path)
+    inside = [os.path.abspath(r) for r in roots if within(real, os.path.abspath(r))]
+    return max(inside, key=len) if inside else None
+
+
 def shown(text: str | os.PathLike[str]) -> str:
     """A path (or a message quoting one) as people read it and UTF-8 text can carry it.
 

@@ -27,26 +27,16 @@ from tagd.moves import (
     Move,
     Report,
     half_made,
-    raw_jpeg_partners,
     remove_empty_folders,
     with_sidecars,
 )
+from tagd.paths import root_of
+from tagd.raw_pairs import partners
 
 FOLDER = ".tagd-quarantine"
 JOURNAL = "journal.jsonl"
 
 __all__ = ["FOLDER", "JOURNAL", "Move", "Report", "days", "plan", "purge", "quarantine", "restore"]
-
-
-def root_of(path: str, roots: Sequence[str]) -> str | None:
-    """The deepest library root holding `path` (None: outside them all)."""
-    real = os.path.abspath(path)
-    inside = [os.path.abspath(r) for r in roots if _under(real, os.path.abspath(r))]
-    return max(inside, key=len) if inside else None
-
-
-def _under(path: str, folder: str) -> bool:
-    return path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def day_folder(root: str, day: dt.date) -> Path:
@@ -72,7 +62,7 @@ def plan(
             a, b = sorted((keeper.content_id, photo.content_id))
             if (a, b) in looked_at:
                 skipped.append((photo.path, "you kept this group"))
-            elif raw_jpeg_partners(photo.path, keeper.path):
+            elif partners(photo.path, keeper.path):
                 skipped.append((photo.path, f"the RAW + JPEG partner of {keeper.path}"))
             elif (root := root_of(photo.path, roots)) is None:
                 skipped.append((photo.path, "not under a library root"))

@@ -14,30 +14,46 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
-from tagd.analyzers.base import Analyzer
-from tagd.catalog.catalog import Catalog
 from tagd.media.sniff import RAW_EXTENSIONS
 from tagd.records import Detection, IndexedFile, WorkItem
+
+if TYPE_CHECKING:
+    from tagd.analyzers.base import Analyzer
+    from tagd.catalog.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
 # What a camera writes beside its RAW, lower case.
-PARTNER_EXTENSIONS = (".jpg", ".jpeg", ".heic", ".heif")
+PARTNER_EXTENSIONS = ("jpg", "jpeg", "heic", "heif")
+
+
+def _ext(path: str) -> str:
+    return PurePath(path).suffix.lower().lstrip(".")
 
 
 def is_raw_name(path: str) -> bool:
-    return PurePath(path).suffix.lower().lstrip(".") in RAW_EXTENSIONS
+    return _ext(path) in RAW_EXTENSIONS
+
+
+def partners(a: str, b: str) -> bool:
+    """RAW + JPEG (or HEIC) of one shot: same folder and name, one a RAW. The one
+    rule the pipeline, `tagd organize` and the quarantine share."""
+    pa, pb = PurePath(a), PurePath(b)
+    if pa == pb or pa.with_suffix("") != pb.with_suffix(""):
+        return False
+    exts = {_ext(a), _ext(b)}
+    return bool(exts & set(RAW_EXTENSIONS)) and bool(exts & set(PARTNER_EXTENSIONS))
 
 
 def partner_of(catalog: Catalog, path: str) -> IndexedFile | None:
-    """The JPEG (or HEIC) of the same name in the same folder as a RAW file."""
+    """The readable JPEG (or HEIC) of the same name in the same folder as a RAW file."""
     stem = str(PurePath(path).with_suffix(""))
     for sibling in catalog.files_starting_with(stem + "."):
-        other = PurePath(sibling.path)
         if (
-            str(other.with_suffix("")) == stem
-            and other.suffix.lower() in PARTNER_EXTENSIONS
+            partners(path, sibling.path)
+            and not is_raw_name(sibling.path)
             and sibling.content_id is not None
             and sibling.error is None
         ):

@@ -44,11 +44,12 @@ def _organize_problems(settings: Settings) -> list[str]:
                 dt.date.fromisoformat(day)
             except ValueError:
                 out.append(f"{key}.match.{name} = {day!r}: write a day as YYYY-MM-DD")
+    from tagd.paths import root_of
+
     folder = settings.organize.import_folder
-    if folder and not any(
-        os.path.abspath(folder).startswith(os.path.abspath(r).rstrip(os.sep) + os.sep)
-        for r in settings.library.roots
-    ):
+    # Inside a root, not a root itself: every photo of a root would be filed.
+    root = root_of(folder, settings.library.roots) if folder else None
+    if folder and root in (None, os.path.abspath(folder)):
         out.append(
             f"organize.import = {folder!r}: must be a folder inside one of library.roots "
             "(it is scanned with them, and the rules' targets are relative to its root)"

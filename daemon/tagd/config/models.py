@@ -57,7 +57,7 @@ class LibrarySettings:
             "heif",
             "gif",
             "bmp",
-            # Camera RAW (tagd.media.raw.RAW_EXTENSIONS)
+            # Camera RAW (tagd.media.sniff.RAW_EXTENSIONS)
             *RAW_EXTENSIONS,
         ]
     )

@@ -164,6 +164,14 @@ def _pyexiv2() -> ModuleType:
     return pyexiv2
 
 
+@contextlib.contextmanager
+def exiv2() -> Iterator[ModuleType]:
+    """pyexiv2, for reading other metadata too (EXIF), under the one lock every
+    Exiv2 call takes."""
+    with _PYEXIV2_LOCK:
+        yield _pyexiv2()
+
+
 class XmpWriteError(Exception):
     """A sidecar could not be read, parsed, written or verified; the message names
     the file and the cause.  The previous sidecar, if any, is left untouched."""
