@@ -239,3 +239,20 @@ def test_damaged_raws_are_clear_errors_and_the_rest_is_tagged(
     assert _tags(cli, tmp_path)[DNG]
     with pytest.raises(DecodeError, match="truncated"):
         decode_image(data[:300_000], min_long_side=640, name="cut.ARW")
+
+
+def test_a_damaged_preview_is_not_used(raw_files: Path) -> None:
+    """The preview's last 2 KB zeroed (its end marker gone): libjpeg would pad it
+    with grey, so LibRaw decodes the sensor data instead."""
+    data = bytearray((raw_files / ARW).read_bytes())
+    with rawpy.imread(str(raw_files / ARW)) as r:
+        preview = bytes(r.extract_thumb().data)
+    start = data.find(preview[5000:5100]) - 5000
+    assert start > 0
+    end = start + len(preview)
+    data[end - 2000 : end] = bytes(2000)
+    intact = decode_image((raw_files / ARW).read_bytes(), min_long_side=640)
+    damaged = decode_image(bytes(data), min_long_side=640)
+    assert max(intact.image.shape[:2]) == 808  # the preview, at 1/2 scale
+    assert max(damaged.image.shape[:2]) == 2592  # LibRaw's half-size decode
+    assert _same_picture(intact.image, damaged.image) > 0.8

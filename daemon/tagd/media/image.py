@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tagd.media.raw import HEAD as RAW_HEAD
-from tagd.media.raw import RawError, decode_raw, raw_format, read_size
+from tagd.media.raw import RawError, decode_raw, raw_format
 from tagd.media.sniff import describe, sniff
 
 _heif: bool | None = None  # pillow-heif registered with Pillow; None: not tried yet
@@ -138,7 +138,7 @@ def decode_image(
             f"decode.max_pixels ({max_pixels:,}); refused as a possible decompression bomb"
         )
     if header.format == "jpeg":
-        _check_complete_jpeg(data)
+        check_complete_jpeg(data)
     factor = reduction(header.width, header.height, min_long_side) if reduced else 1
     if header.alpha:
         image = _decode_transparent(data, header)
@@ -157,10 +157,9 @@ def _decode_raw(
     """A camera RAW, from its preview or a half-size decode (tagd.media.raw). Not
     reduced: at least half the sensor's resolution."""
     try:
-        if not reduced:
-            width, height = read_size(data)
-            min_long_side = max(min_long_side, max(width, height) // 2)
-        decoded = decode_raw(data, min_long_side=min_long_side, max_pixels=max_pixels)
+        decoded = decode_raw(
+            data, min_long_side=min_long_side, max_pixels=max_pixels, at_least_half=not reduced
+        )
     except RawError as exc:
         raise DecodeError(f"{fmt.upper()}: {exc}") from None
     except OverflowError as exc:
@@ -213,7 +212,7 @@ def _decode_transparent(data: bytes, header: Header) -> np.ndarray:
     return np.ascontiguousarray(out.astype(np.uint8)[:, :, ::-1])
 
 
-def _check_complete_jpeg(data: bytes) -> None:
+def check_complete_jpeg(data: bytes) -> None:
     """Raise unless the JPEG's marker chain reaches EOI.
 
     libjpeg pads a truncated file with grey and only warns; walking the marker

@@ -110,20 +110,15 @@ class RawImage:
     image: np.ndarray  # BGR uint8, upright
     width: int  # upright size of the sensor's visible area
     height: int
-    source: str  # "preview" or "half-size"
 
 
-def read_size(data: bytes) -> tuple[int, int]:
-    """The upright (width, height) of the RAW's visible image."""
-    raw = _open(data)
-    with raw:
-        return upright_size(raw)
-
-
-def decode_raw(data: bytes, *, min_long_side: int, max_pixels: int) -> RawImage:
-    """The RAW upright, from its preview when that covers min_long_side, else
-    demosaiced at half size. RawError when LibRaw cannot read it; OverflowError
-    (with the size) above max_pixels."""
+def decode_raw(
+    data: bytes, *, min_long_side: int, max_pixels: int, at_least_half: bool = False
+) -> RawImage:
+    """The RAW upright, from its preview when that covers min_long_side (and, with
+    `at_least_half`, half the sensor's long side), else demosaiced at half size.
+    RawError when LibRaw cannot read it; OverflowError (with the size) above
+    max_pixels."""
     import rawpy
 
     raw = _open(data)
@@ -131,10 +126,12 @@ def decode_raw(data: bytes, *, min_long_side: int, max_pixels: int) -> RawImage:
         width, height = upright_size(raw)
         if width * height > max_pixels:
             raise OverflowError(width, height)
+        if at_least_half:
+            min_long_side = max(min_long_side, max(width, height) // 2)
         flip = raw.sizes.flip
         preview = _preview(raw, min_long_side, flip, landscape=width >= height)
         if preview is not None:
-            return RawImage(preview, width, height, "preview")
+            return RawImage(preview, width, height)
         try:
             rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
             ends_early = _ends_early(raw.raw_image)
@@ -142,7 +139,7 @@ def decode_raw(data: bytes, *, min_long_side: int, max_pixels: int) -> RawImage:
             raise RawError(f"corrupt or truncated RAW data: {_reason(exc)}") from None
         if ends_early:
             raise RawError("truncated RAW data: the sensor data ends early")
-    return RawImage(np.ascontiguousarray(rgb[:, :, ::-1]), width, height, "half-size")
+    return RawImage(np.ascontiguousarray(rgb[:, :, ::-1]), width, height)
 
 
 def _ends_early(sensor: np.ndarray) -> bool:
@@ -194,13 +191,15 @@ def _preview(raw, min_long_side: int, flip: int, landscape: bool) -> np.ndarray 
 
 def _jpeg(data: bytes, min_long_side: int) -> np.ndarray | None:
     """The preview JPEG at the smallest DCT scale that covers min_long_side, its
-    own EXIF orientation ignored (the RAW's is applied after)."""
-    from tagd.media.image import REDUCED_FLAGS, reduction
+    own EXIF orientation ignored (the RAW's is applied after); None when it is
+    damaged or cut short (libjpeg would pad it with grey and say nothing)."""
+    from tagd.media.image import REDUCED_FLAGS, DecodeError, check_complete_jpeg, reduction
 
     try:
+        check_complete_jpeg(data)
         with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, ValueError, DecodeError):
         return None
     flags = REDUCED_FLAGS[reduction(width, height, min_long_side)]
     return cv2.imdecode(np.frombuffer(data, np.uint8), flags | cv2.IMREAD_IGNORE_ORIENTATION)
