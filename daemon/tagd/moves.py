@@ -80,16 +80,38 @@ def sidecars_of(path: str) -> list[str]:
 
 
 class Journal:
-    """An append-only list of intended moves (one JSON object a line)."""
+    """An append-only list of intended moves (one JSON object a line). A run whose
+    moves and catalog updates are all done is sealed with a last line: only an
+    unsealed journal can hold a move a crash left half made."""
+
+    SEAL = '{"sealed": true}'
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def entries(self) -> list[Move]:
+    def _lines(self) -> list[str]:
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            return self.path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             return []
+
+    @property
+    def sealed(self) -> bool:
+        lines = self._lines()
+        return not lines or lines[-1] == self.SEAL
+
+    def seal(self) -> None:
+        self._append(self.SEAL)
+
+    def _append(self, line: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as log:
+            log.write(line + "\n")
+            log.flush()
+            os.fsync(log.fileno())
+
+    def entries(self) -> list[Move]:
+        lines = self._lines()
         moves = []
         for line in lines:
             try:
@@ -102,6 +124,7 @@ class Journal:
     def run(self, moves: Iterable[Move], report: Report) -> None:
         """Make the moves, each written here (and to disk) first."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._end_cut_line()
         with open(self.path, "a", encoding="utf-8") as log:
             for move in moves:
                 if not os.path.lexists(move.source):
@@ -117,9 +140,25 @@ class Journal:
                     continue
                 report.moved.append(move)
 
+    def _end_cut_line(self) -> None:
+        """A line a crash cut short must not swallow the next one."""
+        try:
+            with open(self.path, "rb") as fh:
+                if fh.seek(0, os.SEEK_END) == 0:
+                    return
+                fh.seek(-1, os.SEEK_END)
+                last = fh.read(1)
+        except FileNotFoundError:
+            return
+        if last != b"\n":
+            with open(self.path, "ab") as fh:
+                fh.write(b"\n")
+
     def finish(self) -> list[Move]:
         """Complete the moves a crash left half made (the file in both places, one
         inode): the old name goes. Returns them."""
+        if self.sealed:
+            return []
         done = []
         for move in self.entries():
             if half_made(move):

@@ -217,11 +217,11 @@ def plan(
     by_stem: dict[str, list[str]] = {}
     for f in files:
         by_stem.setdefault(str(Path(f.path).with_suffix("")), []).append(f.path)
+    done = catalog.done_analyses([f.content_id for f in files if f.content_id is not None])
     handled: set[str] = set()
     for file in files:
         if file.path in handled or file.content_id is None or file.error:
             continue
-        done = catalog.done_analyses([file.content_id])
         if any(done.get((file.content_id, name)) != sha for name, sha in shas.items()):
             out.waiting += 1
             continue
@@ -261,8 +261,9 @@ def _facts(catalog: Catalog, file: IndexedFile) -> Facts:
 
 
 def file_imports(catalog: Catalog, settings: Settings, state: Path, shas: dict[str, str]) -> Report:
-    """What `tagd run` does after its scans with [organize] import set: the files
-    there that are analysed are filed by the rules (one journal, undoable)."""
+    """What every scan (`tagd run`'s and `tagd scan`) does after its analysis with
+    [organize] import set: the files there that are analysed are filed by the
+    rules (one journal, undoable by `tagd organize --undo`)."""
     report = Report()
     folder = settings.organize.import_folder
     if not folder or not settings.organize.rules:
@@ -271,6 +272,11 @@ def file_imports(catalog: Catalog, settings: Settings, state: Path, shas: dict[s
     planned = plan(catalog, settings, [os.path.abspath(folder)], shas)
     if planned.moves:
         apply(catalog, state, planned.moves, report)
+    filed = [m for m in report.moved if m.source in planned.rule_of]
+    if filed:
+        log.info("filed %d new files from %s by the organize rules", len(filed), folder)
+    for path, why in report.skipped:
+        log.warning("%s: not filed: %s", path, why)
     return report
 
 
@@ -287,18 +293,24 @@ def apply(catalog: Catalog, state: Path, moves: Sequence[Move], report: Report) 
     while path.exists() or path.with_name(path.name + UNDONE).exists():
         n += 1
         path = folder / f"{name}-{n}.jsonl"
-    Journal(path).run(moves, report)
+    journal = Journal(path)
+    journal.run(moves, report)
     follow(catalog, report.moved)
+    journal.seal()
     return path
 
 
 def recover(catalog: Catalog, state: Path) -> int:
-    """After a crash: finish half-made moves and bring the catalog up to date with
-    every journalled move. Returns how many moves were finished."""
+    """After a crash: the applies it cut short (unsealed journals) finish their
+    half-made moves and bring the catalog up to date. Returns how many moves
+    were finished."""
     finished = 0
     for journal in journals(state):
+        if journal.sealed:
+            continue
         finished += len(journal.finish())
         follow(catalog, journal.done())
+        journal.seal()
     return finished
 
 

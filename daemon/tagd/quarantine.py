@@ -76,9 +76,17 @@ def _journals(roots: Sequence[str]) -> list[tuple[str, dt.date, Journal]]:
     return [(root, day, Journal(day_folder(root, day) / JOURNAL)) for root, day in days(roots)]
 
 
-def finish_interrupted(roots: Sequence[str]) -> int:
-    """Complete the moves a crash left half made; how many."""
-    return sum(len(journal.finish()) for _, _, journal in _journals(roots))
+def finish_interrupted(catalog: Catalog, roots: Sequence[str]) -> int:
+    """Complete what a crash cut short (unsealed journals): half-made moves, and
+    the moved files' leaving the catalog. Returns how many moves were finished."""
+    finished = 0
+    for _, _, journal in _journals(roots):
+        if journal.sealed:
+            continue
+        finished += len(journal.finish())
+        _forget(catalog, journal.done())
+        journal.seal()
+    return finished
 
 
 def quarantine(catalog: Catalog, moves: Sequence[Move], report: Report) -> None:
@@ -88,8 +96,16 @@ def quarantine(catalog: Catalog, moves: Sequence[Move], report: Report) -> None:
     for move in moves:
         by_journal.setdefault(_journal_for(move.target), []).append(move)
     for path, batch in by_journal.items():
-        Journal(path).run(batch, report)
-    gone = [catalog.file_by_path(m.source) for m in report.moved]
+        journal = Journal(path)
+        done = len(report.moved)
+        journal.run(batch, report)
+        _forget(catalog, report.moved[done:])
+        journal.seal()
+
+
+def _forget(catalog: Catalog, moved: Sequence[Move]) -> None:
+    """Moved files leave the catalog (sidecars are not in it)."""
+    gone = [catalog.file_by_path(m.source) for m in moved if not m.source.endswith(SIDECAR_SUFFIX)]
     with catalog.transaction():
         catalog.delete_files(f.id for f in gone if f is not None)
 

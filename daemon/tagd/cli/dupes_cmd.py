@@ -189,7 +189,7 @@ def run_quarantine(
 
     day = dt.date.today()
     roots = settings.library.roots
-    finished = 0 if dry_run else q.finish_interrupted(roots)
+    finished = 0 if dry_run else q.finish_interrupted(catalog, roots)
     moves, skipped = q.plan(found, roots, day, kept_pairs(catalog))
     report = q.Report(skipped=list(skipped))
     if not dry_run:

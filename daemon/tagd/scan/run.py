@@ -224,6 +224,11 @@ def _analyse(
 
         # Near-duplicates: the photos hashed in this scan against the library.
         pair_pending(catalog, settings.duplicates.threshold)
+    if settings.organize.import_folder and (stop is None or not stop.is_set()):
+        from tagd.organize import file_imports
+
+        # The import folder's new files, tagged by now, filed by the rules.
+        file_imports(catalog, settings, catalog.path.parent, pipeline.shas)
     if "concepts" in pipeline.shas and analysis.done and (stop is None or not stop.is_set()):
         from tagd.teach import apply_all
 

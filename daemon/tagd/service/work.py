@@ -354,7 +354,6 @@ class ScanWorker(threading.Thread):
                 self.scans += 1
                 self._recheck_later(result["unsettled"], result["settle"])
                 self._purge_quarantine(generation.settings)
-                self._file_imports(generation.settings)
             if self.disk_full_since is not None and request.source != "deliver":
                 self.disk_full_since = None
                 log.info("the catalog takes writes again: scans go on where they stopped")
@@ -362,26 +361,6 @@ class ScanWorker(threading.Thread):
             self.busy = False
             request.state = "done"
             self._set_activity("paused" if self.paused else "idle")
-
-    def _file_imports(self, settings: Settings) -> None:
-        """New files of the import folder, analysed by now, filed by the rules."""
-        if not settings.organize.import_folder or self._catalog is None:
-            return
-        from tagd.organize import file_imports
-        from tagd.paths import models_dir, state_dir
-        from tagd.pipeline import analyzer_shas
-
-        try:
-            shas = analyzer_shas(settings, models_dir(settings))
-            report = file_imports(self._catalog, settings, state_dir(settings), shas)
-        except OSError as exc:
-            log.warning("import folder not filed: %s", exc)
-            return
-        files = [m for m in report.moved if not m.source.endswith(".xmp")]
-        if files:
-            log.info("filed %d new files from the import folder by the organize rules", len(files))
-        for path, why in report.skipped:
-            log.warning("%s: not filed: %s", path, why)
 
     def _purge_quarantine(self, settings: Settings) -> None:
         """Quarantined duplicates past their retention, deleted when asked for."""
