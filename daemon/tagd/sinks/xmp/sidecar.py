@@ -341,18 +341,14 @@ def plan_packet(
         change = dataclasses.replace(change, rating=target_ratings[0] or "")
     if target == current and target_regions == regions and target_ratings == ratings:
         return PacketUpdate(change, None, _nothing)
-    data, kept = _render(label, parsed, current, target, regions, target_regions)
-    if target_ratings != ratings:
-        data, kept = _render_ratings(label, data, kept, ratings, target_ratings)
-    rating_changed = target_ratings[0] != ratings[0]
-
+    data, kept = _render(
+        label, parsed, current, target, regions, target_regions, ratings, target_ratings
+    )
     # While tagd changes its own rating, xmp:Rating is one of its properties.
-    ours = _OURS | {_RATING} if rating_changed else _OURS
+    ours = _OURS | {_RATING} if target_ratings[0] != ratings[0] else _OURS
 
     def verify(written: bytes) -> None:
-        _verify(label, written, parsed, data, kept, target, target_regions, ours)
-        if _ratings_from(_parse(label, written)) != target_ratings:
-            raise XmpWriteError(f"verification of {label} failed: the rating did not round-trip")
+        _verify(label, written, parsed, data, kept, target, target_regions, target_ratings, ours)
 
     return PacketUpdate(change, data, verify)
 
@@ -380,34 +376,6 @@ def _plan_rating(
     if owned:
         return None, None  # no rule gives one now: tagd takes its own away
     return rating, None
-
-
-def _render_ratings(
-    label: Path,
-    data: bytes,
-    kept: dict[Name, list[bytes]],
-    current: tuple[str | None, str | None],
-    target: tuple[str | None, str | None],
-) -> tuple[bytes, dict[Name, list[bytes]]]:
-    """The packet with the rating and its record set to `target` (after the other
-    edits: a second splice on their result)."""
-    packet = _parse(label, data)
-    splice = Splice(packet)
-    kept = dict(kept)
-    try:
-        for name, old, new in zip((_RATING, _OWNED_RATING), current, target, strict=True):
-            if old == new:
-                continue
-            for prop in list(packet.props(name)):
-                splice.remove(prop.item)
-            if new is not None:
-                splice.add(El(name, new))
-            kept[name] = []
-        return splice.result(), kept
-    except SpliceError as exc:
-        raise XmpWriteError(
-            f"cannot update the XMP of {label}: {exc}; the file is left as it is"
-        ) from exc
 
 
 def _nothing(_written: bytes) -> None:
@@ -527,6 +495,8 @@ def _render(
     target: _Keywords,
     regions: Regions,
     target_regions: Regions,
+    ratings: tuple[str | None, str | None],
+    target_ratings: tuple[str | None, str | None],
 ) -> tuple[bytes, dict[Name, list[bytes]]]:
     """The new packet, and for each property edited the bytes of the entries it kept."""
     splice = Splice(packet)
@@ -535,6 +505,13 @@ def _render(
         for (name, kind), old, new in zip(_ARRAYS, current.arrays(), target.arrays(), strict=True):
             if old != new:
                 kept[name] = set_array(splice, name, kind, new)
+        for name, old, new in zip((_RATING, _OWNED_RATING), ratings, target_ratings, strict=True):
+            if old != new:  # simple values: the old one goes, the new one is added
+                for prop in packet.props(name):
+                    splice.remove(prop.item)
+                if new is not None:
+                    splice.add(El(name, new))
+                kept[name] = []
         if target_regions.owned != regions.owned:
             kept[OWNED_REGIONS] = set_array(splice, OWNED_REGIONS, "Bag", target_regions.owned)
         if (target_regions.head, target_regions.items) != (regions.head, regions.items):
@@ -554,6 +531,7 @@ def _verify(
     kept: dict[Name, list[bytes]],
     target: _Keywords,
     target_regions: Regions,
+    target_ratings: tuple[str | None, str | None],
     ours: frozenset[Name] = _OURS,
 ) -> None:
     # Sidecars and containers alike store the packet as given, so it must come back
@@ -565,6 +543,8 @@ def _verify(
         raise XmpWriteError(f"verification of {label} failed: keywords did not round-trip")
     if read_regions(after, _texts(after, OWNED_REGIONS)) != target_regions:
         raise XmpWriteError(f"verification of {label} failed: face regions did not round-trip")
+    if _ratings_from(after) != target_ratings:
+        raise XmpWriteError(f"verification of {label} failed: the rating did not round-trip")
     _verify_bytes(label, before, after, kept, ours)
     _compare_exiv2(label, before.data, written, rating=_RATING in ours)
 
