@@ -202,11 +202,12 @@ def dupes(request: Request, state: State, caller: Viewer) -> HTMLResponse:
             }
             for g in _unsettled(catalog, state.settings.duplicates.threshold, distinct, verdicts)
         ]
-    roots = state.settings.library.roots
-    quarantined = [
-        {"date": day.isoformat(), "root": root, "files": count_moved(root, day)}
-        for root, day in quarantine_days(roots)
-    ]
+    # One line a day (Restore puts a day back in every root), with its roots.
+    quarantined: dict[str, dict[str, Any]] = {}
+    for root, day in quarantine_days(state.settings.library.roots):
+        line = quarantined.setdefault(day.isoformat(), {"files": 0, "roots": []})
+        line["files"] += count_moved(root, day)
+        line["roots"].append(root)
     copies = sum(len(g["members"]) - 1 for g in shown_groups)
     return render(
         request,
