@@ -33,14 +33,11 @@ from pathlib import Path
 
 import cv2
 import rawpy
+from pipeline import loaded, run_tagd  # bench/pipeline.py: the same timed scan
 
-from tagd.catalog.catalog import Catalog
 from tagd.config import parse_settings
 from tagd.media.image import decode_image
-from tagd.paths import models_dir
-from tagd.pipeline import Pipeline, build_analyzers
 from tagd.runtime.backends import cpu_threads
-from tagd.scan.index import index_roots, make_walker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,17 +74,6 @@ def libraries(root: Path, copies: int) -> tuple[list[Path], list[Path]]:
     return raws, jpegs
 
 
-def run_pipeline(folder: Path, settings, analyzers) -> float:  # type: ignore[no-untyped-def]
-    with tempfile.TemporaryDirectory() as state, Catalog(Path(state) / "c.db") as catalog:
-        index_roots(catalog, make_walker(settings), [str(folder)])
-        start = time.perf_counter()
-        report = Pipeline(catalog, settings, analyzers).run()
-        elapsed = time.perf_counter() - start
-    if report.failed or not report.done:
-        raise SystemExit(f"{report.failed} files failed: {report.errors[:3]}")
-    return elapsed
-
-
 def run_decode(files: list[Path], need: int, workers: int) -> float:
     def one(path: Path) -> None:
         decode_image(path.read_bytes(), min_long_side=need, name=path.name)
@@ -104,19 +90,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     settings = parse_settings({"xmp": {"enabled": False}}, "bench")
-    analyzers = build_analyzers(settings, models_dir(settings))
-    for analyzer in analyzers:
-        for model in analyzer.models:
-            if hasattr(model, "session"):
-                model.session()
+    analyzers = loaded(settings)  # models loaded before anything is timed
     need = max(a.min_long_side for a in analyzers)
     workers = cpu_threads(settings.decode.workers)
     root = Path(tempfile.mkdtemp(prefix="tagd-bench-raw-"))
     try:
         raws, jpegs = libraries(root, args.copies)
         jobs: dict[str, Callable[[], float]] = {
-            "pipeline, RAW": lambda: run_pipeline(root / "raw", settings, analyzers),
-            "pipeline, JPEG": lambda: run_pipeline(root / "jpeg", settings, analyzers),
+            "pipeline, RAW": lambda: run_tagd(root / "raw", settings, analyzers),
+            "pipeline, JPEG": lambda: run_tagd(root / "jpeg", settings, analyzers),
             "decode, RAW preview": lambda: run_decode(raws, need, workers),
             "decode, RAW half-size": lambda: run_decode(raws, 99_999, workers),
             "decode, JPEG": lambda: run_decode(jpegs, need, workers),

@@ -4,6 +4,7 @@ shared COCO sample), the CLI run in-process, and exiftool as an independent read
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -273,3 +274,29 @@ def raw_files() -> Path:
     if problems:
         pytest.fail("real RAW files could not be fetched: " + "; ".join(problems))
     return RAW_MEDIA
+
+
+def file_tree(root: Path) -> dict[str, tuple[str, int]]:
+    """Every file under root, (sha256, mtime_ns) by relative path, and every folder
+    (as "name/"): what "the tree comes back byte for byte" compares."""
+    out: dict[str, tuple[str, int]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_file():
+            out[rel] = (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+        else:
+            out[rel + "/"] = ("folder", 0)
+    return out
+
+
+def tagd_process(
+    config: Path, *args: str, kill_after_link: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`tagd --config CONFIG ARGS` as a real process; with `kill_after_link`, it
+    SIGKILLs itself right after the Nth hard link of a file move (tagd.moves)."""
+    from tagd.moves import KILL_ENV
+
+    env = {k: v for k, v in os.environ.items() if k != KILL_ENV}
+    if kill_after_link is not None:
+        env[KILL_ENV] = str(kill_after_link)
+    return run_tagd("--config", config, *args, env=env)

@@ -12,17 +12,13 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import rawpy
-from conftest import SHARED, write_config
+from conftest import SHARED, file_tree, tagd_process, write_config
 from PIL import Image
-
-from tagd import moves
 
 MTIME_NS = 1_700_000_000 * 10**9  # 2023-11-14: COCO photos have no EXIF date
 PHOTOS = ("000000000009.jpg", "000000000025.jpg", "000000000030.jpg", "000000000036.jpg")
@@ -41,18 +37,6 @@ target = "Cameras/{camera}/{year}-{month:02}"
 match = { kind = "image", before = "2023-01-01" }
 target = "Old/{year}"
 """
-
-
-def tree(root: Path) -> dict[str, tuple[str, int]]:
-    """Every file under root: (sha256, mtime_ns), by relative path; and folders."""
-    out: dict[str, tuple[str, int]] = {}
-    for path in sorted(root.rglob("*")):
-        rel = str(path.relative_to(root))
-        if path.is_file():
-            out[rel] = (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
-        else:
-            out[rel + "/"] = ("folder", 0)
-    return out
 
 
 @pytest.fixture
@@ -93,7 +77,7 @@ def _export(cli, config: Path) -> dict[str, list[str]]:
 
 def test_dry_run_apply_and_undo(library, cli) -> None:
     lib, config = library
-    before = tree(lib)
+    before = file_tree(lib)
     tags_before = _export(cli, config)
     people = [p for p, tags in tags_before.items() if "AI|Objects|person" in tags]
     assert people, "the dev photos chosen show people"
@@ -101,7 +85,7 @@ def test_dry_run_apply_and_undo(library, cli) -> None:
     code, out, _ = cli("--config", config, "organize")
     assert code == 0 and "nothing was moved" in out, out
     assert "People/2023" in out and "Cameras/Canon EOS 30D/2009-07" in out
-    assert tree(lib) == before
+    assert file_tree(lib) == before
 
     code, out, _ = cli("--config", config, "organize", "--apply")
     assert code == 0, out
@@ -125,7 +109,7 @@ def test_dry_run_apply_and_undo(library, cli) -> None:
 
     code, out, _ = cli("--config", config, "organize", "--undo")
     assert code == 0, out
-    assert tree(lib) == before
+    assert file_tree(lib) == before
     assert _export(cli, config) == tags_before
     code, out, _ = cli("--config", config, "organize", "--undo")
     assert "nothing to undo" in out
@@ -137,45 +121,31 @@ def _all_contents(lib: Path) -> Counter[str]:
     )
 
 
-def _tagd(config: Path, *args: str, kill_after: int | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.pop(moves.KILL_ENV, None)
-    if kill_after is not None:
-        env[moves.KILL_ENV] = str(kill_after)
-    return subprocess.run(
-        [sys.executable, "-m", "tagd", "--config", str(config), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
 def test_a_kill_during_apply_then_undo_or_rerun(library) -> None:
     lib, config = library
-    before = tree(lib)
+    before = file_tree(lib)
     files = _all_contents(lib)
 
-    killed = _tagd(config, "organize", "--apply", kill_after=3)
+    killed = tagd_process(config, "organize", "--apply", kill_after_link=3)
     assert killed.returncode == -9, killed.stdout + killed.stderr
     # One file is in both places (one inode): everything else is in one place.
     assert set(_all_contents(lib)) == set(files)
 
-    undone = _tagd(config, "organize", "--undo")
+    undone = tagd_process(config, "organize", "--undo")
     assert undone.returncode == 0, undone.stdout + undone.stderr
-    assert tree(lib) == before
+    assert file_tree(lib) == before
 
-    killed = _tagd(config, "organize", "--apply", kill_after=4)
+    killed = tagd_process(config, "organize", "--apply", kill_after_link=4)
     assert killed.returncode == -9
-    rerun = _tagd(config, "organize", "--apply")
+    rerun = tagd_process(config, "organize", "--apply")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert _all_contents(lib) == files  # every file once: none lost, none doubled
-    plan = _tagd(config, "organize")
+    plan = tagd_process(config, "organize")
     assert "0 files would move" in plan.stdout, plan.stdout  # the rerun did it all
     # Two applies on record: two undos give the library back.
-    assert _tagd(config, "organize", "--undo").returncode == 0
-    assert _tagd(config, "organize", "--undo").returncode == 0
-    assert tree(lib) == before
+    assert tagd_process(config, "organize", "--undo").returncode == 0
+    assert tagd_process(config, "organize", "--undo").returncode == 0
+    assert file_tree(lib) == before
 
 
 def test_rules_are_checked_when_the_config_loads(tmp_path: Path, cli) -> None:

@@ -7,39 +7,22 @@ older than the retention."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import cv2
 import pytest
-from conftest import SHARED, write_config
+from conftest import SHARED, file_tree, tagd_process, write_config
 
-from tagd import moves
 from tagd import quarantine as q
 
 MTIME_NS = 1_700_000_000 * 10**9
 CONFIG = "".join(
     f"[{s}]\nenabled = false\n" for s in ("ocr", "faces", "concepts", "clip", "nsfw", "quality")
 )
-
-
-def tree(root: Path) -> dict[str, tuple[str, int]]:
-    """Every file under root: (sha256, mtime_ns), by relative path."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            data = path.read_bytes()
-            out[str(path.relative_to(root))] = (
-                hashlib.sha256(data).hexdigest(),
-                path.stat().st_mtime_ns,
-            )
-    return out
 
 
 @pytest.fixture
@@ -72,11 +55,11 @@ def library(tmp_path: Path, state_dir: Path, cli) -> tuple[Path, Path]:
 
 def test_dry_run_quarantine_restore_and_the_tree_comes_back(library, cli) -> None:
     lib, config = library
-    before = tree(lib)
+    before = file_tree(lib)
 
     code, out, _ = cli("--config", config, "dupes", "--quarantine", "--dry-run")
     assert code == 0 and "would move" in out and "nothing was moved" in out
-    assert tree(lib) == before
+    assert file_tree(lib) == before
 
     code, out, _ = cli("--config", config, "dupes", "--quarantine")
     assert code == 0, out
@@ -99,75 +82,45 @@ def test_dry_run_quarantine_restore_and_the_tree_comes_back(library, cli) -> Non
 
     code, out, _ = cli("--config", config, "dupes", "--restore")
     assert code == 0, out
-    assert tree(lib) == before
+    assert file_tree(lib) == before
     assert not (lib / q.FOLDER).exists()
 
 
 def test_a_kill_in_the_middle_loses_and_duplicates_nothing(library, tmp_path: Path) -> None:
     lib, config = library
-    before = tree(lib)
-    env = {**os.environ, moves.KILL_ENV: "5"}  # dies with the 5th file in both places
-    killed = subprocess.run(
-        [sys.executable, "-m", "tagd", "--config", str(config), "dupes", "--quarantine"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    before = file_tree(lib)
+    # Dies with the 5th file in both places.
+    killed = tagd_process(config, "dupes", "--quarantine", kill_after_link=5)
     assert killed.returncode == -9, killed.stderr
 
     def contents() -> list[str]:
         """Every file's bytes hash, wherever it is, library and quarantine both."""
-        return sorted(h for rel, (h, _) in tree(lib).items() if not rel.endswith(q.JOURNAL))
+        return sorted(
+            h for rel, (h, _) in file_tree(lib).items() if h != "folder" and q.JOURNAL not in rel
+        )
 
     # Nothing lost: every file is somewhere (the half-moved one in both places).
-    assert set(contents()) == {h for h, _ in before.values()}
+    assert set(contents()) == {h for h, _ in before.values() if h != "folder"}
 
     # A rerun finishes the job: every copy once, in quarantine.
-    env.pop(moves.KILL_ENV)
-    rerun = subprocess.run(
-        [sys.executable, "-m", "tagd", "--config", str(config), "dupes", "--quarantine"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    rerun = tagd_process(config, "dupes", "--quarantine")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert contents() == sorted(h for h, _ in before.values())
+    assert contents() == sorted(h for h, _ in before.values() if h != "folder")
     assert len([p for p in (lib / "phone").iterdir()]) == 0
 
     # And restore puts it all back.
-    back = subprocess.run(
-        [sys.executable, "-m", "tagd", "--config", str(config), "dupes", "--restore"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    back = tagd_process(config, "dupes", "--restore")
     assert back.returncode == 0, back.stdout + back.stderr
-    assert tree(lib) == before
+    assert file_tree(lib) == before
 
 
 def test_a_kill_then_restore_gives_the_tree_back(library) -> None:
     lib, config = library
-    before = tree(lib)
-    env = {**os.environ, moves.KILL_ENV: "3"}
-    subprocess.run(
-        [sys.executable, "-m", "tagd", "--config", str(config), "dupes", "--quarantine"],
-        env=env,
-        capture_output=True,
-        check=False,
-    )
-    env.pop(moves.KILL_ENV)
-    back = subprocess.run(
-        [sys.executable, "-m", "tagd", "--config", str(config), "dupes", "--restore"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    before = file_tree(lib)
+    assert tagd_process(config, "dupes", "--quarantine", kill_after_link=3).returncode == -9
+    back = tagd_process(config, "dupes", "--restore")
     assert back.returncode == 0, back.stdout + back.stderr
-    assert tree(lib) == before
+    assert file_tree(lib) == before
 
 
 def test_purge_deletes_only_quarantined_copies_past_the_retention(library, cli) -> None:
@@ -213,7 +166,7 @@ def test_the_api_quarantines_lists_and_restores(library, state_dir: Path) -> Non
     from tagd.config import load_settings
 
     lib, config = library
-    before = tree(lib)
+    before = file_tree(lib)
     served = serve(load_settings(config), state_dir)
 
     def post(route: str, body: object) -> object:
@@ -228,7 +181,7 @@ def test_the_api_quarantines_lists_and_restores(library, state_dir: Path) -> Non
     try:
         planned = post("/dupes/quarantine", {"dry_run": True})
         assert planned.status == 200 and len(planned.body["moved"]) == 12
-        assert tree(lib) == before
+        assert file_tree(lib) == before
         done = post("/dupes/quarantine", {})
         assert done.status == 200 and len(done.body["moved"]) == 12, done.body
         listed = get(served.base, "/api/v1/dupes/quarantine")
@@ -239,6 +192,6 @@ def test_the_api_quarantines_lists_and_restores(library, state_dir: Path) -> Non
             assert refused.status == 422, refused.body
         back = post("/dupes/restore", {"date": done.body["date"]})
         assert back.status == 200 and len(back.body["restored"]) == 12
-        assert tree(lib) == before
+        assert file_tree(lib) == before
     finally:
         served.stop()
