@@ -155,6 +155,16 @@ def test_rules_are_checked_when_the_config_loads(tmp_path: Path, cli) -> None:
     )
     code, _, err = cli("--config", bad, "organize")
     assert code == 2 and "organize.rules[0].target" in err and "{year}" in err
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    good = write_config(
+        tmp_path / "good.toml",
+        f'[library]\nroots = ["{tmp_path / "lib"}"]\n[[organize.rules]]\ntarget = "{{year}}"\n',
+    )
+    code, _, err = cli("--config", good, "organize", elsewhere)
+    assert code == 2 and "not inside a library root" in err, err
+    code, _, err = cli("--config", good, "organize", tmp_path / "missing")
+    assert code == 2 and "not a folder" in err, err
     none = write_config(tmp_path / "none.toml", "")
     code, _, err = cli("--config", none, "organize")
     assert code == 2 and "[[organize.rules]]" in err

@@ -11,7 +11,7 @@ from collections import Counter
 from tagd import organize
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
 from tagd.moves import SIDECAR_SUFFIX, Report
-from tagd.paths import shown
+from tagd.paths import root_of, shown
 from tagd.words import count
 
 
@@ -39,6 +39,14 @@ def organize_files(ctx: Context, args: argparse.Namespace) -> int:
             '  [[organize.rules]]\n  match = { tag = "AI|Objects|dog" }\n  target = "Dogs/{year}"'
         )
     prefixes = [os.path.abspath(p) for p in args.paths] or list(settings.library.roots)
+    for given, prefix in zip(args.paths, prefixes, strict=False):
+        if not os.path.isdir(prefix):
+            raise UsageError(f"{shown(given)}: not a folder")
+        if root_of(prefix, settings.library.roots) is None:
+            raise UsageError(
+                f"{shown(given)}: not inside a library root ([library] roots); "
+                "tagd organizes only the library it knows"
+            )
     if args.apply and (finished := organize.recover(ctx.catalog, ctx.state_dir)):
         print(f"finished {count(finished, 'move')} an interrupted apply left half made")
     planned = organize.plan(ctx.catalog, settings, prefixes, ctx.analyzer_shas())
