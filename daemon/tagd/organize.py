@@ -76,12 +76,27 @@ def _fill(target: str, values: dict[str, object]) -> str:
 
 @dataclass
 class Facts:
-    """What rules look at for one file (date and camera read on first use)."""
+    """What rules look at for one file, each read on first use: a rule on the
+    date costs no catalog query, one on a tag no EXIF read."""
 
+    catalog: Catalog
     file: IndexedFile
-    kind: str
-    tags: list[str]
-    people: list[str]
+
+    @cached_property
+    def kind(self) -> str:
+        assert self.file.content_id is not None
+        return self.catalog.media(self.file.content_id).kind
+
+    @cached_property
+    def tags(self) -> list[str]:
+        assert self.file.content_id is not None
+        return sorted(t.name for t in self.catalog.tags(self.file.content_id))
+
+    @cached_property
+    def people(self) -> list[str]:
+        assert self.file.content_id is not None
+        found = self.catalog.detections(self.file.content_id, "faces")
+        return sorted({d.person for d in found if d.person})
 
     @cached_property
     def exif(self) -> tuple[dt.datetime | None, str | None]:
@@ -140,7 +155,7 @@ def _video_created(path: str) -> dt.datetime | None:
 def match(rule: OrganizeRule, facts: Facts) -> dict[str, object] | None:
     """The pattern's values when `rule` holds for the file, else None."""
     m = rule.match
-    values: dict[str, object] = {"kind": facts.kind}
+    values: dict[str, object] = {}
     if m.kind is not None and facts.kind != m.kind:
         return None
     if m.tag is not None:
@@ -152,8 +167,6 @@ def match(rule: OrganizeRule, facts: Facts) -> dict[str, object] | None:
         if m.person.lower() not in (p.lower() for p in facts.people):
             return None
         values["person"] = m.person
-    elif facts.people:
-        values["person"] = sorted(facts.people)[0]
     if m.camera is not None and m.camera.lower() not in (facts.camera or "").lower():
         return None
     if m.after is not None and facts.taken.date() < dt.date.fromisoformat(m.after):
@@ -178,6 +191,10 @@ def _complete(rule: OrganizeRule, facts: Facts, values: dict[str, object]) -> st
         values |= {"year": taken.year, "month": taken.month, "day": taken.day}
     if "camera" in names:
         values["camera"] = facts.camera
+    if "kind" in names:
+        values["kind"] = facts.kind
+    if "person" in names and "person" not in values:
+        values["person"] = facts.people[0] if facts.people else None  # the first by name
     if any(values.get(n) is None for n in names):
         return None
     safe = {k: _safe(v) for k, v in values.items()}
@@ -228,7 +245,7 @@ def plan(
         root = root_of(file.path, roots)
         if root is None:
             continue
-        facts = _facts(catalog, file)
+        facts = Facts(catalog, file)
         found = None
         for index, rule in enumerate(rules):
             values = match(rule, facts)
@@ -249,15 +266,6 @@ def plan(
             out.moves += with_sidecars(path, str(destination / Path(path).name), taken)
             out.rule_of[path] = index
     return out
-
-
-def _facts(catalog: Catalog, file: IndexedFile) -> Facts:
-    cid = file.content_id
-    assert cid is not None
-    media = catalog.media(cid)
-    tags = sorted(t.name for t in catalog.tags(cid))
-    people = sorted({d.person for d in catalog.detections(cid, "faces") if d.person})
-    return Facts(file, media.kind, tags, people)
 
 
 def file_imports(catalog: Catalog, settings: Settings, state: Path, shas: dict[str, str]) -> Report:
