@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 LIBRARY ?=
 
-.PHONY: setup models scan test test-fast lint bench clean
+.PHONY: setup models mlserver scan test test-fast lint bench clean
 
 $(BIN)/tagd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,17 @@ scan: models
 	@test -n "$(LIBRARY)" || (echo "usage: make scan LIBRARY=/path/to/photos" >&2; exit 2)
 	$(BIN)/tagd scan "$(LIBRARY)" || test $$? -eq 1
 
-test: models
+# The tests' KServe v2 inference servers: MLServer pins its own web stack, so it
+# gets a virtualenv of its own (tests/kserve_server.py).
+MLSERVER := build/mlserver/bin/mlserver
+$(MLSERVER):
+	$(PYTHON) -m venv build/mlserver
+	build/mlserver/bin/pip install --quiet --upgrade pip
+	build/mlserver/bin/pip install --quiet 'mlserver==1.7.1' 'onnxruntime>=1.18'
+
+mlserver: $(MLSERVER)
+
+test: models $(MLSERVER)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +78,19 @@ class AnalyzeReport:
     # Files that changed while they were analysed (still being copied?): nothing
     # recorded, they stay pending for the next scan.
     unsettled: list[str] = field(default_factory=list)
+
+
+def _first_done(
+    inflight: deque[tuple[list[Loaded], Future[Inferred]]],
+) -> tuple[list[Loaded], Future[Inferred]]:
+    """Take the oldest batch whose models are done (waiting for one if none is)."""
+    wait([future for _, future in inflight], return_when=FIRST_COMPLETED)
+    for index, (_, future) in enumerate(inflight):
+        if future.done():
+            entry = inflight[index]
+            del inflight[index]
+            return entry
+    raise AssertionError("wait() returned with no batch done")  # pragma: no cover
 
 
 def build_analyzers(settings: Settings, models_dir: Path) -> list[Analyzer]:
@@ -189,8 +202,9 @@ class Pipeline:
                 # Decode ahead of every lane, so workers keep going while models run.
                 depth = self.settings.runtime.batch_size + 2 * workers
                 loaded = _prefetch(pool, self.load, items, depth=depth)
-                # Each lane runs the models on a batch; this thread saves them, in
-                # order (one catalog connection, one transaction per batch).
+                # Each lane runs the models on a batch; this thread saves them as they
+                # come (one catalog connection, one transaction per batch): a batch
+                # that takes long (a slow inference server) holds up no other lane.
                 inflight: deque[tuple[list[Loaded], Future[Inferred]]] = deque()
                 for batch in self._batches(loaded):
                     if infer is not None:
@@ -200,11 +214,11 @@ class Pipeline:
                         inferred.set_result(self._infer_batch(batch, turn))
                     inflight.append((batch, inferred))
                     if len(inflight) >= lanes:
-                        self._finish(*inflight.popleft(), report, stop, progress)
+                        self._finish(*_first_done(inflight), report, stop, progress)
                     if stop and stop.is_set():
                         break
                 while inflight:
-                    self._finish(*inflight.popleft(), report, stop, progress)
+                    self._finish(*_first_done(inflight), report, stop, progress)
         report.seconds = time.perf_counter() - start
         return report
 

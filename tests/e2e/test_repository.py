@@ -14,6 +14,7 @@ from conftest import MODELS_DIR, write_config
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from tagd.runtime.kserve import model_version
 from tagd.runtime.manifest import load_manifest, sha256_of
 
 pytestmark = pytest.mark.usefixtures("default_models")
@@ -31,11 +32,19 @@ def test_the_repository_holds_every_installed_model(tmp_path: Path, cli) -> None
     assert specs and sorted(p.name for p in repo.iterdir() if p.is_dir()) == sorted(specs)
     ovms = json.loads((repo / "ovms_config.json").read_text())
     assert {c["config"]["name"] for c in ovms["model_config_list"]} == set(specs)
-    assert all((repo / c["config"]["base_path"] / "1").is_dir() for c in ovms["model_config_list"])
+    for c in ovms["model_config_list"]:
+        version = model_version(specs[c["config"]["name"]].sha256)
+        assert [p.name for p in (repo / c["config"]["base_path"]).iterdir() if p.is_dir()] == [
+            version
+        ]
     assert set(load_manifest(repo)) == set(specs)  # tagd's entries travel along
     for name, spec in specs.items():
         folder = repo / name
-        model = folder / "1" / ("model.xml" if spec.engine == "openvino" else "model.onnx")
+        model = (
+            folder
+            / model_version(spec.sha256)
+            / ("model.xml" if spec.engine == "openvino" else "model.onnx")
+        )
         assert sha256_of(model) == spec.sha256, name
         config = text_format.Parse(
             (folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()

@@ -131,6 +131,33 @@ def test_empty_file_and_no_file_are_the_defaults(tmp_path: Path, state_dir: Path
         ('[library]\nimage_extensions = [".JPG"]\n', ["library.image_extensions", "'.JPG'"]),
         ('[tags]\nroot = "A|B"\n', ["tags.root", "'A|B'", "'|'"]),
         ('[library]\nexclude = [" "]\n', ["library.exclude[0]", "empty pattern"]),
+        # inference servers
+        (
+            '[runtime]\nbackend = "remote"\n',
+            ["runtime.backend = 'remote' needs at least one [[runtime.endpoints]]", "grpc://"],
+        ),
+        (
+            '[[runtime.endpoints]]\nurl = "http://nas:8000"\n',
+            ["runtime.endpoints[0].url", "'http://nas:8000'", "grpc://host:port", "8001"],
+        ),
+        (
+            '[[runtime.endpoints]]\nurl = "grpc://nas"\n',
+            ["runtime.endpoints[0].url", "must be grpc://host:port"],
+        ),
+        (
+            '[[runtime.endpoints]]\nurl = "grpc://nas:8001"\nmax_concurrent = 0\n',
+            ["runtime.endpoints[0].max_concurrent", "between 1 and 64"],
+        ),
+        (
+            '[runtime]\nremote_analyzers = ["text"]\n'
+            '[[runtime.endpoints]]\nurl = "grpc://nas:8001"\n',
+            ["runtime.remote_analyzers", "'text'", "ocr"],
+        ),
+        (
+            '[runtime]\nremote_analyzers = ["ocr"]\n'
+            '[[runtime.endpoints]]\nurl = "grpc://nas:8001"\nfallback = true\n',
+            ["runtime.remote_analyzers needs at least one [[runtime.endpoints]] without fallback"],
+        ),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_allowed(

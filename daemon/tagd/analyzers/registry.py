@@ -77,5 +77,26 @@ def build_analyzers(
     settings: Settings, specs: dict[str, ModelSpec], models_dir: Path
 ) -> list[Analyzer]:
     """The enabled analyzers in rank order, each with its (not yet loaded) models."""
-    built = (p.build(settings, specs, models_dir) for p in plugins() if p.configured(settings))
+    built = (
+        p.build(*_runtime_of(p, settings, specs), models_dir)
+        for p in plugins()
+        if p.configured(settings)
+    )
     return [a for a in built if a is not None]
+
+
+def _runtime_of(
+    plugin: AnalyzerPlugin, settings: Settings, specs: dict[str, ModelSpec]
+) -> tuple[Settings, dict[str, ModelSpec]]:
+    """The settings and models one analyzer is built with: those of the remote
+    backend for an analyzer named in runtime.remote_analyzers (the ONNX
+    variants, which every inference server runs)."""
+    runtime = settings.runtime
+    if plugin.section not in runtime.remote_analyzers or runtime.backend == "remote":
+        return settings, specs
+    from dataclasses import replace
+
+    from tagd.runtime.manifest import prefer_engine
+
+    remote = replace(settings, runtime=replace(runtime, backend="remote"))
+    return remote, prefer_engine(specs, "remote")

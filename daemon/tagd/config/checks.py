@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from tagd.config.models import ApiSettings, Settings, StashSettings
+from tagd.config.models import ApiSettings, RuntimeSettings, Settings, StashSettings
 from tagd.config.schedule import parse_schedule
 
 
@@ -22,7 +22,39 @@ def problems(settings: Settings) -> list[str]:
         *_stash_problems(settings.stash),
         *_api_problems(settings.api),
         *_organize_problems(settings),
+        *_runtime_problems(settings.runtime),
     ]
+
+
+# The sections whose analyzers run models (what runtime.remote_analyzers may name).
+MODEL_SECTIONS = ("objects", "ocr", "concepts", "clip", "dinov2", "nsfw", "faces")
+
+
+def _runtime_problems(runtime: RuntimeSettings) -> list[str]:
+    from tagd.runtime.kserve import EndpointError, parse_url
+
+    out = []
+    for i, endpoint in enumerate(runtime.endpoints):
+        try:
+            parse_url(endpoint.url)
+        except EndpointError as exc:
+            out.append(f"runtime.endpoints[{i}].url = {endpoint.url!r}: {exc}")
+    remote = runtime.backend == "remote" or runtime.remote_analyzers
+    if remote and not any(not e.fallback for e in runtime.endpoints):
+        key = "runtime.remote_analyzers"
+        if runtime.backend == "remote":
+            key = "runtime.backend = 'remote'"
+        out.append(
+            f"{key} needs at least one [[runtime.endpoints]] without fallback = true "
+            '(url = "grpc://host:port" of a KServe v2 server: OpenVINO Model Server, Triton)'
+        )
+    for name in runtime.remote_analyzers:
+        if name not in MODEL_SECTIONS:
+            out.append(
+                f"runtime.remote_analyzers: {name!r} is not an analyzer with models "
+                f"(one of {', '.join(MODEL_SECTIONS)})"
+            )
+    return out
 
 
 def _organize_problems(settings: Settings) -> list[str]:

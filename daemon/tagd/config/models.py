@@ -22,7 +22,7 @@ from pydantic.json_schema import SkipJsonSchema
 from tagd.config.fields import SECTION, Bool, Float, Int, Range, Str
 from tagd.media.sniff import RAW_EXTENSIONS
 
-Backend = Literal["auto", "cpu", "openvino", "cuda"]
+Backend = Literal["auto", "cpu", "openvino", "cuda", "remote"]
 SidecarNaming = Literal["ext", "stem"]
 # Formats tagd may write XMP into (see tagd.sinks.xmp.embed); names as media.sniff gives them.
 EmbedFormat = Literal["jpeg", "tiff", "png", "webp"]
@@ -79,6 +79,21 @@ class DecodeSettings:
 
 
 @dataclass(frozen=True, config=SECTION)
+class Endpoint:
+    """One KServe v2 inference server (OpenVINO Model Server, Triton) serving the
+    models of `tagd models repository`."""
+
+    # grpc://host:port (Triton's 8001, OVMS's --port).
+    url: Str = ""
+    # A prior only: work follows each endpoint's measured speed once it has one.
+    weight: Annotated[Float, Range(0.01, 1000.0)] = 1.0
+    # Requests in flight on it at once.
+    max_concurrent: Annotated[Int, Range(1, 64)] = 2
+    # Used only while every endpoint without this mark is down.
+    fallback: Bool = False
+
+
+@dataclass(frozen=True, config=SECTION)
 class RuntimeSettings:
     backend: Backend = "auto"
     threads: Annotated[Int, Range(0, 256)] = 0
@@ -86,6 +101,15 @@ class RuntimeSettings:
     batch_size: Annotated[Int, Range(1, 256)] = 4
     idle_unload: Annotated[Float, Range(0)] = 300.0
     models_dir: Str = ""
+    # Inference servers for backend = "remote" (or for remote_analyzers).
+    endpoints: list[Endpoint] = field(default_factory=list)
+    # With another backend: the analyzers whose models run on the endpoints.
+    remote_analyzers: list[Str] = field(default_factory=list)
+    # When every endpoint is down: run on this machine's CPU (else the scan stops,
+    # and the files wait for the next one).
+    local_fallback: Bool = True
+    # Seconds one request may take before its endpoint counts as down.
+    remote_timeout: Annotated[Float, Range(0.1, 3600.0)] = 60.0
 
 
 @dataclass(frozen=True, config=SECTION)

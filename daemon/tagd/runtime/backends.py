@@ -46,9 +46,14 @@ def inference_lanes(runtime: RuntimeSettings) -> int:
     on one thread wastes no time handing work between threads, and what one
     batch runs single-threaded (post-processing, Python) no longer leaves the
     other core idle. More lanes add memory (a batch of frames and activations
-    each) for little more speed on the machines tagd runs on."""
+    each) for little more speed on the machines tagd runs on. With inference
+    servers, as many lanes as they take requests at once."""
     if runtime.lanes > 0:
         return runtime.lanes
+    if runtime.backend == "remote":
+        # A lane waits on the network: enough of them to fill every server's slots.
+        slots = sum(e.max_concurrent for e in runtime.endpoints if not e.fallback)
+        return max(2, min(16, slots))
     if resolve_backend(runtime.backend) == "cuda":
         return 1
     return min(2, cpu_threads(0))

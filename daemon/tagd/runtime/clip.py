@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from tagd.runtime.endpoints import EndpointPool
 from tagd.runtime.manifest import ModelError, ModelSpec, verified_path
 from tagd.runtime.model import ManagedModel, require_task
 from tagd.runtime.vision import (
@@ -50,6 +51,8 @@ class ClipModel:
         idle_unload: float = 300.0,
         batch_size: int = 16,
         streams: int = 1,
+        remote: EndpointPool | None = None,
+        local_fallback: bool = True,
     ) -> None:
         require_task(spec, TASK)
         self.spec = spec
@@ -61,6 +64,9 @@ class ClipModel:
             "idle_unload": idle_unload,
             "streams": streams,
         }
+        # The image tower may run on inference servers; the text tower stays here
+        # (it runs once per prompt set, and a repository holds main files only).
+        self._remote = {"remote": remote, "local_fallback": local_fallback}
         self._lock = threading.Lock()
         self._config: dict[str, Any] | None = None
         self._prep: ImagePrep | None = None
@@ -80,7 +86,7 @@ class ClipModel:
                         raise ModelError(f"model {self.spec.name!r}: its config lacks {key!r}")
                 self._prep = image_prep(self.spec, config)
                 self._image = ManagedModel(
-                    main_file_spec(self.spec), self.models_dir, **self._options
+                    main_file_spec(self.spec), self.models_dir, **self._options, **self._remote
                 )
                 text_spec = companion(self.spec, str(config["text_model"]))
                 self._text = ManagedModel(text_spec, self.models_dir, **self._options)

@@ -23,6 +23,7 @@ from tagd.media.facechip import (
     face_chip_retinaface,
 )
 from tagd.runtime.backends import run_batched
+from tagd.runtime.endpoints import EndpointPool
 from tagd.runtime.manifest import ModelSpec
 from tagd.runtime.model import HoldsModel, ManagedModel, require_task
 
@@ -42,6 +43,8 @@ class FaceEmbedder(HoldsModel):
         idle_unload: float = 300.0,
         batch_size: int = 8,
         streams: int = 1,
+        remote: EndpointPool | None = None,
+        local_fallback: bool = True,
     ) -> None:
         require_task(spec, TASK)
         self.spec = spec
@@ -54,6 +57,8 @@ class FaceEmbedder(HoldsModel):
             threads=threads,
             idle_unload=idle_unload,
             streams=streams,
+            remote=remote,
+            local_fallback=local_fallback,
         )
 
     def embed(self, chips: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:

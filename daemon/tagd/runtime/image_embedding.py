@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tagd.runtime.endpoints import EndpointPool
 from tagd.runtime.manifest import ModelSpec
 from tagd.runtime.model import HoldsModel, ManagedModel, require_task
 from tagd.runtime.vision import ImagePrep, image_prep, l2_normalise, load_config, main_file_spec
@@ -34,6 +35,8 @@ class ImageEmbedder(HoldsModel):
         idle_unload: float = 300.0,
         batch_size: int = 16,
         streams: int = 1,
+        remote: EndpointPool | None = None,
+        local_fallback: bool = True,
     ) -> None:
         require_task(spec, TASK)
         self.spec = spec
@@ -46,6 +49,8 @@ class ImageEmbedder(HoldsModel):
             threads=threads,
             idle_unload=idle_unload,
             streams=streams,
+            remote=remote,
+            local_fallback=local_fallback,
         )
         self._lock = threading.Lock()
         self._config: dict[str, Any] | None = None

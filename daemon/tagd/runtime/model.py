@@ -10,11 +10,14 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tagd.config import RuntimeSettings
 from tagd.runtime.backends import Session, inference_lanes, model_threads, open_session
 from tagd.runtime.manifest import ModelError, ModelSpec, verified_path
+
+if TYPE_CHECKING:
+    from tagd.runtime.endpoints import EndpointPool
 
 
 class ManagedModel:
@@ -28,6 +31,8 @@ class ManagedModel:
         idle_unload: float,
         spin: bool = False,
         streams: int = 1,
+        remote: EndpointPool | None = None,
+        local_fallback: bool = True,
     ) -> None:
         self.spec = spec
         self.models_dir = models_dir
@@ -36,6 +41,8 @@ class ManagedModel:
         self.idle_unload = idle_unload
         self.spin = spin
         self.streams = streams  # callers running it at once (the inference lanes)
+        self.remote = remote  # the inference servers that run it, if not this machine
+        self.local_fallback = local_fallback  # run here when every server is down
         self._session: Session | None = None
         self._lock = threading.Lock()
         self._last_used = 0.0
@@ -51,11 +58,20 @@ class ManagedModel:
     def session(self) -> Session:
         with self._lock:
             if self._session is None:
-                self._session = open_session(
-                    self.check(), self.backend, self.threads, spin=self.spin, streams=self.streams
-                )
+                self._session = self._open(self.check())
             self._last_used = time.monotonic()
             return self._session
+
+    def _open(self, path: Path) -> Session:
+        def local() -> Session:
+            backend = "auto" if self.remote is not None else self.backend
+            return open_session(path, backend, self.threads, spin=self.spin, streams=self.streams)
+
+        if self.remote is None:
+            return local()
+        from tagd.runtime.remote import RemoteSession
+
+        return RemoteSession(self.spec, path, self.remote, local if self.local_fallback else None)
 
     def unload(self) -> None:
         with self._lock:
@@ -83,7 +99,18 @@ def model_for(
         # Spinning workers only pay while one batch has the cores to itself.
         spin=spin and inference_lanes(runtime) == 1,
         streams=inference_lanes(runtime),
+        remote=remote_pool(runtime),
+        local_fallback=runtime.local_fallback,
     )
+
+
+def remote_pool(runtime: RuntimeSettings) -> EndpointPool | None:
+    """The inference servers of backend = "remote" (None for the local engines)."""
+    if runtime.backend != "remote":
+        return None
+    from tagd.runtime.endpoints import pool_for
+
+    return pool_for(runtime)
 
 
 def batched_options(runtime: RuntimeSettings) -> dict[str, Any]:
@@ -95,6 +122,8 @@ def batched_options(runtime: RuntimeSettings) -> dict[str, Any]:
         "streams": inference_lanes(runtime),
         "idle_unload": runtime.idle_unload,
         "batch_size": runtime.batch_size,
+        "remote": remote_pool(runtime),
+        "local_fallback": runtime.local_fallback,
     }
 
 

@@ -1,7 +1,7 @@
 """`tagd models repository DIR`: the installed models as a model repository that
 OpenVINO Model Server and NVIDIA Triton both load (KServe v2 servers).
 
-    DIR/<model>/1/model.onnx            (or model.xml + model.bin for OpenVINO IR)
+    DIR/<model>/<version>/model.onnx    (or model.xml + model.bin for OpenVINO IR)
     DIR/<model>/config.pbtxt            Triton: backend, inputs, outputs, dynamic batching
     DIR/ovms_config.json                OVMS: every model, by its folder
     DIR/manifest.toml                   tagd's entries of these models (labels, preprocessing)
@@ -9,7 +9,10 @@ OpenVINO Model Server and NVIDIA Triton both load (KServe v2 servers).
 Files are hard links where the repository is on the same file system, copies
 otherwise, and every one is checked against the manifest's sha256 first (the
 installed file) and after (the repository's). Inputs and outputs, their types
-and whether the batch axis is free come from the model file itself.
+and whether the batch axis is free come from the model file itself. The
+version number comes from the sha256 (tagd.runtime.kserve.model_version): tagd
+asks servers for that version, so a server with another file of a model is
+never used for it.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from tagd.runtime.kserve import model_version
 from tagd.runtime.manifest import ModelError, ModelSpec, sha256_of, verified_path, write_manifest
 
-VERSION = "1"  # the one version folder of every model
 MAX_BATCH = 8  # Triton's max_batch_size for models with a free batch axis
 
 _ORT_TYPES = {
@@ -58,6 +61,11 @@ class Written:
     folder: Path
     backend: str  # "onnxruntime" or "openvino"
     batched: bool
+
+
+def model_io(path: Path) -> tuple[list[Tensor], list[Tensor]]:
+    """The inputs and outputs of a model file (ONNX, or OpenVINO IR for .xml)."""
+    return _openvino_io(path) if path.suffix == ".xml" else _onnx_io(path)
 
 
 def _onnx_io(path: Path) -> tuple[list[Tensor], list[Tensor]]:
@@ -133,17 +141,22 @@ def write_model(spec: ModelSpec, models_dir: Path, repo: Path) -> Written:
     """One model's folder: its verified files and its Triton config."""
     source = verified_path(spec, models_dir)  # raises on a missing or damaged file
     folder = repo / spec.name
-    version = folder / VERSION
+    # Servers load every numbered folder: an older file's folder would stay served.
+    if folder.is_dir():
+        for old in folder.iterdir():
+            if old.is_dir() and old.name.isdigit() and old.name != model_version(spec.sha256):
+                shutil.rmtree(old)
+    version = folder / model_version(spec.sha256)
     if spec.engine == "openvino":
         _place(source, version / "model.xml", spec.sha256)
         for other, sha in spec.files.items():
             if other.endswith(".bin"):
                 _place(models_dir / other, version / "model.bin", sha)
-        inputs, outputs = _openvino_io(version / "model.xml")
+        inputs, outputs = model_io(version / "model.xml")
         backend = "openvino"
     else:
         _place(source, version / "model.onnx", spec.sha256)
-        inputs, outputs = _onnx_io(version / "model.onnx")
+        inputs, outputs = model_io(version / "model.onnx")
         backend = "onnxruntime"
     config = triton_config(spec.name, backend, inputs, outputs)
     (folder / "config.pbtxt").write_text(config, encoding="utf-8")
