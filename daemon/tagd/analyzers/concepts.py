@@ -27,7 +27,7 @@ from tagd.config import Settings
 from tagd.embedding import EMBEDDING, embedding_int8
 from tagd.policy import concepts as policy
 from tagd.policy.concepts import class_keys, imagenet_classes
-from tagd.runtime.classifier import Classifier, softmax
+from tagd.runtime.classifier import PIXELS, Classifier, softmax
 from tagd.runtime.manifest import ModelSpec, resolve
 from tagd.runtime.model import ManagedModel, model_for
 
@@ -62,6 +62,7 @@ class ConceptClassifier(Analyzer):
         self, model: ManagedModel, *, top_k: int, min_score: float, batch_size: int = 8
     ) -> None:
         super().__init__(model)
+        model.pixels = PIXELS
         self.classifier = Classifier(model, batch_size)
         self.keys = class_keys(model.spec.labels)
         self.top_k = top_k

@@ -99,6 +99,7 @@ class FaceAnalyzer(Analyzer):
         self.embedder = embedder
         self.cfg = cfg
         self.decoder = decoder_for(detector.spec)
+        detector.pixels = self.decoder.PIXELS
         self.min_score = cfg.min_score if cfg.min_score is not None else self.decoder.MIN_SCORE
 
     @property

@@ -21,6 +21,7 @@ from tagd.config import Settings
 from tagd.policy import nsfw as policy
 from tagd.runtime.manifest import ModelSpec, resolve
 from tagd.runtime.model import ManagedModel, model_for
+from tagd.runtime.pixels import Affine
 
 TASK = "nsfw"
 
@@ -63,6 +64,7 @@ class NsfwDetector(Analyzer):
         self, model: ManagedModel, *, min_score: float, nms_iou: float, max_detections: int
     ) -> None:
         super().__init__(model)
+        model.pixels = Affine((1 / 255,) * 3, (0.0,) * 3)  # RGB / 255 (tagd.runtime.pixels)
         self.labels = model.spec.labels
         self.size = model.spec.input[0]
         self.min_score = min_score

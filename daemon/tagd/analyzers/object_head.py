@@ -16,6 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
+from tagd.runtime.pixels import Affine
+
 
 @dataclass(frozen=True)
 class Candidates:
@@ -25,6 +27,9 @@ class Candidates:
 
 
 class ObjectHead(Protocol):
+    # How the input's floats come from 8-bit pixels (tagd.runtime.pixels).
+    pixels: Affine
+
     def prepare(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
         """CHW float32 input for one BGR image, and the input pixels per image pixel
         along x and y."""

@@ -67,6 +67,7 @@ class ObjectDetector(Analyzer):
         self.max_detections = max_detections
         self.width, self.height = model.spec.input
         self.head = head_for(model.spec)
+        model.pixels = self.head.pixels
 
     def analyze(self, images: Sequence[np.ndarray]) -> list[list[Finding]]:
         prepared = [self.head.prepare(im) for im in images]

@@ -29,6 +29,7 @@ from tagd.policy import ocr as policy
 from tagd.runtime.lifecycle import ModelLifecycle
 from tagd.runtime.manifest import ModelError, ModelSpec, resolve
 from tagd.runtime.model import ManagedModel, model_for
+from tagd.runtime.pixels import Affine
 
 KEYS_FILE = "ppocr_keys_v4.txt"
 STRIDE = 32  # the detector's input sides must be multiples of this
@@ -83,6 +84,9 @@ class TextReader(Analyzer):
         super().__init__(det)
         self.rec = rec
         self.cls = cls
+        for model in (det, rec, cls):
+            if model is not None:
+                model.pixels = PIXELS
         self.keys_path = keys
         self.settings = settings
         self.video_interval = settings.video_interval
@@ -245,6 +249,10 @@ def letterbox(image: np.ndarray) -> tuple[np.ndarray, int]:
     colour = [int(v) for v in np.median(edge.reshape(-1, image.shape[2]), axis=0)]
     padded = cv2.copyMakeBorder(image, top, top, 0, 0, cv2.BORDER_CONSTANT, value=colour)
     return padded, top
+
+
+# normalise() as pixels -> floats (tagd.runtime.pixels).
+PIXELS = Affine((2 / 255,) * 3, (-1.0,) * 3)
 
 
 def normalise(image: np.ndarray) -> np.ndarray:

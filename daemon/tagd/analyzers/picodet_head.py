@@ -19,6 +19,7 @@ import numpy as np
 
 from tagd.analyzers import grid
 from tagd.analyzers.object_head import Candidates
+from tagd.runtime.pixels import Affine
 
 STRIDES = (8, 16, 32, 64)
 BINS = 8  # reg_max 7: distances 0..7 strides
@@ -36,6 +37,8 @@ def make_cells(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class PicoDetHead:
+    pixels = Affine.normalise(tuple(MEAN_RGB.tolist()), tuple(STD_RGB.tolist()))
+
     def __init__(self, width: int, height: int) -> None:
         self.width, self.height = width, height
         self._centres, self._strides = make_cells(width, height)

@@ -19,11 +19,13 @@ import cv2
 import numpy as np
 
 from tagd.analyzers.face_boxes import Faces, nms
+from tagd.runtime.pixels import Affine
 
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 STEPS = (8, 16, 32)
 VARIANCES = (0.1, 0.2)
 MEAN_BGR = (104.0, 117.0, 123.0)
+PIXELS = Affine((1.0,) * 3, tuple(-m for m in MEAN_BGR))  # tagd.runtime.pixels
 # The score above which a detection counts as a face unless faces.min_score says
 # otherwise (bench/faces.py measures the trade-off).
 MIN_SCORE = 0.9

@@ -16,9 +16,12 @@ import numpy as np
 
 from tagd.analyzers.object_head import Candidates
 from tagd.analyzers.yolox_head import letterbox
+from tagd.runtime.pixels import Affine
 
 
 class Yolov8Head:
+    pixels = Affine((1 / 255,) * 3, (0.0,) * 3)
+
     def __init__(self, width: int, height: int) -> None:
         self.width, self.height = width, height
 

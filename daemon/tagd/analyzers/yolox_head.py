@@ -16,6 +16,7 @@ import numpy as np
 
 from tagd.analyzers import grid
 from tagd.analyzers.object_head import Candidates
+from tagd.runtime.pixels import Affine
 
 STRIDES = (8, 16, 32)
 PAD_VALUE = 114
@@ -38,6 +39,8 @@ def make_grids(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class YoloxHead:
+    pixels = Affine.raw()
+
     def __init__(self, width: int, height: int) -> None:
         self.width, self.height = width, height
         self._grids, self._strides = make_grids(width, height)

@@ -19,6 +19,7 @@ import numpy as np
 
 from tagd.analyzers import grid
 from tagd.analyzers.face_boxes import Faces, nms
+from tagd.runtime.pixels import Affine
 
 STRIDES = (8, 16, 32)
 # The score above which a detection counts as a face unless faces.min_score says
@@ -35,6 +36,9 @@ def cells(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     for array in out:
         array.flags.writeable = False  # shared by the cache
     return out
+
+
+PIXELS = Affine.raw()  # BGR 0-255 as they are (tagd.runtime.pixels)
 
 
 def prepare(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float]:

@@ -19,10 +19,12 @@ import numpy as np
 
 from tagd.runtime.backends import run_batched_outputs
 from tagd.runtime.model import ManagedModel
+from tagd.runtime.pixels import Affine
 
 CROP_FRACTION = 0.875  # 224 / 256: the standard ImageNet centre crop
 MEAN = 127.0  # EfficientNet-Lite: (x - 127) / 128 on RGB 0-255
 SCALE = 128.0
+PIXELS = Affine((1 / SCALE,) * 3, (-MEAN / SCALE,) * 3)  # tagd.runtime.pixels
 PREPROCESSING = (
     "central square of 0.875 x the shorter side, resized to 224x224 (INTER_AREA down, "
     "INTER_CUBIC up), RGB, (x - 127) / 128, NCHW float32"

@@ -88,6 +88,7 @@ class ClipModel:
                 self._image = ManagedModel(
                     main_file_spec(self.spec), self.models_dir, **self._options, **self._remote
                 )
+                self._image.pixels = self._prep.pixels
                 text_spec = companion(self.spec, str(config["text_model"]))
                 self._text = ManagedModel(text_spec, self.models_dir, **self._options)
                 self._config = config

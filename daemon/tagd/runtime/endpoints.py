@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -38,8 +39,9 @@ SMOOTHING = 0.3  # weight of the newest measurement in the moving average
 class Stats:
     requests: int = 0
     rows: int = 0
-    bytes_sent: int = 0
+    bytes_sent: int = 0  # input tensors (what crosses the network, framing aside)
     failures: int = 0
+    bytes_by_model: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -199,6 +201,7 @@ class EndpointPool:
                 endpoint.stats.requests += 1
                 endpoint.stats.rows += rows
                 endpoint.stats.bytes_sent += sent
+                endpoint.stats.bytes_by_model[model] += sent
             self._cond.notify_all()
 
     def _why(self, key: str) -> str:

@@ -26,6 +26,7 @@ from tagd.runtime.backends import run_batched
 from tagd.runtime.endpoints import EndpointPool
 from tagd.runtime.manifest import ModelSpec
 from tagd.runtime.model import HoldsModel, ManagedModel, require_task
+from tagd.runtime.pixels import Affine
 
 TASK = "face-embedding"
 DIM = 128
@@ -60,6 +61,7 @@ class FaceEmbedder(HoldsModel):
             remote=remote,
             local_fallback=local_fallback,
         )
+        self.model.pixels = Affine.raw()  # chips of 8-bit pixels, 0-255 as they are
 
     def embed(self, chips: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """Raw descriptors (N, 128) float32 of aligned RGB uint8 chips (size x size x 3)."""

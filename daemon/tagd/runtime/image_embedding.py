@@ -61,6 +61,7 @@ class ImageEmbedder(HoldsModel):
             if self._config is None:
                 config = load_config(self.spec, self.models_dir)
                 self._prep = image_prep(self.spec, config)
+                self.model.pixels = self._prep.pixels
                 self._config = config
             return self._config
 

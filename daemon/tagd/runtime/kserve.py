@@ -36,15 +36,11 @@ _DATATYPES = {
 
 PROBE_TIMEOUT = 5.0  # seconds for a readiness check
 
-# gRPC status codes that say something about the model or the request (a tensor
-# above the server's message limit), not about the server's health.
-_MODEL_CODES = (
-    "NOT_FOUND",
-    "INVALID_ARGUMENT",
-    "UNIMPLEMENTED",
-    "FAILED_PRECONDITION",
-    "RESOURCE_EXHAUSTED",
-)
+# gRPC status codes that say the server is not there (or not answering in time).
+# Any other error is the server's answer about this model or this request (not
+# found, a tensor above its message limit, an error inside the model): another
+# model may still run there.
+_DOWN_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED")
 
 
 class EndpointError(ValueError):
@@ -171,6 +167,6 @@ class KServeClient:
         except InferenceServerException as exc:
             status = str(exc.status() or "")
             message = f"{self.url}: {exc.message() or status}"
-            if any(code in status for code in _MODEL_CODES):
+            if status and not any(code in status for code in _DOWN_CODES):
                 raise ModelMissing(message) from None
             raise EndpointDown(message) from None

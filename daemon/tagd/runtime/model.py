@@ -18,6 +18,7 @@ from tagd.runtime.manifest import ModelError, ModelSpec, verified_path
 
 if TYPE_CHECKING:
     from tagd.runtime.endpoints import EndpointPool
+    from tagd.runtime.pixels import Affine
 
 
 class ManagedModel:
@@ -43,6 +44,9 @@ class ManagedModel:
         self.streams = streams  # callers running it at once (the inference lanes)
         self.remote = remote  # the inference servers that run it, if not this machine
         self.local_fallback = local_fallback  # run here when every server is down
+        # How the input's floats come from 8-bit pixels, when they do: set by the
+        # analyzer; inference servers then get uint8 (tagd.runtime.pixels).
+        self.pixels: Affine | None = None
         self._session: Session | None = None
         self._lock = threading.Lock()
         self._last_used = 0.0
@@ -71,7 +75,8 @@ class ManagedModel:
             return local()
         from tagd.runtime.remote import RemoteSession
 
-        return RemoteSession(self.spec, path, self.remote, local if self.local_fallback else None)
+        fallback = local if self.local_fallback else None
+        return RemoteSession(self.spec, path, self.remote, fallback, pixels=self.pixels)
 
     def unload(self) -> None:
         with self._lock:

@@ -6,6 +6,10 @@ the manifest's sha256 like any model), so the outputs come back in the order
 the analyzer expects whatever order a server lists them in, and the server is
 asked for the version named after that same sha256.
 
+Image inputs go as uint8 pixels to the model's "-pixels" twin where the
+analyzer says how its floats come from pixels and the servers have the twin
+(tagd.runtime.pixels): a quarter of the bytes.
+
 When no server can run the model, the batch runs on this machine's CPU
 (runtime.local_fallback), or the call raises ModelError and the scan stops
 without storing anything for the files in flight: they wait for the next scan.
@@ -22,8 +26,9 @@ import numpy as np
 
 from tagd.runtime.backends import Session
 from tagd.runtime.endpoints import AllDown, EndpointPool
-from tagd.runtime.kserve import KServeClient, ModelMissing, Tensor, model_version
+from tagd.runtime.kserve import KServeClient, ModelMissing, Tensor, model_version, wire_bytes
 from tagd.runtime.manifest import ModelError, ModelSpec
+from tagd.runtime.pixels import OFFSET, PIXELS, SCALE, SUFFIX, Affine
 from tagd.runtime.repository import model_io
 
 log = logging.getLogger(__name__)
@@ -38,8 +43,10 @@ class RemoteSession:
         path: Path,
         pool: EndpointPool,
         local: Callable[[], Session] | None,
+        pixels: Affine | None = None,
     ) -> None:
         self.name = spec.name
+        self.pixels = pixels
         self.version = model_version(spec.sha256)
         self.pool = pool
         try:
@@ -60,17 +67,26 @@ class RemoteSession:
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         rows = int(batch.shape[0]) if batch.ndim else 1
-        inputs = [Tensor(self.input_name, batch)]
+        levels = self.pixels.to_pixels(batch) if self.pixels is not None else None
+        if levels is not None and self.pixels is not None:
+            scale, offset = self.pixels.tensors(rows)
+            wired = [Tensor(PIXELS, levels), Tensor(SCALE, scale), Tensor(OFFSET, offset)]
+            try:
+                return self._remote(self.name + SUFFIX, wired, rows)
+            except AllDown:
+                pass  # no server has the pixels twin (or none is up): the float model
+        try:
+            return self._remote(self.name, [Tensor(self.input_name, batch)], rows)
+        except AllDown as exc:
+            return self._fallback(str(exc)).run(batch)
 
+    def _remote(self, model: str, inputs: list[Tensor], rows: int) -> list[np.ndarray]:
         def call(client: KServeClient) -> list[np.ndarray]:
-            arrays = client.infer(self.name, self.version, inputs, self.outputs)
+            arrays = client.infer(model, self.version, inputs, self.outputs)
             self._check(client.url, arrays, rows)
             return arrays
 
-        try:
-            return self.pool.run(self.name, self.version, rows, batch.nbytes, call)
-        except AllDown as exc:
-            return self._fallback(str(exc)).run(batch)
+        return self.pool.run(model, self.version, rows, wire_bytes(inputs), call)
 
     def _check(self, url: str, arrays: list[np.ndarray], rows: int) -> None:
         """A garbled answer is the server's fault: another server gets the batch."""

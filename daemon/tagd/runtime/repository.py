@@ -3,6 +3,7 @@ OpenVINO Model Server and NVIDIA Triton both load (KServe v2 servers).
 
     DIR/<model>/<version>/model.onnx    (or model.xml + model.bin for OpenVINO IR)
     DIR/<model>/config.pbtxt            Triton: backend, inputs, outputs, dynamic batching
+    DIR/<model>-pixels/...              an ONNX image model with uint8 input (tagd.runtime.pixels)
     DIR/ovms_config.json                OVMS: every model, by its folder
     DIR/manifest.toml                   tagd's entries of these models (labels, preprocessing)
 
@@ -23,6 +24,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from tagd.runtime import pixels
 from tagd.runtime.kserve import model_version
 from tagd.runtime.manifest import ModelError, ModelSpec, sha256_of, verified_path, write_manifest
 
@@ -61,6 +63,7 @@ class Written:
     folder: Path
     backend: str  # "onnxruntime" or "openvino"
     batched: bool
+    spec: str  # the manifest entry it serves (a "-pixels" twin: its model's)
 
 
 def model_io(path: Path) -> tuple[list[Tensor], list[Tensor]]:
@@ -137,16 +140,23 @@ def _place(source: Path, target: Path, sha256: str) -> None:
         raise ModelError(f"{target}: the copy does not match its sha256; nothing kept")
 
 
-def write_model(spec: ModelSpec, models_dir: Path, repo: Path) -> Written:
-    """One model's folder: its verified files and its Triton config."""
-    source = verified_path(spec, models_dir)  # raises on a missing or damaged file
-    folder = repo / spec.name
-    # Servers load every numbered folder: an older file's folder would stay served.
+def _version_folder(repo: Path, name: str, sha256: str) -> Path:
+    """<repo>/<name>/<version>, older versions removed: servers load every numbered
+    folder, and Triton serves only the highest number by default."""
+    folder = repo / name
     if folder.is_dir():
         for old in folder.iterdir():
-            if old.is_dir() and old.name.isdigit() and old.name != model_version(spec.sha256):
+            if old.is_dir() and old.name.isdigit() and old.name != model_version(sha256):
                 shutil.rmtree(old)
-    version = folder / model_version(spec.sha256)
+    return folder / model_version(sha256)
+
+
+def write_model(spec: ModelSpec, models_dir: Path, repo: Path) -> list[Written]:
+    """One model's folder (its verified files and Triton config), and for an ONNX
+    image model its "-pixels" twin (tagd.runtime.pixels)."""
+    source = verified_path(spec, models_dir)  # raises on a missing or damaged file
+    folder = repo / spec.name
+    version = _version_folder(repo, spec.name, spec.sha256)
     if spec.engine == "openvino":
         _place(source, version / "model.xml", spec.sha256)
         for other, sha in spec.files.items():
@@ -158,9 +168,23 @@ def write_model(spec: ModelSpec, models_dir: Path, repo: Path) -> Written:
         _place(source, version / "model.onnx", spec.sha256)
         inputs, outputs = model_io(version / "model.onnx")
         backend = "onnxruntime"
-    config = triton_config(spec.name, backend, inputs, outputs)
+    written = [_configure(spec.name, folder, backend, inputs, outputs, spec.name)]
+    twin = spec.name + pixels.SUFFIX
+    twin_file = _version_folder(repo, twin, spec.sha256) / "model.onnx"
+    if backend == "onnxruntime" and pixels.write_pixels_model(source, twin_file):
+        inputs, outputs = model_io(twin_file)
+        written.append(_configure(twin, repo / twin, backend, inputs, outputs, spec.name))
+    elif (repo / twin).is_dir():
+        shutil.rmtree(repo / twin)
+    return written
+
+
+def _configure(
+    name: str, folder: Path, backend: str, inputs: list[Tensor], outputs: list[Tensor], spec: str
+) -> Written:
+    config = triton_config(name, backend, inputs, outputs)
     (folder / "config.pbtxt").write_text(config, encoding="utf-8")
-    return Written(spec.name, folder, backend, "max_batch_size: 0" not in config)
+    return Written(name, folder, backend, "max_batch_size: 0" not in config, spec)
 
 
 def write_repository(
@@ -178,12 +202,12 @@ def write_repository(
         if not (models_dir / spec.file).is_file():
             skipped.append((spec.name, "not installed"))
             continue
-        written.append(write_model(spec, models_dir, repo))
+        written += write_model(spec, models_dir, repo)
     # base_path relative to the config file: the repository can be mounted anywhere.
     config = {
         "model_config_list": [{"config": {"name": w.name, "base_path": w.name}} for w in written]
     }
     (repo / "ovms_config.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
-    kept = [specs[w.name] for w in written]
+    kept = [specs[w.name] for w in written if w.name == w.spec]
     write_manifest(repo, kept, header="# The models of this repository (tagd models repository).\n")
     return written, skipped

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from tagd.runtime.manifest import ModelError, ModelSpec, verified_path
+from tagd.runtime.pixels import Affine
 
 CONFIG_SUFFIX = "_config.json"
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
@@ -54,6 +55,11 @@ class ImagePrep:
         if prep.resize_shortest_edge < max(prep.crop):
             raise ValueError("resize_shortest_edge is smaller than the crop")
         return prep
+
+    @property
+    def pixels(self) -> Affine:
+        """This preprocessing's pixels -> floats, for inference servers (tagd.runtime.pixels)."""
+        return Affine.normalise(self.mean, self.std, self.rescale)
 
     def to_dict(self) -> dict[str, Any]:
         return {
