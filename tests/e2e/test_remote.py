@@ -238,3 +238,7 @@ def test_every_server_down_falls_back_here_or_stops_cleanly(
     assert "no inference server can run picodet-s-416" in err and nowhere in err, err
     assert "wait for the next scan" in err
     assert db_rows(tmp_path / "b", "SELECT COUNT(*) FROM analyses") == [(0,)]
+
+    # tagd doctor says which server is down, and why.
+    code, out, _ = cli("--config", config(tmp_path, lib, strict, analyzers=OBJECTS_ONLY), "doctor")
+    assert code == 1 and f"PROBLEM: inference server {nowhere}" in out, out

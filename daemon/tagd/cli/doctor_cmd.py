@@ -52,6 +52,7 @@ def doctor(ctx: Context, args: argparse.Namespace) -> int:
     _gpu(r)
     _engines(settings, r)
     _models(settings, r)
+    _endpoints(settings, r)
     _catalog(settings, r)
     _stash(settings, r)
     if r.problems:
@@ -275,6 +276,44 @@ def _control_socket(folder: Path, r: Report) -> None:
         return
     mode = stat.S_IMODE(os.stat(path).st_mode)
     r.line(f"  control socket: {path} (mode {mode:o}): answers, {answer.get('message')}")
+
+
+def _endpoints(settings: Settings, r: Report) -> None:
+    """Each inference server: up, and serving the models (at the installed files'
+    versions) that the analyzers send it."""
+    runtime = settings.runtime
+    if not runtime.endpoints:
+        return
+    from tagd.paths import models_dir
+    from tagd.pipeline import build_analyzers
+    from tagd.runtime.kserve import EndpointDown, KServeClient, ModelMissing, model_version
+    from tagd.runtime.model import HoldsModel, ManagedModel
+
+    try:
+        analyzers = build_analyzers(settings, models_dir(settings))
+    except Exception as exc:  # reported by the models check above
+        r.line(f"inference servers: not checked ({exc})")
+        return
+    wanted = set()
+    for analyzer in analyzers:
+        for model in analyzer.models:
+            managed = model.model if isinstance(model, HoldsModel) else model
+            if isinstance(managed, ManagedModel) and managed.remote is not None:
+                wanted.add((managed.spec.name, model_version(managed.spec.sha256)))
+    for endpoint in runtime.endpoints:
+        client = KServeClient(endpoint.url, min(runtime.remote_timeout, 10.0))
+        try:
+            for name, version in sorted(wanted):
+                client.ready(name, version)
+        except EndpointDown as exc:
+            r.problem(f"inference server {exc}")
+        except ModelMissing as exc:
+            r.problem(f"inference server {exc}")
+        else:
+            role = " (fallback)" if endpoint.fallback else ""
+            r.line(f"inference server {endpoint.url}{role}: ready, {len(wanted)} models")
+        finally:
+            client.close()
 
 
 def _stash(settings: Settings, r: Report) -> None:
