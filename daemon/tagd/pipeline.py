@@ -30,7 +30,7 @@ import numpy as np
 
 from tagd import raw_pairs
 from tagd.analyzers import registry
-from tagd.analyzers.base import Analyzer, Finding
+from tagd.analyzers.base import Analyzer, Deferred, Finding
 from tagd.analyzers.taught import NAME as TAUGHT
 from tagd.catalog.catalog import Catalog
 from tagd.config import Settings
@@ -65,7 +65,7 @@ class Loaded:
 
 
 # A batch's files still as indexed, and each analyzer's findings per file per frame.
-Inferred = tuple[list["Loaded"], dict[str, list[list[list[Finding]]]]]
+Inferred = tuple[list["Loaded"], dict[str, "list[list[list[Finding]]] | Deferred"]]
 
 
 @dataclass
@@ -78,6 +78,8 @@ class AnalyzeReport:
     # Files that changed while they were analysed (still being copied?): nothing
     # recorded, they stay pending for the next scan.
     unsettled: list[str] = field(default_factory=list)
+    # (path, "analyzer: why") of analyses put off to the next scan (analyzers.base.Deferred).
+    deferred: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _first_done(
@@ -269,7 +271,15 @@ class Pipeline:
         # A file changed since it was indexed is not worth a model's time.
         steady = [loaded for loaded in batch if _as_indexed(loaded.item) is not None]
         with turn():
-            return steady, {a.name: self._infer(a, steady) for a in self.analyzers}
+            return steady, {a.name: self._infer_or_defer(a, steady) for a in self.analyzers}
+
+    def _infer_or_defer(
+        self, analyzer: Analyzer, batch: list[Loaded]
+    ) -> list[list[list[Finding]]] | Deferred:
+        try:
+            return self._infer(analyzer, batch)
+        except Deferred as exc:
+            return exc
 
     def _finish(
         self,
@@ -284,7 +294,11 @@ class Pipeline:
         with self.catalog.transaction():
             for index, loaded in enumerate(steady):
                 if id(loaded) in settled:
-                    self._save(loaded, {name: f[index] for name, f in findings.items()}, report)
+                    own = {
+                        name: f if isinstance(f, Deferred) else f[index]
+                        for name, f in findings.items()
+                    }
+                    self._save(loaded, own, report)
         report.unsettled += [x.item.path for x in batch if id(x) not in settled]
         if progress:
             progress(len(batch))
@@ -471,7 +485,10 @@ class Pipeline:
                     return
 
     def _save(
-        self, loaded: Loaded, findings: dict[str, list[list[Finding]]], report: AnalyzeReport
+        self,
+        loaded: Loaded,
+        findings: dict[str, list[list[Finding]] | Deferred],
+        report: AnalyzeReport,
     ) -> None:
         cid = loaded.item.content_id
         if loaded.error or not loaded.frames:
@@ -488,8 +505,14 @@ class Pipeline:
             duration=loaded.duration,
             interval=loaded.interval,
         )
+        names = []
         for analyzer in self.analyzers:
             per_frame = findings[analyzer.name]
+            if isinstance(per_frame, Deferred):
+                # Nothing stored: this analyzer looks at the file again next scan.
+                report.deferred.append((loaded.item.path, f"{analyzer.name}: {per_frame}"))
+                continue
+            names.append(analyzer.name)
             detections = [
                 _detection(f, t, scale)
                 for frame, t, scale in zip(per_frame, loaded.times, loaded.scales, strict=True)
@@ -500,7 +523,8 @@ class Pipeline:
                 self.catalog.set_analysis_interval(
                     cid, analyzer.name, _picked_interval(analyzer, loaded)
                 )
-        names = [analyzer.name for analyzer in self.analyzers]
+        if not names:
+            return
         if self.thumbnails is not None and "faces" in names:
             self._face_previews(loaded, cid)
         derive_and_queue(self.catalog, self.policy, self.sinks(), {cid: names})

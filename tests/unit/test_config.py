@@ -158,6 +158,19 @@ def test_empty_file_and_no_file_are_the_defaults(tmp_path: Path, state_dir: Path
             '[[runtime.endpoints]]\nurl = "grpc://nas:8001"\nfallback = true\n',
             ["runtime.remote_analyzers needs at least one [[runtime.endpoints]] without fallback"],
         ),
+        (
+            "[vlm]\nenabled = true\n",
+            ["vlm.model: name the model", "needs at least one [[vlm.endpoints]]"],
+        ),
+        (
+            '[[vlm.endpoints]]\nurl = "grpc://nas:8001"\n',
+            ["vlm.endpoints[0].url", "http(s)://host:port/v1"],
+        ),
+        ('[vlm.tags]\nscene = ["a|b"]\n', ["vlm.tags.scene", "'|'"]),
+        (
+            '[tags.vlm.labels.beech]\nname = "x"\n',
+            ["tags.vlm.labels.beech", "beach"],
+        ),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_allowed(

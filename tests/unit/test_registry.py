@@ -70,6 +70,7 @@ def test_export_keys_come_from_the_plugins() -> None:
         "phash",
         "faces",
         "quality",
+        "vlm",
     }
     for p in plugins():
         if p.export_key:

@@ -31,6 +31,13 @@ class Finding:
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # embedding
 
 
+class Deferred(Exception):
+    """An analyzer cannot give findings for this batch now (a remote service that
+    answered nonsense, or none that is up): nothing is stored for it, and its
+    files are analysed again at the next scan. The other analyzers' findings are
+    kept."""
+
+
 class Analyzer(ABC):
     name: str  # key of its results in the catalog and the export
     # Seconds between the video frames this analyzer looks at; 0 = every sampled

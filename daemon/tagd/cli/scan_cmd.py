@@ -211,6 +211,15 @@ def _summary(ctx: Context, roots: list[str], report: ScanReport, dry_run: bool) 
         )
         for path in a.unsettled[:MAX_LISTED]:
             print(f"  {path}")
+    if report.vlm is not None:
+        v = report.vlm
+        print(
+            f"vlm: asked about {count(v.asked, 'file')} in {v.seconds:.1f} s"
+            + (f"; {len(v.deferred)} left for the next scan" if v.deferred else "")
+            + (f" ({v.stopped})" if v.stopped else "")
+        )
+        for path, why in v.deferred[:MAX_LISTED]:
+            print(f"  {path}: {why}", file=sys.stderr)
     for sink, delivered in report.deliveries:
         out, err = sink.explain(delivered, dry_run)
         for line in out:

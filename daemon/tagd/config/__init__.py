@@ -57,6 +57,9 @@ from tagd.config.models import (
     TaughtTagSettings,
     TextTagSettings,
     VideoTagSettings,
+    VlmEndpoint,
+    VlmSettings,
+    VlmTagSettings,
     XmpSettings,
 )
 from tagd.config.profiles import PROFILES, profile_keys
@@ -107,6 +110,9 @@ __all__ = [
     "TaughtTagSettings",
     "TextTagSettings",
     "VideoTagSettings",
+    "VlmEndpoint",
+    "VlmSettings",
+    "VlmTagSettings",
     "XmpSettings",
     "find_config_file",
     "load_settings",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from tagd.config.models import ApiSettings, RuntimeSettings, Settings, StashSettings
+from tagd.config.models import ApiSettings, RuntimeSettings, Settings, StashSettings, VlmSettings
 from tagd.config.schedule import parse_schedule
 
 
@@ -23,7 +23,32 @@ def problems(settings: Settings) -> list[str]:
         *_api_problems(settings.api),
         *_organize_problems(settings),
         *_runtime_problems(settings.runtime),
+        *_vlm_problems(settings.vlm),
     ]
+
+
+def _vlm_problems(vlm: VlmSettings) -> list[str]:
+    out = []
+    for i, endpoint in enumerate(vlm.endpoints):
+        if not endpoint.url.startswith(("http://", "https://")):
+            out.append(
+                f"vlm.endpoints[{i}].url = {endpoint.url!r}: must be the API's base URL, "
+                'http(s)://host:port/v1 (e.g. "http://192.168.1.20:11434/v1" for Ollama)'
+            )
+    for name, labels in vlm.tags.items():
+        if not labels or any(not label.strip() or "|" in label for label in labels):
+            out.append(f"vlm.tags.{name}: a list of labels, none empty or with '|'")
+    if not vlm.enabled:
+        return out
+    if not vlm.model.strip():
+        out.append("vlm.model: name the model the servers run (vlm.enabled = true needs it)")
+    if not any(not e.fallback for e in vlm.endpoints):
+        out.append(
+            "vlm.enabled = true needs at least one [[vlm.endpoints]] without fallback = true"
+        )
+    if not vlm.tags and not vlm.captions:
+        out.append("vlm: no tags and no captions to ask for (vlm.tags is empty)")
+    return out
 
 
 # The sections whose analyzers run models (what runtime.remote_analyzers may name).

@@ -255,6 +255,53 @@ class QualitySettings:
 
 
 @dataclass(frozen=True, config=SECTION)
+class VlmEndpoint:
+    """One OpenAI-compatible chat server with image input (LM Studio, Ollama,
+    llama.cpp server, vLLM)."""
+
+    # The API's base URL, up to /v1 ("http://192.168.1.20:11434/v1" for Ollama).
+    url: Str = ""
+    # Sent as "Authorization: Bearer ..." when set.
+    api_key: Str = ""
+    weight: Annotated[Float, Range(0.01, 1000.0)] = 1.0
+    max_concurrent: Annotated[Int, Range(1, 64)] = 1
+    fallback: Bool = False
+
+
+def _vlm_default_tags() -> dict[str, list[str]]:
+    return {
+        "scene": [
+            "beach", "mountains", "snow", "forest", "city street", "indoors", "night",
+            "sunset", "party", "wedding", "concert", "sports", "food", "document",
+            "screenshot",
+        ],
+    }  # fmt: skip
+
+
+@dataclass(frozen=True, config=SECTION)
+class VlmSettings:
+    """Tags by a vision-language model on OpenAI-compatible chat servers
+    (tagd.analyzers.vlm): one question per tag set, a JSON answer. Off by default;
+    it runs after the other analyzers and never holds them up."""
+
+    enabled: Bool = False
+    # The model's name on the servers ("qwen2.5vl:7b", "llava-v1.6-mistral-7b").
+    model: Str = ""
+    endpoints: list[VlmEndpoint] = field(default_factory=list)
+    # Tag sets: one question each ("which of these apply: ..."), name -> labels.
+    tags: dict[Str, list[Str]] = field(default_factory=_vlm_default_tags)
+    # A one-line caption per photo (per sampled video frame), stored and searchable.
+    captions: Bool = False
+    # Long side of the JPEG sent, in pixels.
+    image_size: Annotated[Int, Range(128, 4096)] = 768
+    # Seconds between the video frames asked about.
+    video_interval: Annotated[Float, Range(1.0, 86_400)] = 30.0
+    # Seconds one answer may take before its server counts as down.
+    timeout: Annotated[Float, Range(1.0, 3600.0)] = 120.0
+    max_tokens: Annotated[Int, Range(16, 8192)] = 300
+
+
+@dataclass(frozen=True, config=SECTION)
 class OrganizeMatch:
     """What a file must have for an [[organize.rules]] rule to file it; every key
     given must hold (none given: every file)."""
@@ -359,6 +406,14 @@ class QualityTagSettings(TagGroupSettings):
 
 
 @dataclass(frozen=True, config=SECTION)
+class VlmTagSettings(TagGroupSettings):
+    """Tags the [vlm] model said apply; each is an answer, scored 1.0."""
+
+    parent: Str = "VLM"
+    threshold: Fraction = 0.5
+
+
+@dataclass(frozen=True, config=SECTION)
 class TaughtTagSettings(TagGroupSettings):
     """Tags taught by example (the web page's "Teach a tag", POST /api/v1/teach):
     a file gets one when the classifier fitted on its examples gives it at
@@ -387,6 +442,7 @@ class TagSettings:
     clip: ClipTagSettings = field(default_factory=ClipTagSettings)
     nsfw: NsfwTagSettings = field(default_factory=NsfwTagSettings)
     quality: QualityTagSettings = field(default_factory=QualityTagSettings)
+    vlm: VlmTagSettings = field(default_factory=VlmTagSettings)
     people: PeopleTagSettings = field(default_factory=PeopleTagSettings)
     taught: TaughtTagSettings = field(default_factory=TaughtTagSettings)
     review: ReviewSettings = field(default_factory=ReviewSettings)
@@ -490,6 +546,7 @@ class Settings:
     faces: FacesSettings = field(default_factory=FacesSettings)
     duplicates: DuplicatesSettings = field(default_factory=DuplicatesSettings)
     quality: QualitySettings = field(default_factory=QualitySettings)
+    vlm: VlmSettings = field(default_factory=VlmSettings)
     organize: OrganizeSettings = field(default_factory=OrganizeSettings)
     tags: TagSettings = field(default_factory=TagSettings)
     xmp: XmpSettings = field(default_factory=XmpSettings)

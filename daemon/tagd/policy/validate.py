@@ -28,12 +28,17 @@ def rule_problems(settings: Settings) -> list[str]:
         if band.low > band.high
         else []
     )
+    vlm_labels = sorted({label for labels in settings.vlm.tags.values() for label in labels})
+    asked = ", ".join(vlm_labels)
     return [
         *concepts.problems(settings.tags.concepts),
         *clip_tags.problems(settings.tags.clip),
         *model_label_problems(settings),
         *unknown_labels(
             "quality", settings.tags.quality.labels, LABELS, f"not one of {', '.join(LABELS)}"
+        ),
+        *unknown_labels(
+            "vlm", settings.tags.vlm.labels, vlm_labels, f"not a label of [vlm] tags: {asked}"
         ),
         *review,
     ]

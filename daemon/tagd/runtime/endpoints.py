@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from tagd.config import RuntimeSettings
 from tagd.runtime.kserve import EndpointDown, KServeClient, ModelMissing
@@ -44,13 +44,27 @@ class Stats:
     bytes_by_model: Counter[str] = field(default_factory=Counter)
 
 
+class ServerClient(Protocol):
+    """What the pool needs of a server's client (KServeClient; the VLM's ChatClient)."""
+
+    url: str
+
+    def ready(self, model: str, version: str) -> None:
+        """Raise EndpointDown or ModelMissing unless it serves this model now."""
+
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=ServerClient)
+
+
 @dataclass
-class Endpoint:
+class Endpoint(Generic[C]):
     url: str
     weight: float
     max_concurrent: int
     fallback: bool
-    client: KServeClient
+    client: C
     in_flight: int = 0
     down_until: float = 0.0  # monotonic time; 0: up
     backoff: float = 0.0
@@ -68,14 +82,14 @@ class AllDown(RuntimeError):
     """No server can take this model now."""
 
 
-class EndpointPool:
-    def __init__(self, endpoints: list[Endpoint]) -> None:
+class EndpointPool(Generic[C]):
+    def __init__(self, endpoints: list[Endpoint[C]]) -> None:
         self.endpoints = endpoints
         self._cond = threading.Condition()
 
     @classmethod
-    def from_settings(cls, runtime: RuntimeSettings) -> EndpointPool:
-        return cls(
+    def from_settings(cls, runtime: RuntimeSettings) -> EndpointPool[KServeClient]:
+        return EndpointPool(
             [
                 Endpoint(
                     url=e.url,
@@ -93,9 +107,7 @@ class EndpointPool:
         """Requests the primary (not fallback) servers take at once."""
         return sum(e.max_concurrent for e in self.endpoints if not e.fallback)
 
-    def run(
-        self, model: str, version: str, rows: int, sent: int, call: Callable[[KServeClient], T]
-    ) -> T:
+    def run(self, model: str, version: str, rows: int, sent: int, call: Callable[[C], T]) -> T:
         """`call` on the server that would finish first, again on another one when
         a server fails; raises AllDown when none is left for this model."""
         key = f"{model}/{version}"
@@ -121,7 +133,7 @@ class EndpointPool:
                           ahead=ahead, rows=rows, sent=sent)  # fmt: skip
             return result
 
-    def _acquire(self, model: str, key: str) -> Endpoint:
+    def _acquire(self, model: str, key: str) -> Endpoint[C]:
         with self._cond:
             while True:
                 now = time.monotonic()
@@ -136,7 +148,7 @@ class EndpointPool:
                 # Every usable server is full: wait for a slot (or a server's return).
                 self._cond.wait(timeout=self._next_change(now))
 
-    def _candidates(self, key: str, now: float) -> list[Endpoint] | None:
+    def _candidates(self, key: str, now: float) -> list[Endpoint[C]] | None:
         """The servers that may take this model now (None: nobody can, or will soon)."""
         able = [e for e in self.endpoints if e.missing.get(key, 0.0) <= now]
         for e in able:
@@ -152,7 +164,7 @@ class EndpointPool:
         waits = [e.down_until - now for e in self.endpoints if e.down_until > now]
         return max(0.05, min(waits, default=1.0))
 
-    def _cost(self, endpoint: Endpoint, model: str) -> float:
+    def _cost(self, endpoint: Endpoint[C], model: str) -> float:
         """Seconds per request for this model: measured, else the others' measure
         scaled by the weights, else the weight alone (unmeasured servers go first,
         which measures them)."""
@@ -165,7 +177,7 @@ class EndpointPool:
 
     def _release(
         self,
-        endpoint: Endpoint,
+        endpoint: Endpoint[C],
         *,
         failed: str = "",
         missing: tuple[str, str] | None = None,
@@ -214,11 +226,11 @@ class EndpointPool:
             endpoint.client.close()
 
 
-_POOLS: dict[tuple[object, ...], EndpointPool] = {}
+_POOLS: dict[tuple[object, ...], EndpointPool[KServeClient]] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def pool_for(runtime: RuntimeSettings) -> EndpointPool:
+def pool_for(runtime: RuntimeSettings) -> EndpointPool[KServeClient]:
     """The process's one pool for these endpoints (shared by every remote model)."""
     key = (tuple(runtime.endpoints), runtime.remote_timeout)
     with _POOLS_LOCK:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from tagd.people.cluster import ClusterReport
     from tagd.pipeline import AnalyzeReport
     from tagd.sinks.writer import WriterProcess
+    from tagd.vlm.ask import VlmReport
 
 
 def checked_analyzers(settings: Settings, models_dir: Path) -> list[Analyzer]:
@@ -90,6 +91,7 @@ class ScanReport:
     analysis: AnalyzeReport | None = None  # None: index only
     deliveries: list[tuple[Sink, DeliveryReport]] = field(default_factory=list)
     shas: dict[str, str] = field(default_factory=dict)  # the analyzers' models
+    vlm: VlmReport | None = None  # the VLM pass, when [vlm] is on
 
     @property
     def queued(self) -> int:
@@ -224,6 +226,11 @@ def _analyse(
 
         # Near-duplicates: the photos hashed in this scan against the library.
         pair_pending(catalog, settings.duplicates.threshold)
+    if settings.vlm.enabled and (stop is None or not stop.is_set()):
+        from tagd.vlm.ask import ask_pending
+
+        # The VLM last: it takes seconds a file, and held up nothing above.
+        report.vlm = ask_pending(catalog, settings, list(roots), stop)
     if settings.organize.import_folder and (stop is None or not stop.is_set()):
         from tagd.organize import file_imports
 

@@ -1,0 +1,119 @@
+"""The VLM pass of a scan: ask the [vlm] model about every file it has not seen.
+
+It runs after the other analyzers (tagd.scan.run), through the same pipeline
+(decode once at [vlm] image_size, video frames at [vlm] video_interval, store,
+derive tags, queue XMP and Stash), with as many files in flight as the
+servers take at once. Answers that cannot be read, and files in flight when
+every server is down, are left for the next scan; the pass then stops (with
+every server down, the rest would fail too).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from tagd.analyzers.vlm import VlmAnalyzer
+from tagd.config import Settings, VlmSettings
+from tagd.runtime.endpoints import Endpoint, EndpointPool
+from tagd.vlm.chat import ChatClient
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from tagd.catalog.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+_POOLS: dict[tuple[object, ...], EndpointPool[ChatClient]] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+@dataclass
+class VlmReport:
+    asked: int = 0  # files with their answers stored
+    deferred: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    failed: int = 0  # files that could not be read or decoded
+    seconds: float = 0.0
+    stopped: str = ""  # why the pass ended early ("" when it did not)
+
+
+def pool_for(vlm: VlmSettings) -> EndpointPool[ChatClient]:
+    """The process's one pool for these servers (measures kept between scans)."""
+    key = (tuple(vlm.endpoints), vlm.timeout)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = EndpointPool(
+                [
+                    Endpoint(
+                        url=e.url,
+                        weight=e.weight,
+                        max_concurrent=e.max_concurrent,
+                        fallback=e.fallback,
+                        client=ChatClient(e.url, e.api_key, vlm.timeout),
+                    )
+                    for e in vlm.endpoints
+                ]
+            )
+        return pool
+
+
+def ask_pending(
+    catalog: Catalog,
+    settings: Settings,
+    prefixes: Sequence[str] = (),
+    stop: threading.Event | None = None,
+) -> VlmReport:
+    """Ask about the files under `prefixes` (all when empty) that have no answers
+    for today's [vlm] settings."""
+    from tagd.pipeline import Pipeline
+
+    vlm = settings.vlm
+    pool = pool_for(vlm)
+    gone = threading.Event()
+    analyzer = VlmAnalyzer(vlm, pool, gone)
+    # One frame per call, each lane waiting on a server: as many lanes as they take.
+    lanes = max(1, min(16, pool.capacity))
+    ask_settings = replace(
+        settings,
+        runtime=replace(settings.runtime, batch_size=1, lanes=lanes),
+        decode=replace(settings.decode, video_interval=vlm.video_interval),
+    )
+    pipeline = Pipeline(catalog, ask_settings, [analyzer], prefixes=list(prefixes))
+    halt = threading.Event()
+
+    def watch() -> None:  # the pass ends when the scan is stopped, or no server is up
+        while not halt.is_set():
+            if (stop is not None and stop.is_set()) or gone.is_set():
+                halt.set()
+            halt.wait(0.2)
+
+    watcher = threading.Thread(target=watch, name="vlm-watch", daemon=True)
+    watcher.start()
+    try:
+        analysis = pipeline.run(stop=halt, lanes=lanes)
+    finally:
+        halt.set()
+        watcher.join()
+    report = VlmReport(
+        asked=analysis.done,
+        deferred=analysis.deferred,
+        failed=analysis.failed,
+        seconds=analysis.seconds,
+    )
+    if gone.is_set():
+        report.stopped = "no VLM server is up"
+    for path, why in report.deferred:
+        log.warning("%s: %s", path, why)
+    if report.asked or report.deferred:
+        log.info(
+            "vlm: %d files asked in %.1f s; %d left for the next scan%s",
+            report.asked,
+            report.seconds,
+            len(report.deferred),
+            f" ({report.stopped})" if report.stopped else "",
+        )
+    return report
