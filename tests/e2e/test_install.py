@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import COCO_IMAGES, REPO, SHARED
 
-# Families that convert weights with the export extra (torch, onnx); the others
-# ship ready ONNX files and install without it.
-CONVERTED = ("dlib-face", "efficientnet")
-READY = ("nudenet", "ocr", "picodet", "retinaface", "yolox", "yunet")
+# Families that convert weights with the export extra (torch); the others ship
+# ready ONNX files, or are converted with onnx alone (a dependency), and install
+# without it.
+CONVERTED = ("efficientnet",)
+READY = ("dlib-face", "nudenet", "ocr", "picodet", "retinaface", "yolox", "yunet")
 
 
 def _run(cmd: list[str | Path], **kwargs) -> subprocess.CompletedProcess[str]:
@@ -90,10 +91,12 @@ def test_a_wheel_installs_models_into_the_state_dir_and_tags_photos(
         assert f"MISSING  {name}" not in first.stdout
     assert (state / "models" / "manifest.toml").is_file()
     assert (state / "models" / "yolox_nano.onnx").is_file()
-    # PicoDet's ONNX file is cleaned with onnx (the extra); OpenVINO reads it as it is.
+    # PicoDet's ONNX file cleaned, dlib's face model converted: onnx is enough.
+    assert (state / "models" / "picodet_s_416.onnx").is_file()
     assert (state / "models" / "picodet_s_416_openvino.xml").is_file()
-    assert not (state / "models" / "picodet_s_416.onnx").exists()
+    assert (state / "models" / "dlib_face_resnet_v1.onnx").is_file()
     assert (state / "models" / "yunet_n.onnx").is_file()
+    assert not (state / "models" / "efficientnet_lite0.onnx").exists()
 
     # The export extra: here the converters of the test environment, put on the
     # fresh venv's path after its own packages (its tagd is still the wheel's).
@@ -102,7 +105,7 @@ def test_a_wheel_installs_models_into_the_state_dir_and_tags_photos(
     Path(site, "zz_export_extra.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     second = _run(fetch, cwd=work, env=_env(state), timeout=600)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert (state / "models" / "picodet_s_416.onnx").is_file()  # made now that it can be
+    assert (state / "models" / "efficientnet_lite0.onnx").is_file()  # made now that it can be
     where = _run([venv / "bin" / "python", "-c", "import tagd; print(tagd.__file__)"])
     assert where.stdout.startswith(site), where.stdout
 
