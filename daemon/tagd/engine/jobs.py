@@ -98,6 +98,16 @@ class Progress(ScanEvents):
         if report.errors:
             self.send({"errors": [list(e) for e in report.errors[:MAX_LOGGED]]})
 
+    def asking(self, done: int, total: int) -> None:
+        if not done:
+            self.state("asking", [0, total])
+            return
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY or done >= total:
+            self.last = now
+            self.state("asking", [done, total])
+        self.wait_if_paused()
+
     def delivering(self, sink: Sink) -> None:
         self.state("writing")
 

@@ -79,6 +79,9 @@ class ScanEvents:
 
     def clustered(self, report: ClusterReport | None) -> None: ...
 
+    def asking(self, done: int, total: int) -> None:
+        """Files the VLM pass has answers for: (0, total) first, then after each."""
+
     def delivering(self, sink: Sink) -> None: ...
 
     def writing(self, done: int, total: int) -> None: ...
@@ -230,7 +233,7 @@ def _analyse(
         from tagd.vlm.ask import ask_pending
 
         # The VLM last: it takes seconds a file, and held up nothing above.
-        report.vlm = ask_pending(catalog, settings, list(roots), stop)
+        report.vlm = ask_pending(catalog, settings, list(roots), stop, events.asking)
     if settings.organize.import_folder and (stop is None or not stop.is_set()):
         from tagd.organize import file_imports
 

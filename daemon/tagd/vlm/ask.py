@@ -21,7 +21,7 @@ from tagd.runtime.endpoints import Endpoint, EndpointPool
 from tagd.vlm.chat import ChatClient
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from tagd.catalog.catalog import Catalog
 
@@ -66,9 +66,11 @@ def ask_pending(
     settings: Settings,
     prefixes: Sequence[str] = (),
     stop: threading.Event | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> VlmReport:
     """Ask about the files under `prefixes` (all when empty) that have no answers
-    for today's [vlm] settings."""
+    for today's [vlm] settings. `progress(done, total)` after each file (the
+    daemon waits there while paused)."""
     from tagd.pipeline import Pipeline
 
     vlm = settings.vlm
@@ -91,10 +93,21 @@ def ask_pending(
                 halt.set()
             halt.wait(0.2)
 
+    total = pipeline.pending_count()
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    if progress is not None:
+        progress(0, total)
     watcher = threading.Thread(target=watch, name="vlm-watch", daemon=True)
     watcher.start()
     try:
-        analysis = pipeline.run(stop=halt, lanes=lanes)
+        analysis = pipeline.run(stop=halt, lanes=lanes, progress=step)
     finally:
         halt.set()
         watcher.join()

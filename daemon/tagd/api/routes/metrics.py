@@ -81,7 +81,7 @@ class Snapshot:
             state = GaugeMetricFamily(
                 "tagd_activity", "What the daemon does now (1 for its state)", labels=["state"]
             )
-            for name in ("idle", "indexing", "listing", "analysing", "writing", "paused"):
+            for name in ("idle", "indexing", "listing", "analysing", "asking", "writing", "paused"):
                 state.add_metric([name], 1.0 if live["state"] == name else 0.0)
             yield state
             yield GaugeMetricFamily(
