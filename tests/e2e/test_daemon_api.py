@@ -90,7 +90,7 @@ def test_daemon_serves_scans_pause_events_and_analysis(
     lib = tmp_path / "library"
     # Enough work, one photo per batch on one core, for the pause to land while the
     # scan analyses (the default pipeline does two dozen photos in a second).
-    photos = coco_photos(48, dest=lib)
+    photos = coco_photos(24, dest=lib)
     config = write_config(
         tmp_path / "config.toml",
         f'[library]\nroots = ["{lib}"]\n'
