@@ -17,6 +17,7 @@ import math
 import shutil
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,22 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     repo = tmp_path_factory.mktemp("repository")
     assert main(["models", "repository", str(repo)]) == 0
     return onnx_models(repo)
+
+
+@pytest.fixture
+def kserve(tmp_path: Path) -> Iterator[Callable[..., KServeServer]]:
+    """kserve(name, models, delay=0.0): a started server, stopped after the test
+    (whatever the test did to it)."""
+    started: list[KServeServer] = []
+
+    def start(name: str, models: dict[str, Path], delay: float = 0.0) -> KServeServer:
+        server = KServeServer(tmp_path / name, models, delay)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 def library(folder: Path, coco_photos, n_coco: int, extra: bool = True) -> Path:
@@ -123,16 +140,11 @@ def comparable(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_remote_findings_equal_local_ones(
-    tmp_path: Path, repository, local_export, coco_photos, cli, monkeypatch
+    tmp_path: Path, repository, local_export, coco_photos, cli, monkeypatch, kserve
 ) -> None:
-    server = KServeServer(tmp_path / "server", repository).start()
-    try:
-        lib = library(tmp_path / "lib", coco_photos, 4)
-        got = scan_and_export(
-            cli, config(tmp_path, lib, remote(server)), tmp_path / "s", monkeypatch
-        )
-    finally:
-        server.stop()
+    server = kserve("server", repository)
+    lib = library(tmp_path / "lib", coco_photos, 4)
+    got = scan_and_export(cli, config(tmp_path, lib, remote(server)), tmp_path / "s", monkeypatch)
     assert got.keys() == local_export.keys()
     for name, row in got.items():
         close(comparable(row), comparable(local_export[name]), name)
@@ -161,12 +173,12 @@ def kill_when_served(server: KServeServer, rows: int, done: threading.Event) -> 
 
 
 def test_a_server_killed_mid_scan_loses_and_duplicates_nothing(
-    tmp_path: Path, repository, coco_photos, cli, monkeypatch
+    tmp_path: Path, repository, coco_photos, cli, monkeypatch, kserve
 ) -> None:
     models = {DETECTOR: repository[DETECTOR]}
     # Each row takes the servers a while: the kill lands mid-request.
-    a = KServeServer(tmp_path / "a", models, delay=0.05).start()
-    b = KServeServer(tmp_path / "b", models, delay=0.05).start()
+    a = kserve("a", models, delay=0.05)
+    b = kserve("b", models, delay=0.05)
     lib = library(tmp_path / "lib", coco_photos, 16, extra=False)
     local = scan_and_export(
         cli, config(tmp_path, lib, 'backend = "cpu"\n', analyzers=OBJECTS_ONLY),
@@ -183,7 +195,6 @@ def test_a_server_killed_mid_scan_loses_and_duplicates_nothing(
     finally:
         done.set()
         killer.join()
-        b.stop()
     assert a.process is not None and a.process.poll() is not None  # it died mid-scan
     served_a, served_b = a.served()[DETECTOR], b.served()[DETECTOR]
     assert 4 <= served_a < 16 and served_b > 0
@@ -195,20 +206,16 @@ def test_a_server_killed_mid_scan_loses_and_duplicates_nothing(
 
 
 def test_a_slow_server_gets_proportionally_less_work(
-    tmp_path: Path, repository, coco_photos, cli, monkeypatch
+    tmp_path: Path, repository, coco_photos, cli, monkeypatch, kserve
 ) -> None:
     models = {DETECTOR: repository[DETECTOR]}
-    fast = KServeServer(tmp_path / "fast", models).start()
-    slow = KServeServer(tmp_path / "slow", models, delay=0.5).start()
+    fast = kserve("fast", models)
+    slow = kserve("slow", models, delay=0.5)
     lib = library(tmp_path / "lib", coco_photos, 24, extra=False)
-    try:
-        scan_and_export(
-            cli, config(tmp_path, lib, remote(fast, slow), analyzers=OBJECTS_ONLY),
-            tmp_path / "s", monkeypatch,
-        )  # fmt: skip
-    finally:
-        fast.stop()
-        slow.stop()
+    scan_and_export(
+        cli, config(tmp_path, lib, remote(fast, slow), analyzers=OBJECTS_ONLY),
+        tmp_path / "s", monkeypatch,
+    )  # fmt: skip
     rows_fast, rows_slow = fast.served()[DETECTOR], slow.served()[DETECTOR]
     assert rows_fast + rows_slow == 24
     # The slow one works several times slower (its own seconds per row): it gets
