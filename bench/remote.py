@@ -74,7 +74,7 @@ def sent_by_model(settings: Settings) -> Counter[str]:
     total: Counter[str] = Counter()
     if settings.runtime.backend == "remote":
         for endpoint in pool_for(settings.runtime).endpoints:
-            total += endpoint.stats.bytes_by_model
+            total += endpoint.sent
     return total
 
 

@@ -111,7 +111,6 @@ class VlmAnalyzer(Analyzer):
                 text = self.pool.run(
                     model,
                     "",
-                    1,
                     len(jpeg),
                     lambda c: c.complete(model, wanted, self.settings.max_tokens),
                 )

@@ -305,9 +305,7 @@ def _endpoints(settings: Settings, r: Report) -> None:
         try:
             for name, version in sorted(wanted):
                 client.ready(name, version)
-        except EndpointDown as exc:
-            r.problem(f"inference server {exc}")
-        except ModelMissing as exc:
+        except (EndpointDown, ModelMissing) as exc:
             r.problem(f"inference server {exc}")
         else:
             role = " (fallback)" if endpoint.fallback else ""

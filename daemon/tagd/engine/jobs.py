@@ -82,15 +82,7 @@ class Progress(ScanEvents):
             log.warning("%s", problem)
 
     def analysing(self, done: int, total: int) -> None:
-        if not done:
-            if total:
-                self.state("analysing", [0, total])
-            return
-        now = time.monotonic()
-        if now - self.last >= PROGRESS_EVERY or done >= total:
-            self.last = now
-            self.state("analysing", [done, total])
-        self.wait_if_paused()
+        self._counted("analysing", done, total)
 
     def analysed(self, report: AnalyzeReport) -> None:
         for path, reason in report.errors[:MAX_LOGGED]:
@@ -99,13 +91,19 @@ class Progress(ScanEvents):
             self.send({"errors": [list(e) for e in report.errors[:MAX_LOGGED]]})
 
     def asking(self, done: int, total: int) -> None:
+        self._counted("asking", done, total)
+
+    def _counted(self, state: str, done: int, total: int) -> None:
+        """Files done of a step that counts them (analysis, the VLM): said at the
+        start, every PROGRESS_EVERY seconds and at the end; paused between files."""
         if not done:
-            self.state("asking", [0, total])
+            if total:
+                self.state(state, [0, total])
             return
         now = time.monotonic()
         if now - self.last >= PROGRESS_EVERY or done >= total:
             self.last = now
-            self.state("asking", [done, total])
+            self.state(state, [done, total])
         self.wait_if_paused()
 
     def delivering(self, sink: Sink) -> None:

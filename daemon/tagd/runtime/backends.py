@@ -51,9 +51,10 @@ def inference_lanes(runtime: RuntimeSettings) -> int:
     if runtime.lanes > 0:
         return runtime.lanes
     if runtime.backend == "remote":
+        from tagd.runtime.endpoints import lanes_for
+
         # A lane waits on the network: enough of them to fill every server's slots.
-        slots = sum(e.max_concurrent for e in runtime.endpoints if not e.fallback)
-        return max(2, min(16, slots))
+        return lanes_for(runtime.endpoints)
     if resolve_backend(runtime.backend) == "cuda":
         return 1
     return min(2, cpu_threads(0))

@@ -20,9 +20,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from tagd.config import RuntimeSettings
 from tagd.runtime.kserve import EndpointDown, KServeClient, ModelMissing
@@ -35,15 +35,6 @@ MISSING_RECHECK = 300.0  # seconds before a server that lacked a model is asked 
 SMOOTHING = 0.3  # weight of the newest measurement in the moving average
 
 
-@dataclass
-class Stats:
-    requests: int = 0
-    rows: int = 0
-    bytes_sent: int = 0  # input tensors (what crosses the network, framing aside)
-    failures: int = 0
-    bytes_by_model: Counter[str] = field(default_factory=Counter)
-
-
 class ServerClient(Protocol):
     """What the pool needs of a server's client (KServeClient; the VLM's ChatClient)."""
 
@@ -51,8 +42,6 @@ class ServerClient(Protocol):
 
     def ready(self, model: str, version: str) -> None:
         """Raise EndpointDown or ModelMissing unless it serves this model now."""
-
-    def close(self) -> None: ...
 
 
 C = TypeVar("C", bound=ServerClient)
@@ -72,7 +61,8 @@ class Endpoint(Generic[C]):
     checked: set[str] = field(default_factory=set)  # model/version known ready
     missing: dict[str, float] = field(default_factory=dict)  # model/version -> recheck time
     seconds: dict[str, float] = field(default_factory=dict)  # model -> time per request
-    stats: Stats = field(default_factory=Stats)
+    # Bytes of input tensors sent, by model (what crosses the network, framing aside).
+    sent: Counter[str] = field(default_factory=Counter)
 
     def up(self, now: float) -> bool:
         return self.down_until <= now
@@ -87,27 +77,12 @@ class EndpointPool(Generic[C]):
         self.endpoints = endpoints
         self._cond = threading.Condition()
 
-    @classmethod
-    def from_settings(cls, runtime: RuntimeSettings) -> EndpointPool[KServeClient]:
-        return EndpointPool(
-            [
-                Endpoint(
-                    url=e.url,
-                    weight=e.weight,
-                    max_concurrent=e.max_concurrent,
-                    fallback=e.fallback,
-                    client=KServeClient(e.url, runtime.remote_timeout),
-                )
-                for e in runtime.endpoints
-            ]
-        )
+    def can_run(self, model: str, version: str) -> bool:
+        """Whether some server may take this model now (not all down or lacking it)."""
+        with self._cond:
+            return self._candidates(f"{model}/{version}", time.monotonic()) is not None
 
-    @property
-    def capacity(self) -> int:
-        """Requests the primary (not fallback) servers take at once."""
-        return sum(e.max_concurrent for e in self.endpoints if not e.fallback)
-
-    def run(self, model: str, version: str, rows: int, sent: int, call: Callable[[C], T]) -> T:
+    def run(self, model: str, version: str, sent: int, call: Callable[[C], T]) -> T:
         """`call` on the server that would finish first, again on another one when
         a server fails; raises AllDown when none is left for this model."""
         key = f"{model}/{version}"
@@ -130,7 +105,7 @@ class EndpointPool(Generic[C]):
                 self._release(endpoint)
                 raise
             self._release(endpoint, model=model, seconds=time.monotonic() - started,
-                          ahead=ahead, rows=rows, sent=sent)  # fmt: skip
+                          ahead=ahead, sent=sent)  # fmt: skip
             return result
 
     def _acquire(self, model: str, key: str) -> Endpoint[C]:
@@ -184,21 +159,18 @@ class EndpointPool(Generic[C]):
         model: str = "",
         seconds: float = 0.0,
         ahead: int = 0,
-        rows: int = 0,
         sent: int = 0,
     ) -> None:
         with self._cond:
             endpoint.in_flight -= 1
             now = time.monotonic()
             if failed:
-                endpoint.stats.failures += 1
                 endpoint.last_error = failed
                 endpoint.backoff = min(MAX_BACKOFF, max(FIRST_BACKOFF, endpoint.backoff * 2))
                 endpoint.down_until = now + endpoint.backoff
                 endpoint.checked.clear()  # a restarted server may have other models
             elif missing is not None:
                 key, why = missing
-                endpoint.stats.failures += 1
                 endpoint.last_error = why
                 endpoint.missing[key] = now + MISSING_RECHECK
                 endpoint.checked.discard(key)
@@ -210,10 +182,7 @@ class EndpointPool(Generic[C]):
                 own = seconds / max(1, ahead + 1)
                 old = endpoint.seconds.get(model)
                 endpoint.seconds[model] = own if old is None else old + SMOOTHING * (own - old)
-                endpoint.stats.requests += 1
-                endpoint.stats.rows += rows
-                endpoint.stats.bytes_sent += sent
-                endpoint.stats.bytes_by_model[model] += sent
+                endpoint.sent[model] += sent
             self._cond.notify_all()
 
     def _why(self, key: str) -> str:
@@ -221,20 +190,52 @@ class EndpointPool(Generic[C]):
         model = key.split("/")[0]
         return f"no inference server can run {model} now ({'; '.join(parts)})"
 
-    def close(self) -> None:
-        for endpoint in self.endpoints:
-            endpoint.client.close()
+
+class EndpointSettings(Protocol):
+    """A configured server: [[runtime.endpoints]] or [[vlm.endpoints]]."""
+
+    url: str
+    weight: float
+    max_concurrent: int
+    fallback: bool
 
 
-_POOLS: dict[tuple[object, ...], EndpointPool[KServeClient]] = {}
+MAX_LANES = 16
+
+
+def lanes_for(endpoints: Sequence[EndpointSettings]) -> int:
+    """Batches to keep in flight for these servers: as many as they take at once
+    (the fallbacks aside), 16 at most (each holds its decoded frames)."""
+    return max(1, min(MAX_LANES, sum(e.max_concurrent for e in endpoints if not e.fallback)))
+
+
+_POOLS: dict[tuple[object, ...], EndpointPool[Any]] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def pool_for(runtime: RuntimeSettings) -> EndpointPool[KServeClient]:
-    """The process's one pool for these endpoints (shared by every remote model)."""
-    key = (tuple(runtime.endpoints), runtime.remote_timeout)
+def shared_pool(
+    endpoints: Sequence[EndpointSettings], timeout: float, client: Callable[[Any], C]
+) -> EndpointPool[C]:
+    """The process's one pool for these servers, made on first use (every model
+    sent to them shares it: their in-flight counts are their real load, and
+    their measured speeds last from one scan to the next)."""
+    key = (tuple(endpoints), timeout)
     with _POOLS_LOCK:
         pool = _POOLS.get(key)
         if pool is None:
-            pool = _POOLS[key] = EndpointPool.from_settings(runtime)
+            pool = _POOLS[key] = EndpointPool(
+                [
+                    Endpoint(e.url, e.weight, e.max_concurrent, e.fallback, client(e))
+                    for e in endpoints
+                ]
+            )
         return pool
+
+
+def pool_for(runtime: RuntimeSettings) -> EndpointPool[KServeClient]:
+    """The pool of [[runtime.endpoints]]: KServe v2 inference servers."""
+    return shared_pool(
+        runtime.endpoints,
+        runtime.remote_timeout,
+        lambda e: KServeClient(e.url, runtime.remote_timeout),
+    )

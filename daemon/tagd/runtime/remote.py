@@ -67,14 +67,18 @@ class RemoteSession:
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         rows = int(batch.shape[0]) if batch.ndim else 1
-        levels = self.pixels.to_pixels(batch) if self.pixels is not None else None
-        if levels is not None and self.pixels is not None:
-            scale, offset = self.pixels.tensors(rows)
-            wired = [Tensor(PIXELS, levels), Tensor(SCALE, scale), Tensor(OFFSET, offset)]
-            try:
-                return self._remote(self.name + SUFFIX, wired, rows)
-            except AllDown:
-                pass  # no server has the pixels twin (or none is up): the float model
+        twin = self.name + SUFFIX
+        # Converted only when a server may have the twin: once every server said it
+        # lacks it, batches go as floats with no conversion tried first.
+        if self.pixels is not None and self.pool.can_run(twin, self.version):
+            levels = self.pixels.to_pixels(batch)
+            if levels is not None:
+                scale, offset = self.pixels.tensors(rows)
+                wired = [Tensor(PIXELS, levels), Tensor(SCALE, scale), Tensor(OFFSET, offset)]
+                try:
+                    return self._remote(twin, wired, rows)
+                except AllDown:
+                    pass  # no server has the twin after all (or none is up): the floats
         try:
             return self._remote(self.name, [Tensor(self.input_name, batch)], rows)
         except AllDown as exc:
@@ -86,7 +90,7 @@ class RemoteSession:
             self._check(client.url, arrays, rows)
             return arrays
 
-        return self.pool.run(model, self.version, rows, wire_bytes(inputs), call)
+        return self.pool.run(model, self.version, wire_bytes(inputs), call)
 
     def _check(self, url: str, arrays: list[np.ndarray], rows: int) -> None:
         """A garbled answer is the server's fault: another server gets the batch."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from tagd.analyzers.vlm import VlmAnalyzer
 from tagd.config import Settings, VlmSettings
-from tagd.runtime.endpoints import Endpoint, EndpointPool
+from tagd.runtime.endpoints import EndpointPool, lanes_for, shared_pool
 from tagd.vlm.chat import ChatClient
 
 if TYPE_CHECKING:
@@ -26,9 +26,6 @@ if TYPE_CHECKING:
     from tagd.catalog.catalog import Catalog
 
 log = logging.getLogger(__name__)
-
-_POOLS: dict[tuple[object, ...], EndpointPool[ChatClient]] = {}
-_POOLS_LOCK = threading.Lock()
 
 
 @dataclass
@@ -41,24 +38,10 @@ class VlmReport:
 
 
 def pool_for(vlm: VlmSettings) -> EndpointPool[ChatClient]:
-    """The process's one pool for these servers (measures kept between scans)."""
-    key = (tuple(vlm.endpoints), vlm.timeout)
-    with _POOLS_LOCK:
-        pool = _POOLS.get(key)
-        if pool is None:
-            pool = _POOLS[key] = EndpointPool(
-                [
-                    Endpoint(
-                        url=e.url,
-                        weight=e.weight,
-                        max_concurrent=e.max_concurrent,
-                        fallback=e.fallback,
-                        client=ChatClient(e.url, e.api_key, vlm.timeout),
-                    )
-                    for e in vlm.endpoints
-                ]
-            )
-        return pool
+    """The pool of [[vlm.endpoints]]: OpenAI-compatible chat servers."""
+    return shared_pool(
+        vlm.endpoints, vlm.timeout, lambda e: ChatClient(e.url, e.api_key, vlm.timeout)
+    )
 
 
 def ask_pending(
@@ -74,50 +57,39 @@ def ask_pending(
     from tagd.pipeline import Pipeline
 
     vlm = settings.vlm
-    pool = pool_for(vlm)
-    gone = threading.Event()
-    analyzer = VlmAnalyzer(vlm, pool, gone)
+    # The pipeline's stop: set by the scan's stop (seen after each file), or by
+    # the analyzer when no server is up (the files left would all wait anyway).
+    halt = threading.Event()
+    analyzer = VlmAnalyzer(vlm, pool_for(vlm), halt)
     # One frame per call, each lane waiting on a server: as many lanes as they take.
-    lanes = max(1, min(16, pool.capacity))
+    lanes = lanes_for(vlm.endpoints)
     ask_settings = replace(
         settings,
         runtime=replace(settings.runtime, batch_size=1, lanes=lanes),
         decode=replace(settings.decode, video_interval=vlm.video_interval),
     )
     pipeline = Pipeline(catalog, ask_settings, [analyzer], prefixes=list(prefixes))
-    halt = threading.Event()
-
-    def watch() -> None:  # the pass ends when the scan is stopped, or no server is up
-        while not halt.is_set():
-            if (stop is not None and stop.is_set()) or gone.is_set():
-                halt.set()
-            halt.wait(0.2)
-
     total = pipeline.pending_count()
     done = 0
 
     def step(n: int) -> None:
         nonlocal done
         done += n
+        if stop is not None and stop.is_set():
+            halt.set()
         if progress is not None:
             progress(done, total)
 
-    if progress is not None:
+    if progress is not None and total:
         progress(0, total)
-    watcher = threading.Thread(target=watch, name="vlm-watch", daemon=True)
-    watcher.start()
-    try:
-        analysis = pipeline.run(stop=halt, lanes=lanes, progress=step)
-    finally:
-        halt.set()
-        watcher.join()
+    analysis = pipeline.run(stop=halt, lanes=lanes, progress=step)
     report = VlmReport(
         asked=analysis.done,
         deferred=analysis.deferred,
         failed=analysis.failed,
         seconds=analysis.seconds,
     )
-    if gone.is_set():
+    if halt.is_set() and not (stop is not None and stop.is_set()):
         report.stopped = "no VLM server is up"
     for path, why in report.deferred:
         log.warning("%s: %s", path, why)

@@ -57,9 +57,6 @@ class ChatClient:
             raise BadAnswer(f"{self.url}: the answer has no text")
         return content
 
-    def close(self) -> None:
-        pass
-
     def _request(self, method: str, path: str, payload: object, timeout: float) -> Any:
         data = json.dumps(payload).encode() if payload is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method)
