@@ -170,11 +170,14 @@ class Pipeline:
         stop: threading.Event | None = None,
         turn: Callable[[], AbstractContextManager[None]] = nullcontext,
         lanes: int | None = None,
+        decoders: ThreadPoolExecutor | None = None,
     ) -> AnalyzeReport:
         """Analyse what is pending: `lanes` batches at once (default runtime.lanes,
         see tagd.runtime.backends.inference_lanes). `turn()` is held around each
         batch's inference: the analysis process lets on-demand requests in
-        between. One lane runs the models in this thread."""
+        between. One lane runs the models in this thread. `decoders`: a decode
+        pool the caller keeps (on-demand batches of a file or two would start and
+        join its threads every time); by default one made for this run."""
         report = AnalyzeReport()
         if not self.analyzers:
             return report
@@ -183,7 +186,9 @@ class Pipeline:
         lanes = lanes or inference_lanes(self.settings.runtime)
         seen: set[int] = set()
         with contextlib.ExitStack() as pools:
-            pool = pools.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="decode"))
+            pool = decoders or pools.enter_context(
+                ThreadPoolExecutor(workers, thread_name_prefix="decode")
+            )
             infer: ThreadPoolExecutor | None = None
             if lanes > 1:
                 infer = pools.enter_context(ThreadPoolExecutor(lanes, thread_name_prefix="infer"))

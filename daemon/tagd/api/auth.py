@@ -123,7 +123,9 @@ def _allowed(key: ApiKey, needed: ApiRole) -> Caller:
 def require(needed: ApiRole) -> Callable[..., Caller]:
     """A route dependency admitting callers with at least the role `needed`."""
 
-    def dependency(
+    # async: it never blocks, and a sync dependency costs each request a hop to
+    # a worker thread and back.
+    async def dependency(
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Security(bearer),  # noqa: B008
     ) -> Caller:

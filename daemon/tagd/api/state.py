@@ -110,6 +110,7 @@ class ApiState:
         return self.state_dir / "tmp"
 
 
-def api_state(request: Request) -> ApiState:
+async def api_state(request: Request) -> ApiState:
+    # async: a sync dependency would cost every request a hop to a worker thread.
     state: ApiState = request.app.state.tagd
     return state

@@ -6,10 +6,12 @@ It reads requests from the daemon on a socket (FD), one thread receiving:
   their model files (nothing is loaded); answers their names;
 - ("job", id, generation, settings, Job): a scan or a round of writes (jobs.py),
   run on the main thread one at a time, with progress events on the way;
-- ("analyze", id, generation, settings, path, names): one file on demand
-  (on_demand.py), answered between two batches of a running scan;
+- ("analyze", id, generation, settings, path, names, shown): one file on demand
+  (on_demand.py), answered between two batches of a running scan with its
+  export object as JSON bytes;
 - ("stop", deadline, everything), ("pause", paused), ("quit",).
 
+A request's settings are None when they are the ones the daemon sent last.
 Answers are ("result", id, value) or ("failure", id, kind, message). The
 analyzers of one generation (one loaded config) are built once and kept, so
 their models stay loaded from one job to the next until the daemon ends this
@@ -20,6 +22,7 @@ end of the socket closes.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -44,6 +47,9 @@ from tagd.service.memory import tune_malloc
 
 log = logging.getLogger("tagd.engine")
 
+# The messages that are requests: (kind, id, generation, settings or None, ...).
+REQUESTS = {"check", "shas", "analyze", "preview", "job"}
+
 
 class Child:
     def __init__(self, conn: Connection, init: dict[str, Any]) -> None:
@@ -58,6 +64,7 @@ class Child:
         if not init.get("paused"):
             self.resume.set()
         self.turns = Turns()
+        self._settings: tuple[int, Settings] | None = None  # the daemon's last sent
         self.on_demand = OnDemand(self.turns)
         self._generation: tuple[int, list[Analyzer]] | None = None
         self._build_lock = threading.Lock()
@@ -82,6 +89,8 @@ class Child:
                 # next start redoes it.
                 os._exit(0)
             what = message[0]
+            if what in REQUESTS:
+                message = self._with_settings(message)
             if what == "stop":
                 self.deadline = message[1]
                 if message[2]:
@@ -109,6 +118,17 @@ class Child:
                     # job may follow before the main thread takes it up.
                     self.job_stop.clear()
                 self.work.put(message)
+
+    def _with_settings(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The request with its settings: those it carries, or (None) the ones the
+        daemon sent last, which it leaves out while they stay the same."""
+        what, rid, generation, settings, *args = message
+        if settings is None:
+            assert self._settings is not None and self._settings[0] == generation, message
+            settings = self._settings[1]
+        else:
+            self._settings = (generation, settings)
+        return (what, rid, generation, settings, *args)
 
     # ------------------------------------------------------------ work
 
@@ -224,15 +244,28 @@ class Child:
         return vars(result)
 
     def analyze(
-        self, rid: int, generation: int, settings: Settings, path: str, names: list[str]
+        self,
+        rid: int,
+        generation: int,
+        settings: Settings,
+        path: str,
+        names: list[str],
+        shown: str | None = None,
     ) -> None:
-        """One file on demand: queued for the on-demand worker, answered from there."""
+        """One file on demand: queued for the on-demand worker, answered from there
+        with `tagd export`'s object for it as JSON (the API's answer as it is),
+        its "path" given as `shown` when the daemon names it otherwise."""
 
         def answer(result: dict[str, Any] | None, error: Exception | None) -> None:
-            if error is not None:
+            if result is not None and result["status"] == "error":
+                result, error = None, AnalyzeError(f"cannot analyse it: {result['error']}")
+            if result is None:
+                assert error is not None
                 self.send(("failure", rid, *self.failure(error)))
-            else:
-                self.send(("result", rid, result))
+                return
+            if shown is not None:
+                result["path"] = shown
+            self.send(("result", rid, json.dumps(result, ensure_ascii=False).encode()))
 
         try:
             analyzers = chosen(self.analyzers(generation, settings), names)

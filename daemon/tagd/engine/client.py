@@ -10,6 +10,7 @@ flight with EngineGone; the next call starts a new one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -21,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -55,10 +56,10 @@ class EngineGone(EngineError):
 
 @dataclass(eq=False)
 class _Call:
+    # Called by the reader thread with what the child sent: ("event", dict),
+    # ("result", value) or ("failure", EngineError).
+    deliver: Callable[[tuple[str, Any]], None]
     owner: subprocess.Popen[bytes] | None = None  # the child that was asked
-    # What the reader thread hands over: ("event", dict), ("result", value) or
-    # ("failure", EngineError); read by the thread that made the call.
-    inbox: queue.Queue[tuple[str, Any]] = field(default_factory=queue.Queue)
 
 
 class Engine:
@@ -84,6 +85,8 @@ class Engine:
         self._closed = False
         self._sweeper: threading.Thread | None = None
         self.started = 0  # processes started, for /metrics and the tests
+        # The generation and settings the child has last had.
+        self._sent: tuple[int, Settings] | None = None
 
     # ------------------------------------------------------------ calls
 
@@ -99,20 +102,11 @@ class Engine:
         or EngineError. `generation` names the settings: the child rebuilds its
         analyzers only when it changes. `on_event` gets the progress events, in
         the calling thread (which may then use its own catalog connection)."""
-        call = _Call()
-        with self._lock:
-            if self._closed:
-                raise EngineGone("tagd is stopping")
-            rid = next(self._ids)
-            self._calls[rid] = call
-            try:
-                call.owner = self._send_locked((kind, rid, generation, settings, *args))
-            except EngineGone as exc:
-                del self._calls[rid]
-                raise exc from None
+        inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        rid = self._ask(kind, settings, generation, args, inbox.put)
         try:
             while True:
-                what, value = call.inbox.get()
+                what, value = inbox.get()
                 if what == "event":
                     if on_event is not None:
                         on_event(value)
@@ -121,9 +115,58 @@ class Engine:
                     raise value
                 return value
         finally:
-            with self._lock:
-                self._calls.pop(rid, None)
-                self._last_used = time.monotonic()
+            self._done(rid)
+
+    async def acall(self, kind: str, settings: Settings, generation: int, *args: Any) -> Any:
+        """`call` for a coroutine (an API route): waits on its event loop, not in a
+        thread of its own. Progress events are not kept."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[str, Any]] = loop.create_future()
+
+        def settle(item: tuple[str, Any]) -> None:
+            # Cancelled when the client went away: nobody waits for it.
+            if not answer.done():
+                answer.set_result(item)
+
+        def deliver(item: tuple[str, Any]) -> None:
+            if item[0] != "event":
+                loop.call_soon_threadsafe(settle, item)
+
+        rid = self._ask(kind, settings, generation, args, deliver)
+        try:
+            what, value = await answer
+        finally:
+            self._done(rid)
+        if what == "failure":
+            raise value
+        return value
+
+    def _ask(
+        self,
+        kind: str,
+        settings: Settings,
+        generation: int,
+        args: tuple[Any, ...],
+        deliver: Callable[[tuple[str, Any]], None],
+    ) -> int:
+        """Send the request; its id. What the child answers goes to `deliver`."""
+        call = _Call(deliver)
+        with self._lock:
+            if self._closed:
+                raise EngineGone("tagd is stopping")
+            rid = next(self._ids)
+            self._calls[rid] = call
+            try:
+                call.owner = self._send_locked(kind, rid, generation, settings, args)
+            except EngineGone as exc:
+                del self._calls[rid]
+                raise exc from None
+        return rid
+
+    def _done(self, rid: int) -> None:
+        with self._lock:
+            self._calls.pop(rid, None)
+            self._last_used = time.monotonic()
 
     def stop_job(self, deadline: float | None, everything: bool = False) -> None:
         """The running job stops after the batch in flight (`everything`: so does
@@ -151,22 +194,36 @@ class Engine:
 
     # ------------------------------------------------------------ the process
 
-    def _send_locked(self, message: tuple[Any, ...]) -> subprocess.Popen[bytes]:
+    def _send_locked(
+        self, kind: str, rid: int, generation: int, settings: Settings, args: tuple[Any, ...]
+    ) -> subprocess.Popen[bytes]:
         """Send to the child (started if none runs); the child that got it."""
         conn = self._conn or self._start_locked()
         try:
-            conn.send(message)
+            conn.send(self._message(kind, rid, generation, settings, args))
         except OSError:
             # It died between two calls: the reader fails what was in flight.
             self._drop_locked()
             conn = self._start_locked()
             try:
-                conn.send(message)
+                conn.send(self._message(kind, rid, generation, settings, args))
             except OSError as exc:
                 self._drop_locked()
                 raise EngineGone(f"the analysis process ended at once: {exc}") from None
         assert self._proc is not None
         return self._proc
+
+    def _message(
+        self, kind: str, rid: int, generation: int, settings: Settings, args: tuple[Any, ...]
+    ) -> tuple[Any, ...]:
+        """The request as sent: the settings only when this child has not had this
+        generation's last (the child keeps them; a third of an analysis request's
+        cost in the child was reading them again)."""
+        last = self._sent
+        self._sent = (generation, settings)  # held: its id is not reused meanwhile
+        if last is not None and last[0] == generation and last[1] is settings:
+            return (kind, rid, generation, None, *args)
+        return (kind, rid, generation, settings, *args)
 
     def _start_locked(self) -> Connection:
         ours, theirs = socket.socketpair()
@@ -197,6 +254,7 @@ class Engine:
             proc.kill()
             raise EngineGone(f"the analysis process ended at once: {exc}") from None
         self._proc, self._conn = proc, conn
+        self._sent = None
         self.started += 1
         self._last_used = time.monotonic()
         threading.Thread(
@@ -220,9 +278,9 @@ class Engine:
             if call is None:
                 continue
             if what == "failure":
-                call.inbox.put(("failure", EngineError(message[2], message[3])))
+                call.deliver(("failure", EngineError(message[2], message[3])))
             else:
-                call.inbox.put((what, message[2]))
+                call.deliver((what, message[2]))
         code = _wait(proc)
         with self._lock:
             if self._proc is proc:
@@ -235,7 +293,7 @@ class Engine:
                 "the analysis process ended (%s) in the middle of its work", describe_exit(code)
             )
         for _, call in left:
-            call.inbox.put(
+            call.deliver(
                 ("failure", EngineGone(f"the analysis process ended ({describe_exit(code)})"))
             )
 

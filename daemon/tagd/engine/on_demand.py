@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from tagd.cli.export_cmd import file_results
 from tagd.config import Settings
 from tagd.engine.turns import Turns
 from tagd.pipeline import Pipeline
+from tagd.runtime.backends import cpu_threads
 from tagd.scan.index import index_roots, make_walker
 
 MAX_BATCH = 16  # requests analysed together at most (a scan's batch of files)
@@ -71,6 +73,7 @@ class OnDemand:
         self._arrived = threading.Condition(self._lock)
         self._waiting: list[_Job] = []
         self._workers: list[threading.Thread] = []
+        self._settled: tuple[Settings, Settings] | None = None  # (given, as analysed)
 
     def submit(
         self,
@@ -81,10 +84,7 @@ class OnDemand:
     ) -> None:
         """Queue `source`; `answer(result, None)` or `answer(None, error)` is called
         from the worker thread once the scratch catalog is gone."""
-        # No wait for a copy to settle: an upload is complete when it is saved, and
-        # a client naming a library file asks for it as it is now.
-        library = dataclasses.replace(settings.library, settle_seconds=0.0)
-        job = _Job(source, tuple(analyzers), dataclasses.replace(settings, library=library), answer)
+        job = _Job(source, tuple(analyzers), self._unsettled(settings), answer)
         with self._lock:
             self._waiting.append(job)
             self._workers = [w for w in self._workers if w.is_alive()]
@@ -94,7 +94,21 @@ class OnDemand:
                 worker.start()
             self._arrived.notify()
 
+    def _unsettled(self, settings: Settings) -> Settings:
+        """`settings` with no wait for a copy to settle: an upload is complete when
+        it is saved, and a client naming a library file asks for it as it is now.
+        Made once per settings (a validated copy costs more than a request's
+        indexing)."""
+        made = self._settled
+        if made is None or made[0] is not settings:
+            library = dataclasses.replace(settings.library, settle_seconds=0.0)
+            made = self._settled = (settings, dataclasses.replace(settings, library=library))
+        return made[1]
+
     def _serve(self) -> None:
+        # This worker's own decode pool, kept: batches of a file or two would
+        # otherwise start and join its threads each time.
+        decoders: tuple[int, ThreadPoolExecutor] | None = None
         while True:
             with self._lock:
                 while not self._waiting:
@@ -102,14 +116,21 @@ class OnDemand:
                 first = self._waiting[0]
                 batch = [j for j in self._waiting if j.analyzers == first.analyzers][:MAX_BATCH]
                 self._waiting = [j for j in self._waiting if j not in batch]
+            workers = cpu_threads(batch[0].settings.decode.workers)
+            if decoders is None or decoders[0] != workers:
+                if decoders is not None:
+                    decoders[1].shutdown()
+                decoders = (workers, ThreadPoolExecutor(workers, thread_name_prefix="decode"))
             try:
-                answers = self._run(batch)
+                answers = self._run(batch, decoders[1])
             except Exception as exc:
                 answers = [(None, exc)] * len(batch)
             for job, (result, error) in zip(batch, answers, strict=True):
                 job.answer(result, error)
 
-    def _run(self, batch: list[_Job]) -> list[tuple[dict[str, Any] | None, Exception | None]]:
+    def _run(
+        self, batch: list[_Job], decoders: ThreadPoolExecutor
+    ) -> list[tuple[dict[str, Any] | None, Exception | None]]:
         analyzers = batch[0].analyzers
         settings = batch[0].settings
         answers: list[tuple[dict[str, Any] | None, Exception | None]] = []
@@ -125,7 +146,7 @@ class OnDemand:
             # One lane: the WORKERS are this path's lanes (each batch's models in
             # its worker, no thread pools made and ended per request batch).
             pipeline = Pipeline(catalog, settings, analyzers, prefixes=paths)
-            pipeline.run(turn=self.turns.request, lanes=1)
+            pipeline.run(turn=self.turns.request, lanes=1, decoders=decoders)
             seconds = time.perf_counter() - start
             shas = {a.name: a.model_sha256 for a in analyzers}
             found = {r.path: r for r in catalog.records(shas, paths)}

@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
+from functools import cached_property
 
 from tagd.analyzers.registry import plugin
 from tagd.config import TagGroupSettings, TagSettings
@@ -31,10 +32,13 @@ RULES_VERSION = 3
 class TagPolicy:
     def __init__(self, settings: TagSettings) -> None:
         self.settings = settings
-        rules = {"version": RULES_VERSION, "settings": asdict(settings)}
-        self.fingerprint = hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[
-            :16
-        ]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """What changes when the rules do (asked once per scan, not per pipeline:
+        an on-demand analysis makes one per request batch)."""
+        rules = {"version": RULES_VERSION, "settings": asdict(self.settings)}
+        return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
 
     def rule(self, group: TagGroupSettings, label: str) -> LabelRule:
         """Threshold and full tag (None: switched off) of a label of a tag group."""

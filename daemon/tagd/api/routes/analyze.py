@@ -1,12 +1,19 @@
 """POST /analyze: one uploaded image or video, or a file of the library, analysed
-now; the answer is `tagd export`'s object for it, and nothing is stored."""
+now; the answer is `tagd export`'s object for it, and nothing is stored.
+
+The route waits for the analysis process on the event loop, not in a thread of
+its own, and passes on the JSON body that process makes: on 2 cores, the thread
+hops and the encoding twice were a tenth of a 640 px photo's cost.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from tagd.api.analyze import UploadError, remove, save_upload, scratch_folder
 from tagd.api.auth import require
@@ -21,6 +28,10 @@ router = APIRouter(tags=["analyze"], dependencies=[Depends(require("read"))])
 
 # Room for the multipart envelope around the file itself.
 ENVELOPE = 64 * 1024
+# Uploads up to this size (held in memory by the form parser) are saved on the
+# event loop: a write to the page cache. Larger ones, and library paths (a
+# realpath on a network share), are handled in a worker thread.
+INLINE = 2**20
 
 
 def _library_file(state: ApiState, path: str) -> Path:
@@ -69,8 +80,18 @@ def _too_large(state: ApiState) -> Problem:
     return Problem(413, "too-large", f"the upload is larger than [api] max_upload_mb ({mb} MB)")
 
 
-@router.post("/analyze", summary="Analyse one file now (nothing is stored)")
-def analyze(
+@router.post(
+    "/analyze",
+    summary="Analyse one file now (nothing is stored)",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "`tagd export`'s object for the file",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def analyze(
     request: Request,
     state: Annotated[ApiState, Depends(api_state)],
     file: Annotated[UploadFile | None, File(description="an image or video")] = None,
@@ -85,7 +106,7 @@ def analyze(
             "Stash) as the daemon's scans do, and answer what is stored"
         ),
     ] = False,
-) -> dict[str, Any]:
+) -> Any:
     limit = _limit(state, request)
     if (file is None) == (path is None):
         raise Problem(
@@ -93,23 +114,36 @@ def analyze(
         )
     names = [n.strip() for n in analyzers.split(",") if n.strip()]
     if store:
-        return _stored(state, file, path, names)
+        return JSONResponse(await run_in_threadpool(_stored, state, file, path, names))
+    if file is not None and (file.size or 0) <= INLINE:
+        folder, source = _source(state, file, path, limit)
+    else:
+        folder, source = await run_in_threadpool(_source, state, file, path, limit)
+    try:
+        # The upload's own name in the answer: the scratch copy is gone by then.
+        shown = file.filename if file is not None else None
+        body = await state.engine.acall(
+            "analyze", state.settings, state.generation, str(source), names, shown
+        )
+    except EngineError as exc:
+        raise _problem(exc) from None
+    finally:
+        remove(folder)
+    return Response(body, media_type="application/json")
+
+
+def _source(
+    state: ApiState, file: UploadFile | None, path: str | None, limit: int
+) -> tuple[Path, Path]:
+    """(scratch folder, the file to analyse): the upload saved there, or the library
+    file `path` names."""
     folder = scratch_folder(state.scratch_dir)
     try:
         source = _upload(state, file, folder, limit) if file else _library_file(state, path or "")
-        try:
-            result = state.engine.call(
-                "analyze", state.settings, state.generation, str(source), names
-            )
-        except EngineError as exc:
-            raise _problem(exc) from None
-    finally:
+    except BaseException:
         remove(folder)
-    if result["status"] == "error":
-        raise Problem(422, "unreadable", f"cannot analyse it: {result['error']}")
-    if file is not None:
-        result["path"] = file.filename  # the scratch copy is gone; the name the client gave
-    return result
+        raise
+    return folder, source
 
 
 def _stored(
