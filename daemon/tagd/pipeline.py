@@ -43,6 +43,7 @@ from tagd.policy.tags import TagPolicy
 from tagd.records import Detection, WorkItem
 from tagd.runtime.backends import cpu_threads, inference_lanes
 from tagd.runtime.manifest import load_manifest, prefer_engine
+from tagd.runtime.unmade import unmade
 
 SINKS_KEY = "derived_with"
 log = logging.getLogger(__name__)
@@ -97,9 +98,24 @@ def _first_done(
 
 def build_analyzers(settings: Settings, models_dir: Path) -> list[Analyzer]:
     """The enabled analyzers (tagd.analyzers.registry), each with its (not yet loaded)
-    models."""
+    models; those `analyzers_off` names are left out."""
+    return usable_analyzers(settings, models_dir)[0]
+
+
+def usable_analyzers(settings: Settings, models_dir: Path) -> tuple[list[Analyzer], dict[str, str]]:
+    """(the enabled analyzers that can run, name -> why for those that stay off):
+    off is an analyzer whose model `tagd models fetch` could not make here
+    (tagd.runtime.unmade)."""
     specs = prefer_engine(load_manifest(models_dir), settings.runtime.backend)
-    return registry.build_analyzers(settings, specs, models_dir)
+    built = registry.build_analyzers(settings, specs, models_dir)
+    notes = unmade(models_dir)
+    off = {
+        a.name: f"off until its model is made: {notes[m.spec.family]}"
+        for a in built
+        for m in a.models
+        if m.spec.family in notes and not (models_dir / m.spec.file).is_file()
+    }
+    return [a for a in built if a.name not in off], off
 
 
 def analyzer_shas(settings: Settings, models_dir: Path) -> dict[str, str]:

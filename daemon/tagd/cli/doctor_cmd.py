@@ -193,12 +193,16 @@ def _models(settings: Settings, r: Report) -> None:
         r.problem(str(exc))
         return
     used: set[str] = set()
+    off: dict[str, str] = {}
     try:
-        from tagd.pipeline import build_analyzers
+        from tagd.pipeline import usable_analyzers
 
-        used = {m.spec.name for a in build_analyzers(settings, folder) for m in a.models}
+        analyzers, off = usable_analyzers(settings, folder)
+        used = {m.spec.name for a in analyzers for m in a.models}
     except ModelError as exc:
         r.problem(str(exc))
+    for name, why in off.items():
+        r.line(f"analyzer {name}: {why}")
     r.line(f"models ({folder}):")
     for name, spec in sorted(specs.items()):
         role = "used" if name in used else "not used"

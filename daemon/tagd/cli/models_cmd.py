@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tagd.cli.context import EXIT_FAILURES, EXIT_OK, Context, UsageError
 from tagd.paths import SHARED_BESIDE_CHECKOUT
+from tagd.runtime import unmade
 from tagd.runtime.manifest import (
     ModelError,
     ModelSpec,
@@ -140,26 +141,29 @@ def fetch_cmd(ctx: Context, args: argparse.Namespace) -> int:
         if installed:
             # Converting takes minutes; `make scan` runs this before every scan.
             print(f"ok       {name}: installed, {len(installed)} model(s) verified")
+            unmade.clear(ctx.models_dir, name)
             continue
         try:
             specs = families[name].fetch(export_ctx)
         except (ExportError, ModelError) as exc:
-            failed += 1
-            print(f"MISSING  {name}: {exc}; until then {_what_waits(name)}")
-            continue
+            why = str(exc)
         except ModuleNotFoundError as exc:
             # Families that convert weights need the export extra; the others
             # (ready ONNX files) install without it.
-            failed += 1
-            print(
-                f"MISSING  {name}: converting it needs {exc.name!r} (the export extra): "
-                "pip install 'tagd[export]', then run `tagd models fetch` again; "
-                f"until then {_what_waits(name)}"
+            why = (
+                f"converting it needs {exc.name!r} (the export extra): "
+                "pip install 'tagd[export]', then run `tagd models fetch` again"
             )
+        else:
+            write_manifest(ctx.models_dir, shipped_task_defaults(specs))
+            unmade.clear(ctx.models_dir, name)
+            for spec in specs:
+                print(f"ok       {spec.name} ({spec.variant}) -> {ctx.models_dir / spec.file}")
             continue
-        write_manifest(ctx.models_dir, shipped_task_defaults(specs))
-        for spec in specs:
-            print(f"ok       {spec.name} ({spec.variant}) -> {ctx.models_dir / spec.file}")
+        failed += 1
+        # Its analyzers stay off meanwhile; the others run (tagd.runtime.unmade).
+        unmade.record(ctx.models_dir, name, why)
+        print(f"MISSING  {name}: {why}; until then {_what_waits(name)}")
     return EXIT_FAILURES if failed else EXIT_OK
 
 

@@ -215,10 +215,12 @@ class Child:
         with self._build_lock:
             if self._generation is not None and self._generation[0] == generation:
                 return self._generation[1]
-            from tagd.pipeline import build_analyzers
+            from tagd.pipeline import usable_analyzers
             from tagd.runtime.backends import resolve_backend
 
-            built = build_analyzers(settings, models_dir(settings))
+            built, off = usable_analyzers(settings, models_dir(settings))
+            for name, why in off.items():
+                log.warning("%s: %s", name, why)
             for analyzer in built:
                 for model in analyzer.models:
                     model.check()

@@ -10,6 +10,7 @@ what is left is picked up by the next scan.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -28,6 +29,8 @@ from tagd.service.stats import ScanStats, record_scan
 from tagd.sinks.outbox import Deadline, DeliveryReport, Sink, deliver_all, enabled
 from tagd.sinks.select import enabled_sinks
 
+log = logging.getLogger("tagd.scan")
+
 if TYPE_CHECKING:
     from tagd.analyzers.base import Analyzer
     from tagd.people.cluster import ClusterReport
@@ -38,11 +41,14 @@ if TYPE_CHECKING:
 
 def checked_analyzers(settings: Settings, models_dir: Path) -> list[Analyzer]:
     """The analyzers a config asks for, their model files checked (not loaded), so
-    a missing or damaged model fails before anything is touched."""
+    a missing or damaged model fails before anything is touched. One whose model
+    fetch could not make here is left out, with a warning that says why."""
     # Imported here: an index-only scan needs neither OpenCV nor onnxruntime.
-    from tagd.pipeline import build_analyzers
+    from tagd.pipeline import usable_analyzers
 
-    analyzers = build_analyzers(settings, models_dir)
+    analyzers, off = usable_analyzers(settings, models_dir)
+    for name, why in off.items():
+        log.warning("%s: %s", name, why)
     for analyzer in analyzers:
         for model in analyzer.models:
             model.check()
