@@ -20,8 +20,10 @@ from test_api import all_files, exchange, get, reply
 from test_service import NotifySocket, running_daemon, stop, wait_until
 from test_stash_plugin import run_task
 
+from tagd.catalog.catalog import Catalog
 from tagd.config import load_settings
 from tagd.service.lock import holder_notes
+from tagd.service.stats import SERVICE, get_json
 
 
 def post(base: str, route: str, body: dict[str, Any] | None = None) -> Any:
@@ -72,6 +74,11 @@ class EventStream:
 def api_url(state: Path) -> str:
     wait_until(lambda: "api" in holder_notes(state), 30, "the daemon's API")
     return holder_notes(state)["api"]
+
+
+def service_state(state: Path) -> dict[str, Any]:
+    with Catalog(state / "catalog.db") as catalog:
+        return get_json(catalog, SERVICE)
 
 
 def metric(base: str, name: str) -> float:
@@ -226,6 +233,8 @@ def test_daemon_serves_scans_pause_events_and_analysis(
             assert outside.status == 403 and "outside the library" in outside.body["detail"]
             code, out, _ = cli("--config", config, "pause")
             assert code == 0 and "paused" in out, out
+            # Recorded at once (a kill now would keep it), not only at the stop.
+            wait_until(lambda: service_state(state_dir).get("paused") is True, 5, "the record")
         finally:
             events.close()
         code, _ = stop(proc)

@@ -45,6 +45,24 @@ class NotifySocket:
         self.sock.settimeout(0.1)
         self.address = address
         self.messages: list[str] = []
+        self._next = 0  # the first message wait_for has not gone past
+        self._closed = False
+
+    def collect(self) -> NotifySocket:
+        """Read every message as it comes, in a thread, as systemd does. Unread, the
+        socket's queue fills after a few messages and each later one stalls the
+        daemon for the notifier's send timeout (a wedged systemd: a test of its own)."""
+        threading.Thread(target=self._collect, daemon=True).start()
+        return self
+
+    def _collect(self) -> None:
+        while not self._closed:
+            try:
+                self.messages.append(self.sock.recv(65536).decode())
+            except (TimeoutError, BlockingIOError):
+                continue
+            except OSError:
+                return
 
     def drain(self) -> None:
         while True:
@@ -54,19 +72,21 @@ class NotifySocket:
                 return
 
     def wait_for(self, needle: str, timeout: float, proc: subprocess.Popen | None = None) -> str:
+        """The first message with `needle` among those no earlier wait_for went past."""
         end = time.monotonic() + timeout
-        seen = len(self.messages)
         while time.monotonic() < end:
             self.drain()
-            for message in self.messages[seen:]:
-                if needle in message:
-                    return message
-            seen = len(self.messages)
+            # Index by index: a collecting thread may append at any moment.
+            while self._next < len(self.messages):
+                self._next += 1
+                if needle in self.messages[self._next - 1]:
+                    return self.messages[self._next - 1]
             if proc is not None and proc.poll() is not None:
                 break
         raise AssertionError(f"no {needle!r} notification; got {self.messages[-8:]}")
 
     def close(self) -> None:
+        self._closed = True
         self.sock.close()
 
 
@@ -160,6 +180,7 @@ def running_daemon(
     the notify socket (one at tmp_path/notify.sock unless given) closed."""
     if notify is None:
         notify = NotifySocket(str(tmp_path / "notify.sock"))
+    notify.collect()
     try:
         proc, log = start_daemon(tmp_path, state, config, notify, **extra_env)
         try:

@@ -110,6 +110,7 @@ class Service:
         self._generations = 0
         self._last_retry_check = 0.0
         self._meta: Catalog | None = None
+        self._unsaved = False  # the service state changed in another thread
         self._service: dict[str, object] = {}
         self._status = ""
         self._next_scan: float | None = None
@@ -388,7 +389,7 @@ class Service:
         """Keep the next scan time and the idle STATUS= line current."""
         assert self.worker is not None and self.schedule is not None
         next_scan = self.schedule.next_run()
-        if next_scan != self._next_scan:
+        if next_scan != self._next_scan or self._unsaved:
             self._next_scan = next_scan
             self._save_service()
         text = self._idle_text()
@@ -407,6 +408,12 @@ class Service:
     def _save_service(self) -> None:
         if self._meta is None:
             return
+        if threading.current_thread() is not threading.main_thread():
+            # A pause from the API or the control socket: the catalog connection is
+            # the main loop's, which saves it at its next round (within TICK).
+            self._unsaved = True
+            return
+        self._unsaved = False
         self._service.update(
             schedule=self.schedule.text if self.schedule else "",
             next_scan=self._next_scan,
@@ -475,11 +482,13 @@ class Service:
         assert self.worker is not None
         timeout = self.settings.daemon.stop_timeout
         started = time.monotonic()
+        # Leave a second of the budget for writing the sidecars already due. The
+        # scan hears it first: it stops (or wakes from a pause) while the API
+        # lets its requests in flight end.
+        self.worker.finish(deadline=started + max(0.5, timeout - 1.0))
         self.notifier.stopping("stopping: finishing the batch in flight")
         if self.api is not None:
             self.api.stop(timeout=min(3.0, timeout / 2))
-        # Leave a second of the budget for writing the sidecars already due.
-        self.worker.finish(deadline=started + max(0.5, timeout - 1.0))
         for schedule in (self.schedule, self.tagme):
             if schedule is not None:
                 schedule.shutdown()
