@@ -91,6 +91,8 @@ class Child:
             what = message[0]
             if what in REQUESTS:
                 message = self._with_settings(message)
+                if message is None:
+                    continue
             if what == "stop":
                 self.deadline = message[1]
                 if message[2]:
@@ -119,12 +121,15 @@ class Child:
                     self.job_stop.clear()
                 self.work.put(message)
 
-    def _with_settings(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
+    def _with_settings(self, message: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """The request with its settings: those it carries, or (None) the ones the
-        daemon sent last, which it leaves out while they stay the same."""
+        daemon sent last, which it leaves out while they stay the same. None (the
+        request failed) when it left out settings this process never had."""
         what, rid, generation, settings, *args = message
         if settings is None:
-            assert self._settings is not None and self._settings[0] == generation, message
+            if self._settings is None or self._settings[0] != generation:
+                self.send(("failure", rid, "error", f"no settings of generation {generation}"))
+                return None
             settings = self._settings[1]
         else:
             self._settings = (generation, settings)

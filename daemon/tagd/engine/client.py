@@ -129,7 +129,10 @@ class Engine:
                 answer.set_result(item)
 
         def deliver(item: tuple[str, Any]) -> None:
-            if item[0] != "event":
+            if item[0] == "event":
+                return
+            # A loop closed meanwhile (the API stopped) must not end the reader thread.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(settle, item)
 
         rid = self._ask(kind, settings, generation, args, deliver)
