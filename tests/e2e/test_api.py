@@ -499,7 +499,7 @@ def test_analyze_an_upload_or_a_library_path_as_tagd_export_has_it(
     settings = dataclasses.replace(
         Settings(),
         library=dataclasses.replace(Settings().library, roots=[str(library.folder)]),
-        api=dataclasses.replace(Settings().api, max_upload_mb=1),
+        api=dataclasses.replace(Settings().api, max_upload_mb=3),
     )
     served = serve(settings, tmp_path / "state")
     try:
@@ -510,6 +510,16 @@ def test_analyze_an_upload_or_a_library_path_as_tagd_export_has_it(
         assert up.body["path"] == PERSON_PHOTO and up.body["status"] == "ok"
         same_results(up.body, exported)
         assert any(t["name"] == "AI|Objects|person" for t in up.body["tags"])
+
+        # Past the form parser's memory (1 MB): spooled to disk, saved in a thread.
+        large = tmp_path / "large.jpg"
+        with Image.open(photo) as image:
+            image.resize((image.width * 4, image.height * 4)).save(large, quality=98)
+        assert 2**20 < large.stat().st_size < 3 * 2**20
+        big = post_form(served.base, "/api/v1/analyze", {}, ("large.jpg", large.read_bytes()))
+        assert big.status == 200, big.body
+        assert big.body["path"] == "large.jpg" and big.body["width"] == 4 * exported["width"]
+        assert any(t["name"] == "AI|Objects|person" for t in big.body["tags"])
 
         by_path = post_form(served.base, "/api/v1/analyze", {"path": str(photo)})
         assert by_path.status == 200, by_path.body
@@ -555,7 +565,7 @@ def test_analyze_an_upload_or_a_library_path_as_tagd_export_has_it(
                     422,
                 ),
                 (
-                    post_form(served.base, "/api/v1/analyze", {}, ("big.jpg", b"\xff" * 2**21)),
+                    post_form(served.base, "/api/v1/analyze", {}, ("big.jpg", b"\xff" * 2**22)),
                     413,
                 ),
                 (post_form(served.base, "/api/v1/analyze", {"analyzers": "objects"}), 422),
