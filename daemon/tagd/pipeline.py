@@ -98,7 +98,7 @@ def _first_done(
 
 def build_analyzers(settings: Settings, models_dir: Path) -> list[Analyzer]:
     """The enabled analyzers (tagd.analyzers.registry), each with its (not yet loaded)
-    models; those `analyzers_off` names are left out."""
+    models; those `usable_analyzers` turns off are left out."""
     return usable_analyzers(settings, models_dir)[0]
 
 

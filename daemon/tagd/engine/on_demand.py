@@ -148,8 +148,7 @@ class OnDemand:
             pipeline = Pipeline(catalog, settings, analyzers, prefixes=paths)
             pipeline.run(turn=self.turns.request, lanes=1, decoders=decoders)
             seconds = time.perf_counter() - start
-            shas = {a.name: a.model_sha256 for a in analyzers}
-            found = {r.path: r for r in catalog.records(shas, paths)}
+            found = {r.path: r for r in catalog.records(pipeline.shas, paths)}
             for job, path in zip(batch, paths, strict=True):
                 record = found.get(path)
                 if record is None:

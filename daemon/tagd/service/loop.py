@@ -111,6 +111,7 @@ class Service:
         self._last_retry_check = 0.0
         self._meta: Catalog | None = None
         self._unsaved = False  # the service state changed in another thread
+        self._loop_thread = 0  # the thread of the loop (and of _meta)
         self._service: dict[str, object] = {}
         self._status = ""
         self._next_scan: float | None = None
@@ -132,6 +133,7 @@ class Service:
             log.debug("priority: %s", done)
         tune_malloc()  # before any thread starts
         self._meta = Catalog(self.catalog_path)  # also migrates before the scan thread starts
+        self._loop_thread = threading.get_ident()  # the one thread that may use _meta
         try:
             generation = build_generation(self.engine, settings, self._generations)
         except BaseException:
@@ -408,9 +410,9 @@ class Service:
     def _save_service(self) -> None:
         if self._meta is None:
             return
-        if threading.current_thread() is not threading.main_thread():
+        if threading.get_ident() != self._loop_thread:
             # A pause from the API or the control socket: the catalog connection is
-            # the main loop's, which saves it at its next round (within TICK).
+            # the loop's, which saves it at its next round (within TICK).
             self._unsaved = True
             return
         self._unsaved = False
